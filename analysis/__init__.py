@@ -1,0 +1,1 @@
+"""Pure functions over samples and results tables: distances, aggregation, thresholds, plots."""

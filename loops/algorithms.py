@@ -1,0 +1,100 @@
+"""Training algorithms A(.) written once against the backend protocol.
+
+standard    Algorithm 2: train on D^t, sample from s_theta.
+sims        Algorithm 1: train base on D^t; draw n_s samples S from it; fine-tune a copy of the
+            base on S for budget B; sample with s = (1 + w) s_base - w s_aux   (Eq. 5).
+sims-param  Eq. 6: sample from theta = (1 + w) theta_base - w theta_aux.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+from loops.protocol import Backend
+from loops.rng import SeedStreams
+
+ALGORITHMS = ("standard", "sims", "sims-param")
+
+
+@dataclass
+class Trained:
+    """What A(D^t) hands back: the generative model G^t, and what the next generation may reuse."""
+
+    backend: Backend
+    model: Any                 # the base model: warm starts continue from it
+    guide: Any = None          # SIMS auxiliary model, if any
+    omega: float = 0.0         # guidance weight used with `guide`
+    sampling_model: Any = None  # a parameter-space combination to sample from instead of `model`
+
+    def sample(self, n: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        if self.sampling_model is not None:
+            return self.backend.sample(self.sampling_model, n, generators)
+        return self.backend.sample(self.model, n, generators, guide=self.guide, omega=self.omega)
+
+
+@dataclass
+class Standard:
+    """Algorithm 2 of the SIMS paper."""
+
+    epochs: float = 100
+    warm_start: bool = False  # start generation t from G^{t-1}'s weights instead of a fresh init
+
+    def train_base(self, backend: Backend, data: torch.Tensor, streams: SeedStreams,
+                   generation: int, previous: Trained | None):
+        if self.warm_start and previous is not None:
+            start = previous.model
+        else:
+            start = backend.init(streams.generators("init", generation))
+        return backend.train(start, data, self.epochs, streams.generators("train", generation))
+
+    def __call__(self, backend: Backend, data: torch.Tensor, streams: SeedStreams,
+                 generation: int, previous: Trained | None = None) -> Trained:
+        return Trained(backend, self.train_base(backend, data, streams, generation, previous))
+
+
+@dataclass
+class Sims(Standard):
+    """Algorithm 1 of the SIMS paper, function-space guidance (Eq. 5)."""
+
+    omega: float = 3.0
+    n_aux: int = 2000         # n_s = |S|, the auxiliary synthetic set
+    aux_epochs: float = 50    # training budget B, in epochs over S
+
+    def auxiliary(self, backend: Backend, base, streams: SeedStreams, generation: int):
+        synthetic = backend.sample(base, self.n_aux, streams.generators("aux-sample", generation))
+        return backend.train(base, synthetic, self.aux_epochs,
+                             streams.generators("finetune", generation))
+
+    def __call__(self, backend: Backend, data: torch.Tensor, streams: SeedStreams,
+                 generation: int, previous: Trained | None = None) -> Trained:
+        base = self.train_base(backend, data, streams, generation, previous)
+        aux = self.auxiliary(backend, base, streams, generation)
+        return Trained(backend, base, guide=aux, omega=self.omega)
+
+
+@dataclass
+class SimsParam(Sims):
+    """SIMS in parameter space (Eq. 6): theta = (1 + w) theta_base - w theta_aux."""
+
+    def __call__(self, backend: Backend, data: torch.Tensor, streams: SeedStreams,
+                 generation: int, previous: Trained | None = None) -> Trained:
+        base = self.train_base(backend, data, streams, generation, previous)
+        aux = self.auxiliary(backend, base, streams, generation)
+        combined = backend.combine([base, aux], [1.0 + self.omega, -self.omega])
+        return Trained(backend, base, sampling_model=combined)
+
+
+def make_algorithm(name: str, *, epochs: float = 100, warm_start: bool = False,
+                   omega: float = 3.0, n_aux: int = 2000, aux_epochs: float = 50) -> Standard:
+    """Build A(.) by name."""
+    if name == "standard":
+        return Standard(epochs=epochs, warm_start=warm_start)
+    if name == "sims":
+        return Sims(epochs=epochs, warm_start=warm_start, omega=omega, n_aux=n_aux,
+                    aux_epochs=aux_epochs)
+    if name == "sims-param":
+        return SimsParam(epochs=epochs, warm_start=warm_start, omega=omega, n_aux=n_aux,
+                         aux_epochs=aux_epochs)
+    raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")

@@ -1,0 +1,47 @@
+"""The small protocol a model family implements so that `Loop` and A(.) can drive it.
+
+Every tensor carries the seed (ensemble member) as its leading dimension: data is
+[N, n, *event_shape]; a model is whatever the backend uses to hold N stacked models.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import torch
+
+Model = Any  # a backend's handle on an ensemble of N stacked models
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Trains, fine-tunes and samples an ensemble of N independent models at once."""
+
+    def init(self, generators: Sequence[torch.Generator]) -> Model:
+        """Fresh, untrained ensemble; member k initialised from generators[k]."""
+
+    def train(self, model: Model, data: torch.Tensor, epochs: float,
+              generators: Sequence[torch.Generator]) -> Model:
+        """Return a copy of `model` trained for `epochs` passes over data [N, n, ...].
+
+        `model` is the starting point: `init(...)` trains from scratch, a trained model
+        fine-tunes. The input model is never modified.
+        """
+
+    def sample(self, model: Model, n: int, generators: Sequence[torch.Generator], *,
+               guide: Model | None = None, omega: float = 0.0) -> torch.Tensor:
+        """Draw [N, n, ...] samples. With a guidance partner `guide` and weight omega the
+        sampler follows (1 + omega) * s_model - omega * s_guide (SIMS, Eq. 5); omega == 0
+        must not evaluate the partner at all."""
+
+    def combine(self, models: Sequence[Model], weights: Sequence[float]) -> Model:
+        """Parameter-space combination sum_i weights[i] * theta_i (SIMS, Eq. 6)."""
+
+
+@runtime_checkable
+class Target(Protocol):
+    """The real distribution p_r."""
+
+    event_shape: tuple[int, ...]
+
+    def sample(self, n: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        """[N, n, *event_shape] real samples, member k drawn from generators[k]."""

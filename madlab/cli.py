@@ -1,0 +1,66 @@
+"""The `madlab` command line (typer). Sub-commands live in `madlab.commands`."""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+# typer >= 0.25 vendors its own click; take the exception classes from typer itself
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+from madlab.config import ConfigError
+
+app = typer.Typer(
+    name="madlab",
+    help="Simulate self-consuming training loops of generative models, and SIMS against MAD.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """madlab: self-consuming loops of generative models, and SIMS against Model Autophagy Disorder."""
+
+
+def _register_commands() -> None:
+    """Every module in madlab.commands with a `register(app)` adds its sub-command(s)."""
+    import importlib
+    import pkgutil
+
+    import madlab.commands as commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"madlab.commands.{info.name}")
+        if hasattr(module, "register"):
+            module.register(app)
+
+
+_register_commands()
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit status 2."""
+    print(f"madlab: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: bad input is one line on stderr and exit status 2, never a traceback."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except ConfigError as err:
+        fail(str(err))
+    except UsageError as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # bare `madlab`: show the help
+            print(err.ctx.get_help() if err.ctx else err.format_message())
+            raise SystemExit(0)
+        fail(err.format_message())
+    except typer.Abort:
+        print("madlab: interrupted", file=sys.stderr)
+        raise SystemExit(130)
+    except KeyboardInterrupt:
+        print("madlab: interrupted", file=sys.stderr)
+        raise SystemExit(130)
+    raise SystemExit(code if isinstance(code, int) else 0)

@@ -1,0 +1,1 @@
+"""One module per `madlab` sub-command; each exposes `register(app)`."""

@@ -1,0 +1,93 @@
+"""Target distributions p_r with known moments, sampled per seed from that seed's generator."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from loops.rng import rand, randn
+
+
+@dataclass
+class Gaussian:
+    """p_r = N(mean, cov). The SIMS paper's toy target is N(0, [[2, 1], [1, 2]])."""
+
+    mean: torch.Tensor   # [d]
+    cov: torch.Tensor    # [d, d]
+    name: str = "gaussian"
+
+    def __post_init__(self):
+        self.mean = torch.as_tensor(self.mean, dtype=torch.float64)
+        self.cov = torch.as_tensor(self.cov, dtype=torch.float64)
+        self.chol = torch.linalg.cholesky(self.cov)
+        self.event_shape = tuple(self.mean.shape)
+
+    def sample(self, n: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        z = randn(generators, (n, self.mean.numel()), dtype=torch.float64)
+        return (self.mean + z @ self.chol.T).float()
+
+
+@dataclass
+class GaussianMixture:
+    """p_r = sum_j weights[j] N(means[j], covs[j]); `sample_with_modes` also returns the mode."""
+
+    weights: torch.Tensor  # [m]
+    means: torch.Tensor    # [m, d]
+    covs: torch.Tensor     # [m, d, d]
+    name: str = "mixture"
+
+    def __post_init__(self):
+        self.weights = torch.as_tensor(self.weights, dtype=torch.float64)
+        self.weights = self.weights / self.weights.sum()
+        self.means = torch.as_tensor(self.means, dtype=torch.float64)
+        self.covs = torch.as_tensor(self.covs, dtype=torch.float64)
+        self.chols = torch.linalg.cholesky(self.covs)
+        self.event_shape = (self.means.shape[1],)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.weights @ self.means
+
+    @property
+    def cov(self) -> torch.Tensor:
+        """Total covariance: within-mode plus between-mode spread."""
+        centred = self.means - self.mean
+        return (torch.einsum("m,mij->ij", self.weights, self.covs)
+                + torch.einsum("m,mi,mj->ij", self.weights, centred, centred))
+
+    def sample_with_modes(self, n: int, generators: Sequence[torch.Generator],
+                          weights: torch.Tensor | None = None):
+        """Samples [N, n, d] and their mode index [N, n]; `weights` overrides the mixture weights."""
+        w = self.weights if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        d = self.means.shape[1]
+        u = rand(generators, (n, d + 1), dtype=torch.float64)  # first column picks the mode
+        cdf = torch.cumsum(w / w.sum(), 0)
+        mode = torch.searchsorted(cdf, u[..., 0].contiguous()).clamp(max=len(w) - 1)
+        z = torch.special.ndtri(u[..., 1:].clamp(1e-12, 1 - 1e-12))
+        x = self.means[mode] + torch.einsum("Nnij,Nnj->Nni", self.chols[mode], z)
+        return x.float(), mode
+
+    def sample(self, n: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
+        return self.sample_with_modes(n, generators)[0]
+
+
+def paper_gaussian() -> Gaussian:
+    """The SIMS paper's section 4.2.1 target: N([0, 0], [[2, 1], [1, 2]])."""
+    return Gaussian(torch.zeros(2), torch.tensor([[2.0, 1.0], [1.0, 2.0]]), name="gaussian2d")
+
+
+def two_mode_mixture() -> GaussianMixture:
+    """Two well-separated equal-weight modes at (-3, 0) and (3, 0), unit covariance."""
+    return GaussianMixture(torch.tensor([0.5, 0.5]), torch.tensor([[-3.0, 0.0], [3.0, 0.0]]),
+                           torch.eye(2).repeat(2, 1, 1), name="mixture2d")
+
+
+TARGETS = {"gaussian2d": paper_gaussian, "mixture2d": two_mode_mixture}
+
+
+def make_target(name: str):
+    try:
+        return TARGETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown target {name!r}; choose one of {', '.join(TARGETS)}") from None
