@@ -1,8 +1,9 @@
 """Per-seed random streams: every draw of seed k comes from seed k's own generator.
 
-A stream is identified by (seed, purpose, generation, step); its generator is seeded from a
-`numpy.random.SeedSequence` over that key, so seed k's numbers never depend on which other
-seeds run beside it, nor on the device. Draws happen on the CPU and are then moved.
+A stream is identified by (seed, purpose, generation, step); its generator is seeded with a
+SplitMix64 hash of that key (Steele et al. 2014, the seeding mix of java.util.SplittableRandom),
+so seed k's numbers never depend on which other seeds run beside it, nor on the device. Draws
+happen on the CPU and are then moved.
 """
 from __future__ import annotations
 
@@ -25,11 +26,26 @@ PURPOSES = {
 }
 
 
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """The SplitMix64 finaliser on uint64 arrays (wrap-around arithmetic)."""
+    z = z + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def derive_seeds(seeds, *key: int) -> np.ndarray:
+    """63-bit generator seeds for many `seeds` at once, each hashed with the key parts."""
+    with np.errstate(over="ignore"):
+        h = _splitmix64(np.asarray(seeds, dtype=np.uint64))
+        for part in key:
+            h = _splitmix64(h ^ _splitmix64(np.asarray([part], dtype=np.uint64)))
+    return h >> np.uint64(1)
+
+
 def derive_seed(*key: int) -> int:
-    """A 63-bit seed from integer key parts, via numpy's SeedSequence hashing."""
-    state = np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in key]
-                                   + [int(k) >> 32 for k in key]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
+    """A 63-bit seed from integer key parts (the first part is the run seed)."""
+    return int(derive_seeds([key[0]], *key[1:])[0])
 
 
 class SeedStreams:
@@ -46,8 +62,8 @@ class SeedStreams:
     def generators(self, purpose: str, generation: int = 0, step: int = 0) -> list[torch.Generator]:
         """One fresh CPU generator per seed for (purpose, generation, step)."""
         code = PURPOSES[purpose]
-        return [torch.Generator().manual_seed(derive_seed(s, code, generation, step))
-                for s in self.seeds]
+        return [torch.Generator().manual_seed(int(v))
+                for v in derive_seeds(self.seeds, code, generation, step)]
 
     def subset(self, index: Sequence[int]) -> "SeedStreams":
         return SeedStreams([self.seeds[i] for i in index])
