@@ -19,7 +19,11 @@ from toy.gaussian_fit import ESTIMATORS
 from toy.schedules import SCHEDULES
 from toy.targets import TARGETS
 
-BACKENDS = ("toy-ddpm", "gaussian")
+BACKENDS = ("toy-ddpm", "gaussian", "edm")
+IMAGE_METRICS = ("fid", "w2", "w1")  # what the edm backend can measure (w1/w2: exact OT on pixels)
+EDM_FIELDS = ("dataset", "edm_net", "edm_precond", "edm_budget", "edm_batch", "edm_lr", "edm_ema_kimg",
+              "edm_steps", "edm_churn", "guide_sigma_lo", "guide_sigma_hi", "fid_features",
+              "fid_weights", "edm_checkpoints")
 
 
 class ConfigError(ValueError):
@@ -41,9 +45,9 @@ class RunConfig:
     aux_epochs: float = 50            # SIMS budget B, epochs of fine-tuning on S
     epochs: float = 100               # epochs of base training per generation
     warm_start: bool = False          # start G^t from G^{t-1} instead of a fresh init
-    backend: str = "toy-ddpm"         # toy-ddpm | gaussian
+    backend: str = "toy-ddpm"         # toy-ddpm | gaussian | edm
     target: str = "gaussian2d"        # gaussian2d | mixture2d
-    metric: list[str] = field(default_factory=lambda: ["w2"])  # w2 | w1 | fd (one or more)
+    metric: list[str] = field(default_factory=list)  # w2 | w1 | fd | fid (one or more); empty: w2 (toy), fid (edm)
     n_eval: int = 1000                # model samples (and real samples for w1/w2) per evaluation
     device: str = "cpu"
     seed_chunk: int = 1024            # most seeds trained together in one tensor
@@ -63,6 +67,21 @@ class RunConfig:
     # Gaussian fit
     estimator: str = "mle"
     sampling_bias: float = 1.0        # lambda: sample N(mu, lambda Sigma)
+    # EDM image backend (madlab.edm)
+    dataset: str = "digits"           # digits | PATH.npz | PATH/ (folder of images)
+    edm_net: str = "tiny"             # U-Net size: tiny | small | medium | ddpmpp-cifar10
+    edm_precond: str = "edm"          # edm | vp preconditioning and loss
+    edm_budget: str = "epochs"        # unit of epochs / aux_epochs: epochs over D^t | kimg (thousands of images)
+    edm_batch: int = 64
+    edm_lr: float = 1e-3
+    edm_ema_kimg: float = 2.0         # EMA half-life in thousands of images; 0: no EMA
+    edm_steps: int = 18               # Heun steps
+    edm_churn: float = 0.0            # S_churn of the sampler
+    guide_sigma_lo: float = 0.0       # SIMS guidance only for guide_sigma_lo <= sigma <= guide_sigma_hi
+    guide_sigma_hi: float = float("inf")
+    fid_features: str = "auto"        # auto | classifier | pixels | inception
+    fid_weights: str = ""             # Inception TorchScript file ('' = the one madlab[fid] installs)
+    edm_checkpoints: str = ""         # folder for checkpoints of every trained ensemble ('' = none)
 
     # ------------------------------------------------------------------
     def validate(self) -> "RunConfig":
@@ -85,10 +104,13 @@ class RunConfig:
         if isinstance(self.metric, str):
             self.metric = [m for m in self.metric.split(",") if m]
         if not self.metric:
-            raise ConfigError("give at least one metric")
+            self.metric = ["fid"] if self.backend == "edm" else ["w2"]
+        allowed = IMAGE_METRICS if self.backend == "edm" else METRICS
         for m in self.metric:
-            if m not in METRICS:
-                raise ConfigError(f"unknown metric {m!r}; choose one of {', '.join(METRICS)}")
+            if m not in allowed:
+                raise ConfigError(f"unknown metric {m!r} for backend {self.backend}; choose one of {', '.join(allowed)}")
+        if self.backend == "edm":
+            self.validate_edm()
         for name in ("gens", "seeds", "n_real", "n_synth", "n_aux", "n_eval", "T", "width",
                      "batch_size", "seed_chunk"):
             if int(getattr(self, name)) <= 0:
@@ -113,6 +135,41 @@ class RunConfig:
             raise ConfigError(f"unknown device {self.device!r}; use cpu, cuda or cuda:N")
         return self
 
+    def validate_edm(self) -> None:
+        from madlab.edm.data import load_images_cached
+        from madlab.edm.features import FEATURES, find_inception_weights, resolve_features
+        from madlab.edm.networks import make_unet
+
+        for name in ("edm_batch", "edm_steps"):
+            if int(getattr(self, name)) <= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.fid_features not in FEATURES:
+            raise ConfigError(f"unknown fid features {self.fid_features!r}; choose one of {', '.join(FEATURES)}")
+        self.fid_features = resolve_features(self.fid_features, self.dataset)
+        try:
+            self.edm().validate()
+            images = load_images_cached(self.dataset)
+            make_unet(self.edm_net, images.images.shape[2], images.images.shape[1])
+            if images.images.shape[2] != images.images.shape[3]:
+                raise ValueError(f"dataset {self.dataset!r}: square images only")
+            if "fid" in self.metric and self.fid_features == "classifier" and images.labels is None:
+                raise ValueError(f"dataset {self.dataset!r} has no labels for the classifier features; "
+                                 "use --fid-features pixels or inception")
+            if "fid" in self.metric and self.fid_features == "inception":
+                find_inception_weights(self.fid_weights or None)
+        except (ValueError, FileNotFoundError) as e:
+            raise ConfigError(str(e)) from None
+
+    def edm(self):
+        """The EDM backend's config (madlab.edm.backend.EDMConfig)."""
+        from madlab.edm.backend import EDMConfig
+
+        return EDMConfig(net=self.edm_net, precond=self.edm_precond, budget=self.edm_budget,
+                         batch_size=self.edm_batch, lr=self.edm_lr, ema_kimg=self.edm_ema_kimg,
+                         num_steps=self.edm_steps, S_churn=self.edm_churn,
+                         guide_sigma_lo=self.guide_sigma_lo, guide_sigma_hi=self.guide_sigma_hi,
+                         checkpoint_dir=self.edm_checkpoints or None, device=self.device)
+
     def ddpm(self) -> DDPMConfig:
         return DDPMConfig(T=self.T, schedule=self.schedule, width=self.width, depth=self.depth,
                           time_embedding=self.time_embedding, layer_norm=self.layer_norm,
@@ -134,8 +191,11 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that change the numbers (device and chunking only change speed)."""
         d = self.to_dict()
-        for key in ("device", "seed_chunk"):
+        for key in ("device", "seed_chunk", "edm_checkpoints"):
             d.pop(key)
+        if d["backend"] != "edm":  # the image backend's options change nothing elsewhere
+            for key in EDM_FIELDS:
+                d.pop(key, None)
         return d
 
     def run_id(self) -> str:

@@ -18,7 +18,10 @@ from toy.targets import make_target
 Progress = Callable[[int, int], None]
 
 
-def build_backend(cfg: RunConfig, dim: int):
+def build_backend(cfg: RunConfig, dim: int, event_shape: tuple[int, ...] = ()):
+    if cfg.backend == "edm":
+        from madlab.edm.backend import EDMBackend
+        return EDMBackend(cfg.edm(), event_shape)
     if cfg.backend == "toy-ddpm":
         return ToyDDPM(cfg.ddpm(), dim=dim)
     if cfg.backend == "gaussian":
@@ -26,23 +29,38 @@ def build_backend(cfg: RunConfig, dim: int):
     raise ValueError(f"unknown backend {cfg.backend!r}")
 
 
+def build_target(cfg: RunConfig):
+    if cfg.backend == "edm":
+        from madlab.edm.data import ImageTarget, load_images_cached
+        return ImageTarget(load_images_cached(cfg.dataset))
+    return make_target(cfg.target)
+
+
 def build_loop(cfg: RunConfig) -> Loop:
-    target = make_target(cfg.target)
+    target = build_target(cfg)
     algorithm = make_algorithm(cfg.algo, epochs=cfg.epochs, warm_start=cfg.warm_start,
                                omega=cfg.omega, n_aux=cfg.n_aux, aux_epochs=cfg.aux_epochs)
-    return Loop(kind=cfg.loop, algorithm=algorithm, backend=build_backend(cfg, target.event_shape[0]),
+    return Loop(kind=cfg.loop, algorithm=algorithm, backend=build_backend(cfg, target.event_shape[0], target.event_shape),
                 target=target, n_real=cfg.n_real, n_synth=cfg.n_synth, generations=cfg.gens,
                 n_eval=cfg.n_eval)
 
 
 def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
-    """dist(G^t, p_r) for each configured metric; w1/w2 against a fresh real sample of n_eval."""
+    """dist(G^t, p_r) for each configured metric; w1/w2 against a fresh real sample of n_eval;
+    fid against the data set's cached reference statistics (madlab.edm.evaluate)."""
+    fid = None
+    if "fid" in cfg.metric:
+        from madlab.edm.evaluate import FidMetric
+        from madlab.edm.features import make_features
+        fid = FidMetric(target.data, make_features(cfg.fid_features, target.data,
+                                                   weights=cfg.fid_weights or None, device=cfg.device))
 
     def evaluate(samples: torch.Tensor, generation: int) -> dict[str, torch.Tensor]:
         real = None
-        if any(NEEDS_REAL_SAMPLE[m] for m in cfg.metric):
+        if any(NEEDS_REAL_SAMPLE.get(m, False) for m in cfg.metric):
             real = target.sample(cfg.n_eval, streams.generators("eval-real", generation))
-        return {m: per_seed(m, samples.cpu(), real, target) for m in cfg.metric}
+        return {m: fid(samples) if m == "fid" else per_seed(m, samples.cpu(), real, target)
+                for m in cfg.metric}
 
     return evaluate
 

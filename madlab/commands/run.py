@@ -29,6 +29,7 @@ TargetName = Enum("TargetName", {k: k for k in TARGETS}, type=str)
 LOOP = "Loop"
 DDPM = "Toy DDPM (--backend toy-ddpm)"
 GAUSS = "Gaussian fit (--backend gaussian)"
+IMAGE = "EDM images (--backend edm)"
 EVAL = "Evaluation and output"
 
 stderr = Console(stderr=True)
@@ -67,7 +68,7 @@ def register(app: typer.Typer) -> None:
         aux_epochs: Annotated[float, typer.Option(help="SIMS budget B: epochs of fine-tuning the auxiliary model on its n_s samples.", rich_help_panel=LOOP)] = D.aux_epochs,
         epochs: Annotated[float, typer.Option(help="Epochs of training per generation.", rich_help_panel=LOOP)] = D.epochs,
         warm_start: Annotated[bool, typer.Option("--warm-start/--from-scratch", help="Start generation t from G^{t-1}'s weights, or from a fresh initialisation.", rich_help_panel=LOOP)] = D.warm_start,
-        backend: Annotated[BackendName, typer.Option(help="Model family: toy-ddpm (vectorized DDPM) or gaussian (closed-form fit, classic MAD analytics).", rich_help_panel=LOOP)] = D.backend,
+        backend: Annotated[BackendName, typer.Option(help="Model family: toy-ddpm (vectorized DDPM), gaussian (closed-form fit, classic MAD analytics) or edm (image diffusion, Karras et al. 2022, on --dataset).", rich_help_panel=LOOP)] = D.backend,
         target: Annotated[TargetName, typer.Option(help="p_r: gaussian2d = N(0, [[2,1],[1,2]]) as in the paper; mixture2d = two modes at (±3, 0).", rich_help_panel=LOOP)] = D.target,
         T: Annotated[int, typer.Option("--T", help="Diffusion steps.", rich_help_panel=DDPM)] = D.T,
         schedule: Annotated[str, typer.Option(help="Noise schedule: cosine | linear.", rich_help_panel=DDPM)] = D.schedule,
@@ -83,7 +84,21 @@ def register(app: typer.Typer) -> None:
         variance: Annotated[str, typer.Option(help="Sampler variance: beta (sigma_t^2 = beta_t) | posterior (beta-tilde_t).", rich_help_panel=DDPM)] = D.variance,
         estimator: Annotated[str, typer.Option(help="mle (divide by n) | unbiased (n-1).", rich_help_panel=GAUSS)] = D.estimator,
         sampling_bias: Annotated[float, typer.Option(help="lambda: sample N(mu, lambda Sigma); < 1 is mode-seeking.", rich_help_panel=GAUSS)] = D.sampling_bias,
-        metric: Annotated[str, typer.Option(help="dist(G^t, p_r), one or several comma-separated: w2 / w1 (exact OT against N_EVAL fresh real points), fd (Frechet distance to the true mean and covariance).", rich_help_panel=EVAL)] = ",".join(D.metric),
+        dataset: Annotated[str, typer.Option(help="p_r for --backend edm: digits (scikit-learn's bundled 8x8 digits), a .npz of uint8 images, or a folder of images. Read from disk only, never downloaded.", rich_help_panel=IMAGE)] = D.dataset,
+        edm_net: Annotated[str, typer.Option(help="U-Net size: tiny (CPU tests) | small (CPU demo) | medium (GPU minutes) | ddpmpp-cifar10 (EDM's CIFAR-10 DDPM++).", rich_help_panel=IMAGE)] = D.edm_net,
+        edm_precond: Annotated[str, typer.Option(help="Preconditioning and loss of Karras et al. 2022, Table 1: edm | vp.", rich_help_panel=IMAGE)] = D.edm_precond,
+        edm_budget: Annotated[str, typer.Option(help="Unit of --epochs and --aux-epochs: epochs (passes over D^t or S) | kimg (thousands of images seen, the paper's unit).", rich_help_panel=IMAGE)] = D.edm_budget,
+        edm_batch: Annotated[int, typer.Option(help="Images per training step and seed.", rich_help_panel=IMAGE)] = D.edm_batch,
+        edm_lr: Annotated[float, typer.Option(help="Adam learning rate (warm-up over the first kimg of each training call).", rich_help_panel=IMAGE)] = D.edm_lr,
+        edm_ema_kimg: Annotated[float, typer.Option(help="EMA half-life in thousands of images; samples come from the EMA weights. 0 = no EMA.", rich_help_panel=IMAGE)] = D.edm_ema_kimg,
+        edm_steps: Annotated[int, typer.Option(help="Heun sampler steps N (2N-1 network evaluations, twice that with SIMS guidance).", rich_help_panel=IMAGE)] = D.edm_steps,
+        edm_churn: Annotated[float, typer.Option(help="S_churn of the sampler (0 = deterministic probability-flow ODE).", rich_help_panel=IMAGE)] = D.edm_churn,
+        guide_sigma_lo: Annotated[float, typer.Option(help="SIMS guidance acts only for noise levels sigma >= this.", rich_help_panel=IMAGE)] = D.guide_sigma_lo,
+        guide_sigma_hi: Annotated[float, typer.Option(help="SIMS guidance acts only for noise levels sigma <= this (inf = no bound).", rich_help_panel=IMAGE)] = D.guide_sigma_hi,
+        fid_features: Annotated[str, typer.Option(help="FID features: auto (classifier for digits, inception otherwise) | classifier (small MLP trained on the data set's labels, CPU) | pixels | inception (needs madlab[fid] or --fid-weights).", rich_help_panel=IMAGE)] = D.fid_features,
+        fid_weights: Annotated[str, typer.Option(help="Inception-v3 TorchScript file for --fid-features inception [default: the one madlab[fid] installs].", rich_help_panel=IMAGE)] = D.fid_weights,
+        edm_checkpoints: Annotated[str, typer.Option(help="Folder to save every trained ensemble in (edm-0001.pt, ...); empty = none.", rich_help_panel=IMAGE)] = D.edm_checkpoints,
+        metric: Annotated[str, typer.Option(help="dist(G^t, p_r), one or several comma-separated: w2 / w1 (exact OT against N_EVAL fresh real points), fd (Frechet distance to the true mean and covariance), fid (--backend edm: Frechet distance of features to the whole data set's). Default: w2, or fid for --backend edm.", rich_help_panel=EVAL)] = ",".join(D.metric),
         n_eval: Annotated[int, typer.Option(help="Model samples per seed per generation used to measure the distance (and real samples, for w1/w2).", rich_help_panel=EVAL)] = D.n_eval,
         device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N.", rich_help_panel=EVAL)] = D.device,
         seed_chunk: Annotated[int, typer.Option(help="Most seeds trained together in one tensor (memory knob; numbers do not change).", rich_help_panel=EVAL)] = D.seed_chunk,

@@ -1,0 +1,270 @@
+"""`EDMBackend`: an ensemble of N EDM image denoisers behind the `loops.protocol.Backend` protocol.
+
+Member k is its own module (N is small at image scale), trained in turn with its own Adam and an
+EMA copy; every random number of member k (initialisation, minibatches, σ, noise, dropout,
+sampling) comes from generators[k], so a seed's model never depends on the seeds beside it.
+The training budget is counted in images seen: epochs × |D| (budget "epochs"), or the number
+given in thousands of images (budget "kimg", the paper's unit). On CUDA the forward pass of
+training runs in bfloat16 autocast (mixed precision); sampling runs in float32.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import torch
+
+from madlab.edm.data import to_uint8, to_unit
+from madlab.edm.guidance import SimsGuidance
+from madlab.edm.loss import denoising_loss, draw_sigma
+from madlab.edm.networks import NETWORKS, make_unet
+from madlab.edm.precond import PRECONDITIONINGS, Denoiser
+from madlab.edm.sampler import ImageNoise, sample_images
+
+BUDGETS = ("epochs", "kimg")
+
+
+@dataclass
+class EDMConfig:
+    """Every knob of the EDM backend."""
+
+    net: str = "tiny"                 # U-Net size: tiny | small | ddpmpp-cifar10
+    precond: str = "edm"              # edm | vp (Karras et al. 2022, Table 1)
+    sigma_data: float = 0.5           # σ_data of the EDM preconditioning and loss
+    P_mean: float = -1.2              # ln σ ~ N(P_mean, P_std²) while training (EDM)
+    P_std: float = 1.2
+    lr: float = 1e-3                  # Adam learning rate (Adam ignores the loss's scale, so mean or sum over pixels is the same)
+    batch_size: int = 64              # images per step and member
+    lr_rampup_kimg: float = 1.0       # linear learning-rate warm-up over the first kimg of every training call
+    ema_kimg: float = 2.0             # EMA half-life in thousands of images; 0 samples the raw weights
+    ema_rampup: float = 0.05          # half-life is at most ema_rampup × images seen so far
+    budget: str = "epochs"            # unit of the training budget: epochs over D^t | kimg (thousands of images)
+    num_steps: int = 18               # Heun steps N (2N - 1 evaluations per denoiser)
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    S_churn: float = 0.0              # stochasticity of Algorithm 2 (0: deterministic ODE)
+    S_min: float = 0.0
+    S_max: float = float("inf")
+    S_noise: float = 1.0
+    guide_sigma_lo: float = 0.0       # SIMS guidance only for guide_sigma_lo <= σ <= guide_sigma_hi
+    guide_sigma_hi: float = float("inf")
+    sample_batch: int = 1000          # images per sampler batch (memory knob; results do not change)
+    quantize: bool = True             # samples are rounded to 8-bit levels, as stored images are
+    amp: bool = True                  # bfloat16 autocast while training on CUDA
+    checkpoint_dir: str | None = None  # save every trained ensemble there (edm-0001.pt, ...)
+    device: str = "cpu"
+
+    def validate(self) -> "EDMConfig":
+        checks = [
+            (self.net in NETWORKS, f"unknown network {self.net!r}; choose one of {', '.join(NETWORKS)}"),
+            (self.precond in PRECONDITIONINGS, f"unknown preconditioning {self.precond!r}; choose one of {', '.join(PRECONDITIONINGS)}"),
+            (self.budget in BUDGETS, f"unknown budget unit {self.budget!r}; choose one of {', '.join(BUDGETS)}"),
+            (self.batch_size >= 1 and self.sample_batch >= 1, "batch sizes must be positive"),
+            (self.num_steps >= 2, f"the Heun sampler needs at least 2 steps, got {self.num_steps}"),
+            (0 < self.sigma_min < self.sigma_max, "need 0 < sigma_min < sigma_max"),
+            (self.lr > 0 and self.sigma_data > 0, "lr and sigma_data must be positive"),
+            (self.ema_kimg >= 0 and self.lr_rampup_kimg >= 0 and self.S_churn >= 0, "ema-kimg, lr-rampup-kimg and churn must be non-negative"),
+            (0 <= self.guide_sigma_lo <= self.guide_sigma_hi, "need 0 <= guide sigma lo <= guide sigma hi"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        return self
+
+    def sampler(self) -> dict:
+        return dict(num_steps=self.num_steps, sigma_min=self.sigma_min, sigma_max=self.sigma_max,
+                    rho=self.rho, S_churn=self.S_churn, S_min=self.S_min, S_max=self.S_max,
+                    S_noise=self.S_noise)
+
+
+@dataclass
+class EDMEnsemble:
+    """N denoisers, their EMA copies, and how many images each has seen."""
+
+    nets: list[Denoiser]
+    emas: list[Denoiser]
+    images_seen: int = 0
+
+    def sampling_net(self, k: int, use_ema: bool) -> Denoiser:
+        return self.emas[k] if use_ema else self.nets[k]
+
+
+def member_seed(generator: torch.Generator) -> int:
+    return int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+
+
+def batches(n: int, batch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless minibatch indices: shuffled epochs, back to back (drawn lazily from `generator`)."""
+    pending = torch.empty(0, dtype=torch.long)
+    while True:
+        while len(pending) < batch:
+            pending = torch.cat([pending, torch.randperm(n, generator=generator)])
+        yield pending[:batch]
+        pending = pending[batch:]
+
+
+class EDMBackend:
+    """Backend (see loops.protocol) for images of shape event_shape = (C, H, W)."""
+
+    def __init__(self, config: EDMConfig | None = None, event_shape: Sequence[int] = (1, 8, 8)):
+        self.config = (config or EDMConfig()).validate()
+        self.event_shape = tuple(event_shape)
+        C, H, W = self.event_shape
+        if H != W:
+            raise ValueError(f"square images only, got {H}×{W}")
+        self.device = torch.device(self.config.device)
+        self.saved = 0
+        make_unet(self.config.net, H, C)  # fail early on a size that does not fit
+
+    # ----------------------------------------------------------------- building blocks
+    def build(self) -> Denoiser:
+        C, H, _ = self.event_shape
+        return Denoiser(make_unet(self.config.net, H, C), self.config.precond, self.config.sigma_data)
+
+    def budget_images(self, epochs: float, n: int) -> int:
+        """Images each member sees in one training call."""
+        if self.config.budget == "kimg":
+            return max(1, round(epochs * 1000))
+        return max(1, round(epochs * n))
+
+    def autocast(self):
+        enabled = self.config.amp and self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    # ----------------------------------------------------------------- protocol
+    def init(self, generators: Sequence[torch.Generator]) -> EDMEnsemble:
+        nets = []
+        for g in generators:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(member_seed(g))
+                nets.append(self.build().to(self.device))
+        return EDMEnsemble(nets, [copy.deepcopy(net) for net in nets], 0)
+
+    def train(self, model: EDMEnsemble, data: torch.Tensor, epochs: float,
+              generators: Sequence[torch.Generator]) -> EDMEnsemble:
+        """A copy of `model` trained on data [N, n, C, H, W] (values in [-1, 1]) for the budget."""
+        c = self.config
+        N, n = data.shape[:2]
+        batch = min(c.batch_size, n)
+        steps = max(1, math.ceil(self.budget_images(epochs, n) / batch))
+        out = EDMEnsemble([copy.deepcopy(m) for m in model.nets], [copy.deepcopy(m) for m in model.emas],
+                          model.images_seen + steps * batch)
+        for k, g in enumerate(generators):
+            self.train_member(out.nets[k], out.emas[k], data[k], steps, model.images_seen, g)
+        if c.checkpoint_dir:
+            self.saved += 1
+            self.save(out, Path(c.checkpoint_dir) / f"edm-{self.saved:04d}.pt")
+        return out
+
+    def train_member(self, net: Denoiser, ema: Denoiser, data: torch.Tensor, steps: int,
+                     images_seen: int, g: torch.Generator) -> None:
+        """`steps` Adam steps of one member on its data [n, C, H, W], updating net and ema in place."""
+        c = self.config
+        data = data.to(self.device, torch.float32)
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(member_seed(g))  # dropout masks: this member's own stream
+            net.train()
+            opt = torch.optim.Adam(net.parameters(), lr=c.lr, betas=(0.9, 0.999), eps=1e-8)
+            order = batches(len(data), min(c.batch_size, len(data)), g)
+            rampup = c.lr_rampup_kimg * 1000
+            for step in range(steps):
+                idx = next(order)
+                B = len(idx)
+                z, u = torch.randn(B, generator=g), torch.rand(B, generator=g)
+                noise = torch.randn((B, *self.event_shape), generator=g).to(self.device)
+                sigma = draw_sigma(z, u, c.precond, c.P_mean, c.P_std).to(self.device)
+                with self.autocast():
+                    loss = denoising_loss(net, data[idx.to(self.device)], sigma, noise).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                seen_now = (step + 1) * B
+                for group in opt.param_groups:
+                    group["lr"] = c.lr * (min(seen_now / rampup, 1.0) if rampup > 0 else 1.0)
+                for p in net.parameters():
+                    if p.grad is not None:
+                        torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+                opt.step()
+                self.update_ema(ema, net, images_seen + seen_now, B)
+        net.eval()
+        ema.eval()
+
+    @torch.no_grad()
+    def update_ema(self, ema: Denoiser, net: Denoiser, images_seen: int, batch: int) -> None:
+        """EMA with a half-life in images: β = 0.5^(batch / half-life), half-life ramped up early on."""
+        c = self.config
+        if c.ema_kimg <= 0:
+            return
+        half_life = c.ema_kimg * 1000
+        if c.ema_rampup > 0:
+            half_life = min(half_life, images_seen * c.ema_rampup)
+        beta = 0.5 ** (batch / max(half_life, 1e-8))
+        for p_ema, p in zip(ema.parameters(), net.parameters()):
+            p_ema.lerp_(p.detach(), 1 - beta)
+        for b_ema, b in zip(ema.buffers(), net.buffers()):
+            b_ema.copy_(b)
+
+    @torch.no_grad()
+    def sample(self, model: EDMEnsemble, n: int, generators: Sequence[torch.Generator], *,
+               guide: EDMEnsemble | None = None, omega: float = 0.0) -> torch.Tensor:
+        """[N, n, C, H, W] images in [-1, 1] by Heun sampling; with `guide`, SIMS guidance
+        D = D_model + ω (D_model - D_guide) inside [guide_sigma_lo, guide_sigma_hi]."""
+        c = self.config
+        use_ema = c.ema_kimg > 0
+        out = []
+        for k, g in enumerate(generators):
+            noise = ImageNoise.from_generator(g, n, self.event_shape, self.device)
+            base = model.sampling_net(k, use_ema).eval()
+            aux = guide.sampling_net(k, use_ema).eval() if guide is not None and omega != 0 else None
+            denoise = SimsGuidance(base, aux, omega, c.guide_sigma_lo, c.guide_sigma_hi)
+            x = sample_images(denoise, noise, c.sample_batch, **c.sampler()).clamp(-1, 1).cpu()
+            out.append(to_unit(to_uint8(x)) if c.quantize else x)
+        return torch.stack(out)
+
+    def combine(self, models: Sequence[EDMEnsemble], weights: Sequence[float]) -> EDMEnsemble:
+        """θ = Σ_i weights[i] θ_i for every member (raw and EMA weights alike)."""
+        def mix(nets: list[Denoiser]) -> Denoiser:
+            out = copy.deepcopy(nets[0])
+            states = [m.state_dict() for m in nets]
+            out.load_state_dict({key: sum(w * s[key] for s, w in zip(states, weights))
+                                 if states[0][key].is_floating_point() else states[0][key]
+                                 for key in states[0]})
+            return out
+
+        N = len(models[0].nets)
+        return EDMEnsemble([mix([m.nets[k] for m in models]) for k in range(N)],
+                           [mix([m.emas[k] for m in models]) for k in range(N)],
+                           max(m.images_seen for m in models))
+
+    # ----------------------------------------------------------------- checkpoints
+    def save(self, model: EDMEnsemble, path: Path) -> None:
+        """Write an ensemble (weights, EMA weights, images seen, config) atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        blob = {"config": asdict(self.config), "event_shape": self.event_shape,
+                "images_seen": model.images_seen,
+                "nets": [m.state_dict() for m in model.nets], "emas": [m.state_dict() for m in model.emas]}
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> EDMEnsemble:
+        """Read an ensemble written by `save` (onto this backend's device)."""
+        blob = torch.load(Path(path), map_location="cpu", weights_only=False)
+        if tuple(blob["event_shape"]) != self.event_shape or blob["config"]["net"] != self.config.net:
+            raise ValueError(f"{path}: checkpoint is for {blob['config']['net']} on {blob['event_shape']}")
+
+        def restore(states):
+            nets = []
+            for s in states:
+                net = self.build()
+                net.load_state_dict(s)
+                nets.append(net.to(self.device).eval())
+            return nets
+
+        return EDMEnsemble(restore(blob["nets"]), restore(blob["emas"]), int(blob["images_seen"]))
