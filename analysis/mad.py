@@ -1,0 +1,261 @@
+"""MAD curves, convergence ratios, MAD/mitigated/prevented and the prophylactic threshold (SIMS paper sections 2 and 4.2.1).
+
+All functions are pure: they take the tidy results table (one row per run, seed, generation,
+metric; see `madlab.runner.run_config`) and return new pandas tables.
+
+Definitions (m_t = E[dist(G^t, p_r)], the mean over seeds of one configuration at generation t):
+
+- generation curve    m_t with a normal band m_t +- z * SE_t (SE_t = sample std over seeds / sqrt(S),
+                      z the normal quantile of `level`, 1.96 for 95 %).
+- ratio curve         r_t = m_t / m_1, band = percentile bootstrap over seeds (the seeds are
+                      resampled as whole trajectories, so r_t's numerator and denominator stay paired).
+- convergence ratio   rho = mean_{t = start..T} m_t / m_1 (the paper's E[dist(G^inf)] / E[dist(G^1)],
+                      start = 20, T = 100), with the same bootstrap band.
+- drift               delta = (mean of m_t over the last half of the window
+                      - mean over the first half) / m_1: how much the curve still rises inside the
+                      window, in ratio units (0 for a curve that has plateaued).
+- classification (paper section 2, Definitions 2 and the mitigation / prevention paragraphs):
+    MAD         delta > drift_tolerance: E[dist(G^t)] still increases with t at the end of the run;
+    prevented   otherwise, and rho <= 1 + tolerance: E[dist(G^inf)] <= E[dist(G^1)] up to the tolerance;
+    mitigated   otherwise (bounded: the curve has plateaued, but above E[dist(G^1)]).
+- best omega          for each |D_s| (and each other varying option), the omega with the smallest rho.
+- prophylactic threshold  the largest |D_s| whose best rho <= 1 + tolerance (None if there is none).
+
+The omega of a row is its `omega` column, except that `algo = standard` rows count as omega = 0 and
+as the same algorithm as `sims` (SIMS at omega = 0 is standard training, paper section 4.2.1).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.stats import norm
+
+# columns of the results table that vary inside one configuration (everything else is config)
+ROW_COLUMNS = ("run", "seed", "generation", "metric", "value", "train_size", "ensemble", "metric_set")
+TIMING = re.compile(r"time_\w+_s")  # time_train_s, time_eval_s, ... (time_embedding is config)
+AXES = ("n_synth", "omega")           # the two axes of Figure 5
+PAPER_START = 20                      # E[dist(G^inf)] = mean over t = 20..100 in the paper
+TOLERANCE = 0.05                      # rho <= 1.05 counts as prevented (paper: 1.013 at 250 prevents, 1.078 at 500 does not)
+DRIFT_TOLERANCE = 0.10                # still rising by more than 0.1 x m_1 across the window: MAD
+LEVEL = 0.95                          # confidence level of every band
+N_BOOT = 1000                         # bootstrap resamples of the seeds
+BOOT_SEED = 0                         # bootstrap generator seed: reports are reproducible
+
+# the published Figure 5 numbers (SIMS paper section 4.2.1), |D_s| -> ratio
+PAPER_STANDARD = {125: 1.71, 250: 2.46, 500: 3.99, 1000: 6.69}
+PAPER_SIMS_BEST = {125: 0.996, 250: 1.013, 500: 1.078, 1000: 1.204}
+PAPER_THRESHOLD = 250
+
+
+@dataclass
+class Configuration:
+    """One configuration's seed-by-generation matrix of dist(G^t, p_r)."""
+    key: dict                 # config column -> value (omega already effective)
+    seeds: np.ndarray         # [S] seed ids, complete trajectories only
+    generations: np.ndarray   # [G] generation numbers, ascending, starting at 1
+    values: np.ndarray        # [S, G] dist(G^t, p_r) per seed and generation
+
+
+def config_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns that identify a configuration (every column but per-row ones and timings)."""
+    return [c for c in frame.columns if c not in ROW_COLUMNS and not TIMING.fullmatch(c)]
+
+
+def metrics(frame: pd.DataFrame) -> list[str]:
+    """The distance metrics present in the table, in order of appearance."""
+    return list(pd.unique(frame["metric"])) if "metric" in frame else []
+
+
+def prepare(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The rows of `metric`, with omega made effective (standard = SIMS at omega 0).
+
+    Raises ValueError (one line) for an empty table, missing columns or an absent metric."""
+    if frame is None or len(frame) == 0:
+        raise ValueError("the results table is empty")
+    missing = [c for c in ("seed", "generation", "metric", "value") if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the results table lacks column(s) {', '.join(missing)}; is it a madlab results table?")
+    part = frame[frame["metric"] == metric].copy()
+    if part.empty:
+        raise ValueError(f"no rows for metric {metric!r}; the table holds {', '.join(map(str, metrics(frame)))}")
+    if "algo" in part.columns:
+        standard = part["algo"] == "standard"
+        if "omega" in part.columns:
+            part["omega"] = np.where(standard, 0.0, part["omega"].astype(float))
+        part.loc[standard, "algo"] = "sims"
+    elif "omega" not in part.columns:
+        part["omega"] = 0.0
+    if "n_synth" not in part.columns:
+        part["n_synth"] = 0
+    return part
+
+
+def configurations(frame: pd.DataFrame, metric: str = "w2") -> list[Configuration]:
+    """Split the table into configurations; each holds the seeds that have every generation.
+
+    Rows repeated for the same (configuration, seed, generation) -- e.g. a `standard` run beside a
+    SIMS omega = 0 run -- are counted once (the first)."""
+    part = prepare(frame, metric)
+    keys = config_columns(part)
+    out = []
+    for key_values, group in part.groupby(keys, sort=True, dropna=False):
+        key_values = key_values if isinstance(key_values, tuple) else (key_values,)
+        group = group.drop_duplicates(["seed", "generation"])
+        wide = group.pivot(index="seed", columns="generation", values="value").sort_index(axis=1)
+        wide = wide.dropna(axis=0, how="any")
+        if wide.empty:
+            continue
+        generations = wide.columns.to_numpy(dtype=int)
+        if generations[0] != 1:
+            raise ValueError(f"configuration {dict(zip(keys, key_values))} has no generation 1; "
+                             "ratios are relative to E[dist(G^1)]")
+        out.append(Configuration(key=dict(zip(keys, key_values)), seeds=wide.index.to_numpy(),
+                                 generations=generations, values=wide.to_numpy(dtype=float)))
+    if not out:
+        raise ValueError(f"no seed of metric {metric!r} has a complete trajectory")
+    return out
+
+
+def varying(confs: list[Configuration]) -> list[str]:
+    """The config columns that take more than one value across the configurations."""
+    if not confs:
+        return []
+    cols = list(confs[0].key)
+    return [c for c in cols if len({repr(cf.key[c]) for cf in confs}) > 1]
+
+
+def family_columns(confs: list[Configuration]) -> list[str]:
+    """Varying config columns other than Figure 5's axes |D_s| and omega: each combination of
+    their values is one family, drawn as its own Figure 5."""
+    return [c for c in varying(confs) if c not in AXES]
+
+
+def _z(level: float) -> float:
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    return float(norm.ppf(0.5 + level / 2))
+
+
+def _window(generations: np.ndarray, start: int) -> np.ndarray:
+    """Boolean mask of the convergence window t = start..T; at least two generations."""
+    if start < 2:
+        raise ValueError(f"start must be at least 2 (generation 1 is the reference), got {start}")
+    mask = generations >= start
+    if mask.sum() < 2:
+        raise ValueError(f"the convergence window starts at generation {start} but the last generation "
+                         f"is {generations[-1]}; choose a start <= {generations[-1] - 1}")
+    return mask
+
+
+def bootstrap_means(values: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> np.ndarray:
+    """Means over seeds of `values` [S, G] under `n_boot` resamplings of the seeds -> [n_boot, G].
+
+    Resamples by multinomial counts (memory n_boot x S, not n_boot x S x G)."""
+    S = values.shape[0]
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(S, np.full(S, 1.0 / S), size=n_boot)
+    return counts @ values / S
+
+
+def generation_curves(frame: pd.DataFrame, metric: str = "w2", level: float = LEVEL) -> pd.DataFrame:
+    """E[dist(G^t)] per configuration and generation: columns = config columns, generation,
+    seeds, mean, se, lo, hi (lo/hi = mean -+ z * se)."""
+    z = _z(level)
+    rows = []
+    for cf in configurations(frame, metric):
+        S = cf.values.shape[0]
+        mean = cf.values.mean(axis=0)
+        se = cf.values.std(axis=0, ddof=1) / np.sqrt(S) if S > 1 else np.full_like(mean, np.nan)
+        for g, m, s in zip(cf.generations, mean, se):
+            rows.append({**cf.key, "generation": int(g), "seeds": S, "mean": m, "se": s,
+                         "lo": m - z * s, "hi": m + z * s})
+    return pd.DataFrame(rows)
+
+
+def ratio_curves(frame: pd.DataFrame, metric: str = "w2", level: float = LEVEL,
+                 n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
+    """E[dist(G^t)] / E[dist(G^1)] per configuration and generation with a bootstrap band:
+    columns = config columns, generation, seeds, ratio, lo, hi."""
+    rows = []
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    for cf in configurations(frame, metric):
+        mean = cf.values.mean(axis=0)
+        ratio = mean / mean[0]
+        boot = bootstrap_means(cf.values, n_boot, seed)
+        lo, hi = np.percentile(boot / boot[:, :1], q, axis=0)
+        for g, r, a, b in zip(cf.generations, ratio, lo, hi):
+            rows.append({**cf.key, "generation": int(g), "seeds": cf.values.shape[0],
+                         "ratio": r, "lo": a, "hi": b})
+    return pd.DataFrame(rows)
+
+
+def classify(ratio: float, drift: float, tolerance: float = TOLERANCE,
+             drift_tolerance: float = DRIFT_TOLERANCE) -> str:
+    """MAD if the curve still rises (drift > drift_tolerance), else prevented if the convergence
+    ratio <= 1 + tolerance, else mitigated (see the module docstring)."""
+    if drift > drift_tolerance:
+        return "MAD"
+    if ratio <= 1 + tolerance:
+        return "prevented"
+    return "mitigated"
+
+
+def convergence_table(frame: pd.DataFrame, metric: str = "w2", start: int = PAPER_START,
+                      tolerance: float = TOLERANCE, drift_tolerance: float = DRIFT_TOLERANCE,
+                      level: float = LEVEL, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
+    """One row per configuration: config columns, seeds, last_generation, start,
+    first = E[dist(G^1)] (first_lo, first_hi: normal band), limit = mean of m_t over t = start..T,
+    ratio = limit / first (ratio_lo, ratio_hi: bootstrap band), drift, status (MAD / mitigated / prevented)."""
+    if tolerance < 0 or drift_tolerance < 0:
+        raise ValueError("tolerances must be non-negative")
+    z = _z(level)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    rows = []
+    for cf in configurations(frame, metric):
+        window = _window(cf.generations, start)
+        S = cf.values.shape[0]
+        mean = cf.values.mean(axis=0)
+        first = mean[0]
+        first_se = cf.values[:, 0].std(ddof=1) / np.sqrt(S) if S > 1 else np.nan
+        w = np.flatnonzero(window)
+        half = len(w) // 2
+        limit = mean[w].mean()
+        ratio = limit / first
+        drift = (mean[w[-half:]].mean() - mean[w[:half]].mean()) / first
+        boot = bootstrap_means(cf.values, n_boot, seed)
+        ratio_lo, ratio_hi = np.percentile(boot[:, w].mean(axis=1) / boot[:, 0], q)
+        rows.append({**cf.key, "seeds": S, "last_generation": int(cf.generations[-1]), "start": start,
+                     "first": first, "first_lo": first - z * first_se, "first_hi": first + z * first_se,
+                     "limit": limit, "ratio": ratio, "ratio_lo": ratio_lo, "ratio_hi": ratio_hi,
+                     "drift": drift, "status": classify(ratio, drift, tolerance, drift_tolerance)})
+    return pd.DataFrame(rows)
+
+
+def best_omega(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+    """For each |D_s| (and each value of the `by` columns), the omega with the smallest
+    convergence ratio. Input: `convergence_table`'s output. Columns: by..., n_synth, best_omega,
+    best_ratio, best_lo, best_hi, best_status, standard_ratio (omega = 0, NaN if not run),
+    standard_status, omegas (how many omegas were compared)."""
+    by = list(by or [])
+    rows = []
+    for key, group in table.groupby(by + ["n_synth"], sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        best = group.loc[group["ratio"].idxmin()]
+        standard = group[np.isclose(group["omega"].astype(float), 0.0)]
+        rows.append({**dict(zip(by + ["n_synth"], key)), "best_omega": float(best["omega"]),
+                     "best_ratio": float(best["ratio"]), "best_lo": float(best["ratio_lo"]),
+                     "best_hi": float(best["ratio_hi"]), "best_status": best["status"],
+                     "standard_ratio": float(standard["ratio"].iloc[0]) if len(standard) else np.nan,
+                     "standard_status": standard["status"].iloc[0] if len(standard) else "",
+                     "omegas": int(group["omega"].nunique())})
+    return pd.DataFrame(rows)
+
+
+def prophylactic_threshold(best: pd.DataFrame, tolerance: float = TOLERANCE) -> float | None:
+    """The largest |D_s| whose best convergence ratio is <= 1 + tolerance (`best_omega`'s output
+    for one family); None if no |D_s| qualifies."""
+    ok = best.loc[best["best_ratio"] <= 1 + tolerance, "n_synth"]
+    return None if ok.empty else ok.max().item()

@@ -1,0 +1,211 @@
+"""Matplotlib figures of MAD curves in the SIMS paper's Figure 5 layout (Agg canvas, no display or pyplot state needed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis.mad import TOLERANCE
+
+METRIC_NAMES = {"w2": "W2 (exact OT)", "w1": "W1 (exact OT)", "fd": "Fréchet distance"}
+RATIO_SIZES = (125, 250)   # the |D_s| of Figure 5's bottom row
+MAX_CURVES = 6             # most omegas drawn in one ratio-curve panel
+QUALITATIVE = ["tab:orange", "tab:purple", "tab:blue", "tab:red", "tab:brown", "tab:pink", "tab:olive",
+               "tab:cyan", "tab:gray"]  # omega > 0, in increasing order (green is omega = 0)
+DIST_1 = r"$E[\mathrm{dist}(G^1, p_r)]$"
+DIST_T = r"$E[\mathrm{dist}(G^t, p_r)]$"
+RATIO_T = r"$E[\mathrm{dist}(G^t)]\,/\,E[\mathrm{dist}(G^1)]$"
+RATIO_INF = r"$E[\mathrm{dist}(G^\infty)]\,/\,E[\mathrm{dist}(G^1)]$"
+
+
+def metric_label(metric: str) -> str:
+    return METRIC_NAMES.get(metric, metric)
+
+
+def omega_colors(omegas) -> dict:
+    """One colour per omega, the same in every panel: green for omega = 0 (standard training, as in
+    the paper), then distinct colours (a plasma ramp beyond nine) for increasing omega."""
+    omegas = sorted({float(w) for w in omegas})
+    nonzero = [w for w in omegas if w != 0.0]
+    if len(nonzero) <= len(QUALITATIVE):
+        ramp = QUALITATIVE
+    else:
+        ramp = matplotlib.colormaps["plasma"](np.linspace(0.0, 0.85, len(nonzero)))
+    colors = {w: ramp[i] for i, w in enumerate(nonzero)}
+    if 0.0 in omegas:
+        colors[0.0] = "tab:green"
+    return colors
+
+
+def size_colors(sizes) -> dict:
+    cycle = matplotlib.colormaps["tab10"]
+    return {s: cycle(i % 10) for i, s in enumerate(sorted(sizes))}
+
+
+def omega_label(w: float) -> str:
+    return "ω = 0 (standard)" if w == 0 else f"ω = {w:g}"
+
+
+def pick_omegas(omegas, best: float | None = None, most: int = MAX_CURVES) -> list[float]:
+    """At most `most` omegas spread over the range, always keeping 0 and the best one."""
+    omegas = sorted({float(w) for w in omegas})
+    if len(omegas) <= most:
+        return omegas
+    keep = {omegas[0], omegas[-1]}
+    if 0.0 in omegas:
+        keep.add(0.0)
+    if best is not None:
+        keep.add(float(best))
+    for i in np.linspace(0, len(omegas) - 1, most).round().astype(int):
+        if len(keep) >= most:
+            break
+        keep.add(omegas[i])
+    return sorted(keep)
+
+
+def ratio_sizes(sizes, wanted=RATIO_SIZES) -> list:
+    """Figure 5's |D_s| = 125 and 250 when present, else the (up to) two smallest sizes run."""
+    sizes = sorted(set(sizes))
+    chosen = [s for s in wanted if s in sizes]
+    return chosen or sizes[:2]
+
+
+def _band(ax, x, lo, hi, color):
+    ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
+
+
+def plot_first_generation(ax, conv: pd.DataFrame, metric: str, level: float) -> None:
+    """Figure 5 top left: E[dist(G^1, p_r)] against omega, one line per |D_s|, normal band."""
+    spread = conv.groupby("omega")["first"].agg(lambda v: v.max() - v.min())
+    if (spread <= 1e-12 * conv["first"].abs().max()).all():
+        # G^1 = A(D_r) never sees D_s: with the same seeds every |D_s| gives the same numbers
+        part = conv.sort_values("omega").drop_duplicates("omega")
+        ax.plot(part["omega"], part["first"], "o-", color="black", ms=4,
+                label="every |D_s| (G¹ is trained on D_r only)")
+        _band(ax, part["omega"].to_numpy(float), part["first_lo"], part["first_hi"], "black")
+    else:
+        colors = size_colors(conv["n_synth"].unique())
+        for size, part in conv.sort_values("omega").groupby("n_synth"):
+            ax.plot(part["omega"], part["first"], "o-", color=colors[size], label=f"|D_s| = {size:g}", ms=4)
+            _band(ax, part["omega"].to_numpy(float), part["first_lo"], part["first_hi"], colors[size])
+    ax.set_xlabel("guidance ω")
+    ax.set_ylabel(f"{DIST_1}  ({metric_label(metric)})")
+    ax.set_title(f"Generation 1 (self-improvement), band {level:.0%}", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def plot_convergence(ax, conv: pd.DataFrame, best: pd.DataFrame, tolerance: float, level: float) -> None:
+    """Figure 5 top right: E[dist(G^inf)] / E[dist(G^1)] against omega, one line per |D_s|,
+    bootstrap band, the best omega of each |D_s| starred."""
+    colors = size_colors(conv["n_synth"].unique())
+    for size, part in conv.sort_values("omega").groupby("n_synth"):
+        ax.plot(part["omega"], part["ratio"], "o-", color=colors[size], label=f"|D_s| = {size:g}", ms=4)
+        _band(ax, part["omega"].to_numpy(float), part["ratio_lo"], part["ratio_hi"], colors[size])
+    for row in best.itertuples():
+        ax.plot([row.best_omega], [row.best_ratio], "*", color=colors[row.n_synth], ms=13,
+                markeredgecolor="black", zorder=5)
+    ax.axhline(1.0, color="black", lw=1, ls="--", label="ratio 1 (no MAD)")
+    ax.axhline(1 + tolerance, color="grey", lw=1, ls=":", label=f"1 + tolerance ({1 + tolerance:g})")
+    start = int(conv["start"].iloc[0])
+    last = int(conv["last_generation"].max())
+    ax.set_xlabel("guidance ω")
+    ax.set_ylabel(f"{RATIO_INF}  (t = {start}..{last})")
+    ax.set_title(f"Convergence ratio (★ best ω), band {level:.0%}", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def plot_ratio_curves(ax, ratios: pd.DataFrame, conv: pd.DataFrame, size, best_omega: float | None,
+                      colors: dict, level: float) -> None:
+    """Figure 5 bottom: E[dist(G^t)] / E[dist(G^1)] over generations for several omegas at one |D_s|."""
+    part = ratios[ratios["n_synth"] == size]
+    status = {float(r.omega): r.status for r in conv[conv["n_synth"] == size].itertuples()}
+    for w in pick_omegas(part["omega"].unique(), best_omega):
+        curve = part[np.isclose(part["omega"].astype(float), w)].sort_values("generation")
+        label = f"{omega_label(w)}: {status.get(w, '')}"
+        ax.plot(curve["generation"], curve["ratio"], color=colors[w], label=label, lw=1.5)
+        _band(ax, curve["generation"].to_numpy(), curve["lo"], curve["hi"], colors[w])
+    ax.axhline(1.0, color="black", lw=1, ls="--")
+    ax.axvline(int(conv["start"].iloc[0]), color="grey", lw=1, ls=":")
+    ax.set_xlabel("generation t")
+    ax.set_ylabel(RATIO_T)
+    ax.set_title(f"|D_s| = {size:g}: ratio curves, band {level:.0%} (dotted: window start)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+
+
+def figure5(conv: pd.DataFrame, ratios: pd.DataFrame, best: pd.DataFrame, metric: str = "w2",
+            tolerance: float = TOLERANCE, level: float = 0.95, title: str = "",
+            sizes=RATIO_SIZES) -> Figure:
+    """The SIMS paper's Figure 5 from one family's tables (`analysis.mad`'s convergence_table,
+    ratio_curves and best_omega): top left E[dist(G^1)] vs omega, top right convergence ratio vs
+    omega per |D_s|, bottom ratio curves over generations at |D_s| = 125 and 250."""
+    shown = ratio_sizes(conv["n_synth"].unique(), sizes)
+    fig = new_figure((6 * max(2, len(shown)), 9))
+    axes = fig.subplots(2, max(2, len(shown)), squeeze=False)
+    plot_first_generation(axes[0, 0], conv, metric, level)
+    plot_convergence(axes[0, 1], conv, best, tolerance, level)
+    for ax in axes[0, 2:]:
+        ax.axis("off")
+    colors = omega_colors(ratios["omega"].unique())
+    for i, size in enumerate(shown):
+        row = best[best["n_synth"] == size]
+        plot_ratio_curves(axes[1, i], ratios, conv, size, float(row["best_omega"].iloc[0]) if len(row) else None,
+                          colors, level)
+    for ax in axes[1, len(shown):]:
+        ax.axis("off")
+    seeds = int(conv["seeds"].min())
+    fig.suptitle((title + "\n" if title else "") + f"{metric_label(metric)}, ≥ {seeds} seeds per configuration",
+                 fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def generations_figure(curves: pd.DataFrame, metric: str = "w2", level: float = 0.95, title: str = "") -> Figure:
+    """E[dist(G^t, p_r)] over generations, one panel per |D_s|, one line per omega, normal band."""
+    sizes = sorted(curves["n_synth"].unique())
+    cols = min(len(sizes), 4)
+    rows = int(np.ceil(len(sizes) / cols))
+    fig = new_figure((4.5 * cols, 3.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    colors = omega_colors(curves["omega"].unique())
+    for ax, size in zip(axes.flat, sizes):
+        part = curves[curves["n_synth"] == size]
+        for w in pick_omegas(part["omega"].unique()):
+            curve = part[np.isclose(part["omega"].astype(float), w)].sort_values("generation")
+            ax.plot(curve["generation"], curve["mean"], color=colors[w], label=omega_label(w), lw=1.5)
+            _band(ax, curve["generation"].to_numpy(), curve["lo"], curve["hi"], colors[w])
+        ax.set_title(f"|D_s| = {size:g}", fontsize=10)
+        ax.set_xlabel("generation t")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"{DIST_T}  ({metric_label(metric)})")
+    for ax in list(axes.flat)[len(sizes):]:
+        ax.axis("off")
+    fig.suptitle((title + "\n" if title else "") + f"mean over seeds, band mean ± {level:.0%} normal interval",
+                 fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def new_figure(size) -> Figure:
+    """A figure on its own Agg canvas: nothing global changes, it is freed when dropped, and a
+    notebook with `%matplotlib inline` still shows it."""
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save(fig: Figure, stem) -> list[Path]:
+    """Write `stem`.png (150 dpi) and `stem`.pdf; return the paths."""
+    stem = Path(stem)
+    paths = [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")]
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    return paths

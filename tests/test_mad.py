@@ -1,0 +1,166 @@
+"""analysis.mad on constructed tables whose per-generation means are set, so every answer is known exactly."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import mad
+
+OFFSETS = np.array([-0.3, -0.1, 0.1, 0.3])  # per-seed deviations: mean 0, sample std known
+
+
+def table(curves: dict, metric: str = "w2", offsets=OFFSETS, **extra) -> pd.DataFrame:
+    """Rows for each (n_synth, omega) -> per-generation means m_t; seed k's value is m_t + offsets[k]
+    so the mean over seeds is exactly m_t."""
+    rows = []
+    for (n_synth, omega), means in curves.items():
+        for seed, off in enumerate(offsets):
+            for t, m in enumerate(means, start=1):
+                rows.append({"run": f"r{n_synth}-{omega}", "seed": seed, "generation": t, "metric": metric,
+                             "value": m + off, "train_size": 1000 + n_synth, "ensemble": len(offsets),
+                             "time_train_s": 0.1, "loop": "augment", "algo": "sims", "omega": omega,
+                             "n_synth": n_synth, "time_embedding": "scaled", "metric_set": metric, **extra})
+    return pd.DataFrame(rows)
+
+
+def flat(ratio: float, gens: int = 30, first: float = 0.5) -> list[float]:
+    """m_1 = first, then m_t = ratio * first for t >= 2: convergence ratio exactly `ratio`."""
+    return [first] + [ratio * first] * (gens - 1)
+
+
+def test_generation_curves_mean_and_normal_band():
+    frame = table({(250, 3.0): [1.0, 2.0, 3.0]})
+    curves = mad.generation_curves(frame, level=0.95)
+    np.testing.assert_allclose(curves["mean"], [1.0, 2.0, 3.0])
+    se = OFFSETS.std(ddof=1) / 2
+    np.testing.assert_allclose(curves["se"], se)
+    np.testing.assert_allclose(curves["hi"] - curves["mean"], 1.959964 * se, rtol=1e-6)
+    assert (curves["seeds"] == 4).all()
+
+
+def test_ratio_curve_is_mean_over_first_mean_and_band_brackets_it():
+    means = [0.5, 0.75, 1.0, 1.25]
+    curves = mad.ratio_curves(table({(125, 0.0): means}))
+    np.testing.assert_allclose(curves["ratio"], np.array(means) / 0.5)
+    assert (curves["lo"] <= curves["ratio"] + 1e-12).all() and (curves["ratio"] <= curves["hi"] + 1e-12).all()
+    assert curves["lo"].iloc[0] == pytest.approx(1.0) and curves["hi"].iloc[0] == pytest.approx(1.0)
+
+
+def test_bands_collapse_without_seed_noise_and_widen_with_it():
+    quiet = mad.ratio_curves(table({(125, 0.0): [1.0, 2.0]}, offsets=np.zeros(4)))
+    np.testing.assert_allclose(quiet["lo"], quiet["hi"])
+    noisy = mad.ratio_curves(table({(125, 0.0): [1.0, 2.0]}))
+    assert noisy["hi"].iloc[1] - noisy["lo"].iloc[1] > 0.05
+
+
+def test_convergence_ratio_averages_generations_start_to_T():
+    means = [1.0] + [2.0] * 18 + list(np.linspace(3.0, 4.0, 11))  # t = 20..30 rise 3 -> 4
+    conv = mad.convergence_table(table({(250, 0.0): means}), start=20)
+    row = conv.iloc[0]
+    assert row["first"] == pytest.approx(1.0)
+    assert row["limit"] == pytest.approx(3.5)
+    assert row["ratio"] == pytest.approx(3.5)
+    assert row["last_generation"] == 30 and row["seeds"] == 4
+    assert row["ratio_lo"] <= row["ratio"] <= row["ratio_hi"]
+    # start is configurable: t = 2..30
+    assert mad.convergence_table(table({(250, 0.0): means}), start=2).iloc[0]["ratio"] == pytest.approx(np.mean(means[1:]))
+
+
+def test_drift_is_late_half_minus_early_half_over_first():
+    means = [2.0] + [2.0] * 9 + list(range(10, 20))  # window t = 11..20: 10, 11, ..., 19
+    row = mad.convergence_table(table({(125, 0.0): means}), start=11).iloc[0]
+    assert row["drift"] == pytest.approx((np.mean(range(15, 20)) - np.mean(range(10, 15))) / 2.0)
+
+
+@pytest.mark.parametrize("means, status", [
+    (flat(1.0), "prevented"),                               # stays at m_1
+    (flat(0.9), "prevented"),                               # self-improves
+    (flat(1.04), "prevented"),                              # within the tolerance 0.05
+    (flat(1.8), "mitigated"),                               # plateaus above m_1
+    ([0.5] + list(0.5 * np.linspace(1.0, 4.0, 29)), "MAD"),  # keeps increasing
+])
+def test_classification(means, status):
+    assert mad.convergence_table(table({(250, 0.0): means}), start=20).iloc[0]["status"] == status
+
+
+def test_classify_rule_edges():
+    assert mad.classify(1.05, 0.0, tolerance=0.05) == "prevented"
+    assert mad.classify(1.0501, 0.0, tolerance=0.05) == "mitigated"
+    assert mad.classify(0.9, 0.11, drift_tolerance=0.1) == "MAD"
+    assert mad.classify(3.0, 0.1, drift_tolerance=0.1) == "mitigated"
+
+
+PAPER = {**{(n, 0.0): flat(r) for n, r in mad.PAPER_STANDARD.items()},
+         **{(n, 3.0): flat(r) for n, r in mad.PAPER_SIMS_BEST.items()},
+         **{(n, 5.0): flat(r + 0.2) for n, r in mad.PAPER_SIMS_BEST.items()}}
+
+
+def test_best_omega_and_threshold_on_the_published_numbers():
+    conv = mad.convergence_table(table(PAPER))
+    best = mad.best_omega(conv)
+    assert list(best["n_synth"]) == [125, 250, 500, 1000]
+    assert (best["best_omega"] == 3.0).all()
+    np.testing.assert_allclose(best["best_ratio"], list(mad.PAPER_SIMS_BEST.values()))
+    np.testing.assert_allclose(best["standard_ratio"], list(mad.PAPER_STANDARD.values()))
+    assert (best["omegas"] == 3).all()
+    assert list(best["best_status"]) == ["prevented", "prevented", "mitigated", "mitigated"]
+    assert mad.prophylactic_threshold(best) == mad.PAPER_THRESHOLD == 250
+    assert mad.prophylactic_threshold(best, tolerance=0.1) == 500
+    assert mad.prophylactic_threshold(best, tolerance=0.25) == 1000
+    assert mad.prophylactic_threshold(best, tolerance=0.0) == 125
+    assert mad.prophylactic_threshold(best[best["n_synth"] > 125], tolerance=0.0) is None
+
+
+def test_best_omega_per_family():
+    frame = pd.concat([table({(250, 0.0): flat(2.0), (250, 2.0): flat(1.2)}, n_aux=2000),
+                       table({(250, 0.0): flat(2.0), (250, 4.0): flat(1.1)}, n_aux=500)])
+    confs = mad.configurations(frame)
+    assert mad.family_columns(confs) == ["n_aux"]
+    best = mad.best_omega(mad.convergence_table(frame), by=["n_aux"])
+    assert dict(zip(best["n_aux"], best["best_omega"])) == {500: 4.0, 2000: 2.0}
+
+
+def test_standard_rows_count_as_omega_zero():
+    frame = table({(250, 3.0): flat(2.0)})
+    frame["algo"] = "standard"  # the omega column keeps its (irrelevant) value 3
+    conv = mad.convergence_table(frame)
+    assert conv["omega"].tolist() == [0.0] and conv["algo"].tolist() == ["sims"]
+
+
+def test_seeds_missing_a_generation_are_left_out():
+    frame = table({(125, 0.0): [1.0, 2.0, 2.0]})
+    frame = frame[~((frame["seed"] == 0) & (frame["generation"] == 3))]
+    conf = mad.configurations(frame)[0]
+    assert conf.seeds.tolist() == [1, 2, 3] and conf.values.shape == (3, 3)
+
+
+def test_timing_columns_are_not_config_but_time_embedding_is():
+    cols = mad.config_columns(table({(125, 0.0): [1.0, 2.0]}))
+    assert "time_embedding" in cols and "time_train_s" not in cols
+    assert not {"run", "seed", "generation", "value", "ensemble", "metric_set"} & set(cols)
+
+
+def test_metric_selection():
+    frame = pd.concat([table({(125, 0.0): [1.0, 2.0, 2.0]}, metric="w2"),
+                       table({(125, 0.0): [1.0, 4.0, 4.0]}, metric="fd")])
+    assert mad.convergence_table(frame, metric="fd", start=2).iloc[0]["ratio"] == pytest.approx(4.0)
+    assert mad.convergence_table(frame, metric="w2", start=2).iloc[0]["ratio"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("frame, kwargs, message", [
+    (pd.DataFrame(), {}, "empty"),
+    (table({(125, 0.0): [1.0, 2.0]}), {"metric": "w1"}, "no rows for metric 'w1'"),
+    (table({(125, 0.0): [1.0] * 10}), {"start": 20}, "last generation is 10"),
+    (table({(125, 0.0): [1.0] * 10}), {"start": 1}, "start must be at least 2"),
+])
+def test_bad_input_is_a_one_line_value_error(frame, kwargs, message):
+    with pytest.raises(ValueError, match=message) as err:
+        mad.convergence_table(frame, **kwargs)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_generation_one_is_refused():
+    frame = table({(125, 0.0): [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match="no generation 1"):
+        mad.configurations(frame[frame["generation"] > 1])

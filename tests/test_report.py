@@ -1,0 +1,120 @@
+"""`madlab report` end to end on the shipped small results set (tests/data): files, numbers, errors."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import mad
+from madlab.cli import main
+
+DATA = Path(__file__).resolve().parent / "data"
+SWEEP, RUN = DATA / "small_sweep", DATA / "small_run"
+START = 3  # the small set has 6 (sweep) and 8 (run) generations
+
+
+def report(argv: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", *argv])
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err
+
+
+@pytest.fixture(scope="module")
+def sweep_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(SWEEP), "--out", str(out), "--start", str(START), "--boot", "200"])
+    assert exit_.value.code == 0
+    return out
+
+
+def test_report_writes_figures_and_tables(sweep_report):
+    for name in ("figure5.png", "figure5.pdf", "generations.png", "generations.pdf", "configurations.csv",
+                 "best_omega.csv", "ratio_curves.csv", "generation_curves.csv", "report.md"):
+        path = sweep_report / name
+        assert path.exists() and path.stat().st_size > 0, name
+    assert (sweep_report / "figure5.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (sweep_report / "figure5.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_report_numbers_equal_the_analysis_functions(sweep_report):
+    frame = pd.read_parquet(SWEEP / "results.parquet")
+    conv = mad.convergence_table(frame, "w2", start=START, n_boot=200)
+    written = pd.read_csv(sweep_report / "configurations.csv")
+    assert len(written) == len(conv) == 6
+    key = ["n_synth", "omega"]
+    merged = written.merge(conv, on=key, suffixes=("_csv", ""))
+    for col in ("first", "limit", "ratio", "ratio_lo", "ratio_hi", "drift"):
+        np.testing.assert_allclose(merged[f"{col}_csv"], merged[col], rtol=1e-9, err_msg=col)
+    assert (merged["status_csv"] == merged["status"]).all()
+
+    best = mad.best_omega(conv)
+    written_best = pd.read_csv(sweep_report / "best_omega.csv")
+    np.testing.assert_allclose(written_best["best_ratio"], best["best_ratio"], rtol=1e-9)
+    np.testing.assert_allclose(written_best["best_omega"], best["best_omega"])
+    np.testing.assert_allclose(written_best["standard_ratio"], best["standard_ratio"], rtol=1e-9)
+    threshold = mad.prophylactic_threshold(best)
+    column = written_best["threshold"]
+    assert column.isna().all() if threshold is None else (column == threshold).all()
+
+    # the Markdown table carries the same numbers, rounded to 3 decimals
+    text = (sweep_report / "report.md").read_text()
+    for r in best.itertuples():
+        assert f"| {r.n_synth} | {r.best_omega:.3f} | {r.best_ratio:.3f} |" in text
+    assert "Prophylactic threshold" in text
+
+
+def test_ratio_curves_csv_matches_its_definition(sweep_report):
+    frame = pd.read_parquet(SWEEP / "results.parquet")
+    frame = frame[(frame["metric"] == "w2") & (frame["n_synth"] == 250) & (frame["omega"] == 3.0)]
+    means = frame.groupby("generation")["value"].mean()
+    curves = pd.read_csv(sweep_report / "ratio_curves.csv")
+    curve = curves[(curves["n_synth"] == 250) & (curves["omega"] == 3.0)].sort_values("generation")
+    np.testing.assert_allclose(curve["ratio"], (means / means.loc[1]).to_numpy(), rtol=1e-9)
+
+
+def test_report_on_a_single_run_directory(tmp_path, capsys):
+    code, out, err = report([str(RUN), "--out", str(tmp_path), "--start", "4", "--metric", "fd", "--boot", "100"],
+                            capsys)
+    assert code == 0, err
+    written = pd.read_csv(tmp_path / "configurations.csv")
+    assert len(written) == 1 and written["n_synth"].iloc[0] == 250
+    frame = pd.read_parquet(RUN / "results.parquet")
+    means = frame[frame["metric"] == "fd"].groupby("generation")["value"].mean()
+    assert written["ratio"].iloc[0] == pytest.approx(means.loc[4:].mean() / means.loc[1], rel=1e-9)
+    assert (tmp_path / "figure5.png").exists()
+    assert "MAD summary (fd" in out
+
+
+def test_report_defaults_to_dir_report(tmp_path, capsys):
+    shutil.copytree(RUN, tmp_path / "run")
+    code, _, err = report([str(tmp_path / "run"), "--start", "4", "--boot", "50"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "run" / "report" / "report.md").exists()
+
+
+@pytest.mark.parametrize("make, args, message", [
+    (lambda d: d / "absent", [], "does not exist"),
+    (lambda d: d, [], "holds no results.parquet"),
+    (lambda d: (pd.DataFrame({"seed": [], "generation": [], "metric": [], "value": []})
+                .to_parquet(d / "results.parquet"), d)[1], [], "holds no rows"),
+    (lambda d: SWEEP, ["--metric", "w1"], "no rows for metric 'w1'"),
+    (lambda d: SWEEP, ["--start", "20"], "last generation is 6"),
+    (lambda d: SWEEP, ["--level", "1.5"], "level must lie"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, args, message):
+    code, _, err = report([str(make(tmp_path)), "--out", str(tmp_path / "out"), *args], capsys)
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_report_help_explains_the_options(capsys):
+    code, out, _ = report(["--help"], capsys)
+    assert code == 0
+    for option in ("--out", "--metric", "--start", "--tolerance", "--drift-tolerance", "--level", "--boot", "--sizes"):
+        assert option in out
