@@ -16,8 +16,10 @@ from analysis.summary import run_summary
 from loops.algorithms import ALGORITHMS
 from loops.kinds import LOOP_KINDS
 from madlab.config import BACKENDS, RunConfig
-from madlab.runner import run_config
-from madlab.store import check_run_dir, load_results, write_config, write_results
+from madlab.commands.sweep import run_with_progress
+from madlab.executors import LocalExecutor
+from madlab.store import check_run_dir, load_results, read_failure, write_config
+from madlab.sweep import SweepSpec, chunk_tasks, needs_merge, open_sweep, states
 from toy.targets import TARGETS
 
 D = RunConfig()  # defaults shown in --help come from the config itself
@@ -114,16 +116,19 @@ def register(app: typer.Typer) -> None:
         values = {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items()}
         cfg = RunConfig(**values).validate()
         out_dir = out or Path("runs") / f"{cfg.loop}-{cfg.algo}-{cfg.run_id()}"
-        if check_run_dir(out_dir, cfg):
+        # the run directory is a one-configuration sweep (madlab.sweep): tasks = chunks of seeds
+        check_run_dir(out_dir, cfg)          # a different run there: one line, exit 2, nothing written
+        spec = SweepSpec(name=out_dir.name, base=cfg.to_dict())
+        tasks = open_sweep(out_dir, spec, chunk_tasks(cfg), kind="run")
+        if all(s == "done" for s in states(out_dir, tasks).values()) and not needs_merge(out_dir, tasks):
             stderr.print(f"{out_dir} already holds this run's results; nothing to redo.")
             print_summary(load_results(out_dir), out_dir)
             return
         write_config(out_dir, cfg)
-        if progress:
-            with progress_bar() as bar:
-                task = bar.add_task(f"{cfg.loop}/{cfg.algo} w={cfg.omega:g}", total=cfg.seeds * cfg.gens)
-                frame = run_config(cfg, progress=lambda done, total: bar.update(task, completed=done))
-        else:
-            frame = run_config(cfg)
-        write_results(out_dir, frame)
-        print_summary(frame, out_dir)
+        label = f"{cfg.loop}/{cfg.algo} w={cfg.omega:g}"
+        counts = run_with_progress(out_dir, tasks, LocalExecutor(jobs=1, threads=0), label, progress)
+        if counts["failed"]:
+            errors = [f["error"] for t in tasks if (f := read_failure(out_dir, t.id))]
+            stderr.print(f"madlab: run failed: {errors[0] if errors else 'unknown error'}", markup=False)
+            raise typer.Exit(1)
+        print_summary(load_results(out_dir), out_dir)

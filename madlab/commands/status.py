@@ -1,0 +1,66 @@
+"""`madlab status DIR`: a sweep's done / failed / pending tasks, with the failed ones' errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from typing_extensions import Annotated
+
+from madlab import store
+from madlab.sweep import load_tasks, needs_merge, states
+
+
+def status_counts(out: Path) -> dict:
+    """{done, failed, pending, running, tasks, running_now, merged} for sweep directory `out`."""
+    manifest, tasks = load_tasks(out)
+    state = states(out, tasks)
+    active = store.is_locked(out)
+    counts = {s: [t for t in tasks if state[t.id] == s] for s in ("done", "failed", "pending")}
+    counts["running"] = [t for t in counts["pending"] if active and store.is_running(out, t.id)]
+    return {"name": manifest.get("name", out.name), "tasks": tasks, "active": active,
+            "merged": not needs_merge(out, tasks, state), **counts}
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("status")
+    def status(
+        out: Annotated[Path, typer.Argument(help="A sweep (or run) directory.", show_default=False)],
+        pending: Annotated[bool, typer.Option("--pending", help="Also list the pending tasks.")] = False,
+        traceback: Annotated[bool, typer.Option("--traceback", help="Show the last frames of each failed task's traceback.")] = False,
+    ) -> None:
+        """Show how far a sweep got: done / failed / pending tasks, and why the failed ones failed.
+
+        A failed or pending task is run again by rerunning the same `madlab sweep` command.
+        """
+        info = status_counts(out)
+        console = Console()
+        n = len(info["tasks"])
+        line = (f"{info['name']}: {n} tasks — {len(info['done'])} done, {len(info['failed'])} failed, "
+                f"{len(info['pending'])} pending")
+        if info["active"]:
+            line += f" ({len(info['running'])} running now)"
+        console.print(escape(line))
+        rows = store.merged_rows(out)
+        console.print(escape(f"results: {out / store.RESULTS} ({rows} rows"
+                             + ("" if info["merged"] else "; not up to date: rerun the sweep to merge") + ")"))
+        if info["failed"]:
+            table = Table(title="failed tasks", show_lines=False)
+            for col in ("task", "configuration", "kind", "error"):
+                table.add_column(col, overflow="fold")
+            for task in info["failed"]:
+                record = store.read_failure(out, task.id) or {}
+                error = record.get("error", "")
+                if traceback and record.get("traceback"):
+                    error += "\n" + record["traceback"]
+                table.add_row(task.id, escape(task.label()), record.get("kind", ""), escape(error))
+            console.print(table)
+        if pending and info["pending"]:
+            table = Table(title="pending tasks")
+            for col in ("task", "configuration", "running"):
+                table.add_column(col, overflow="fold")
+            for task in info["pending"]:
+                table.add_row(task.id, escape(task.label()), "yes" if task in info["running"] else "")
+            console.print(table)

@@ -1,0 +1,175 @@
+"""`madlab sweep`: a grid of runs (command line or TOML file) as resumable tasks on an executor."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import typing
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typing_extensions import Annotated
+
+from madlab import presets
+from madlab.config import ConfigError, RunConfig
+from madlab.executors import EXECUTORS, make_executor
+from madlab.store import read_failure, task_state
+from madlab.sweep import FIELDS, SweepSpec, load_tasks, open_sweep, option, parse_values, run_sweep
+
+Executor = Enum("Executor", {k: k for k in EXECUTORS}, type=str)
+GRID = "Grid: any run option, comma-separated values (see `madlab run --help`)"
+SWEEP = "Sweep"
+LOCAL = "Local executor"
+SLURM = "Slurm executor (submitit)"
+DASK = "Dask executor"
+
+stderr = Console(stderr=True, soft_wrap=True)   # one-line messages stay one line
+
+
+def run_option_help(app: typer.Typer) -> dict[str, str]:
+    """Help text of each RunConfig field, taken from `madlab run`'s options when registered."""
+    helps: dict[str, str] = {}
+    for command in app.registered_commands:
+        if command.name != "run":
+            continue
+        hints = typing.get_type_hints(command.callback, include_extras=True)
+        for name, hint in hints.items():
+            for meta in getattr(hint, "__metadata__", ()):
+                if getattr(meta, "help", None):
+                    helps[name] = meta.help
+    return helps
+
+
+def grid_parameters(helps: dict[str, str], taken: set[str]) -> list[inspect.Parameter]:
+    """One `--option VALUES` per RunConfig field (so new fields work without touching this file)."""
+    defaults = RunConfig().to_dict()
+    params = []
+    for name in FIELDS:
+        if name in taken:
+            continue
+        default = defaults[name]
+        shown = (",".join(default) or "auto") if isinstance(default, list) else default
+        text = helps.get(name, f"RunConfig.{name}.")
+        if name == "seed_chunk":
+            text = "Seeds per task: each configuration's seeds are split into chunks, one task each, run as one tensor."
+        elif isinstance(default, list):
+            text += " (one value: the whole comma-separated list)"
+        hint = Annotated[Optional[str], typer.Option(option(name), help=f"{text} [run default: {shown}]",
+                                                     rich_help_panel=GRID, show_default=False)]
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint))
+    return params
+
+
+def build_spec(file: Optional[Path], preset: Optional[str], grid: dict[str, str]) -> SweepSpec:
+    if file is not None and preset is not None:
+        raise ConfigError("give a sweep FILE or --preset NAME, not both")
+    spec = (SweepSpec.from_toml(file) if file is not None else
+            presets.load(preset) if preset is not None else SweepSpec())
+    return spec.override({name: parse_values(name, text) for name, text in grid.items() if text is not None})
+
+
+def default_out(spec: SweepSpec, from_file: bool, tasks) -> Path:
+    if from_file:
+        return Path("sweeps") / spec.name
+    digest = hashlib.sha256(json.dumps(sorted(t.id for t in tasks)).encode()).hexdigest()[:8]
+    return Path("sweeps") / f"{spec.name}-{digest}"
+
+
+def progress_ui() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=stderr, transient=False)
+
+
+def run_with_progress(out: Path, tasks, executor, name: str, show: bool) -> dict:
+    """`run_sweep` with a bar over tasks (and, in-process, one over seed-generations)."""
+    if not show:
+        return run_sweep(out, tasks, executor)
+    with progress_ui() as bar:
+        state = {"done": 0, "failed": 0}
+        ids = {}
+
+        def start(todo) -> None:
+            ids["tasks"] = bar.add_task(name, total=len(todo), unit="tasks")
+            if executor.in_process:
+                total = sum(t.config["seeds"] * t.config["gens"] for t in todo)
+                ids["steps"] = bar.add_task("  seed-generations", total=total, unit="")
+
+        def done(outcome: dict) -> None:
+            state[outcome["state"]] = state.get(outcome["state"], 0) + 1
+            failed = f" ({state['failed']} failed)" if state["failed"] else ""
+            bar.update(ids["tasks"], advance=1, description=f"{name}{failed}")
+
+        def step(n: int) -> None:
+            bar.update(ids["steps"], advance=n)
+
+        return run_sweep(out, tasks, executor, on_start=start, on_done=done, on_step=step)
+
+
+def report_outcome(out: Path, counts: dict, total: int) -> None:
+    """One summary line; failures point at `madlab status`. Exit 1 if any task failed."""
+    stderr.print(f"{out}: {counts['done']}/{total} tasks done"
+                 + (f", {counts['failed']} failed" if counts["failed"] else "")
+                 + (f", {counts['pending']} pending" if counts["pending"] else "")
+                 + (f" ({counts['skipped']} of them already done before this run)" if counts["skipped"] else ""), markup=False)
+    if counts["rows"]:
+        print(f"results: pandas.read_parquet('{out / 'results.parquet'}')  ({counts['rows']} rows)")
+    if counts["failed"] or counts["pending"]:
+        _, tasks = load_tasks(out)
+        failures = [(t, f) for t in tasks if (f := read_failure(out, t.id)) and task_state(out, t.id) == "failed"]
+        for task, failure in failures[:3]:
+            stderr.print(f"  failed: {task.label()}: {failure.get('error')}", markup=False, soft_wrap=True)
+        stderr.print(f"see `madlab status {out}` for the errors; rerun the same command to retry")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    def sweep(
+        file: Annotated[Optional[Path], typer.Argument(help="A TOML sweep file ([sweep] name, seed_chunk; [base] fixed options; [grid] option = [values]).", show_default=False)] = None,
+        preset: Annotated[Optional[str], typer.Option(help=f"Run a packaged sweep file instead: {', '.join(presets.available())}.", rich_help_panel=SWEEP)] = None,
+        out: Annotated[Optional[Path], typer.Option(help="Sweep directory [default: sweeps/<name> for a file or preset, sweeps/sweep-<hash> otherwise]. Rerunning the same sweep there skips finished tasks and retries failed ones.", rich_help_panel=SWEEP)] = None,
+        extend: Annotated[bool, typer.Option("--extend", help="Add this sweep's new tasks to an existing sweep directory (otherwise a different grid there is refused).", rich_help_panel=SWEEP)] = False,
+        executor: Annotated[Executor, typer.Option(help="Where tasks run: local processes, Slurm job arrays (madlab[slurm]), or a Dask cluster (madlab[dask]).", rich_help_panel=SWEEP)] = Executor.local,
+        threads: Annotated[int, typer.Option(help="Torch threads per task (0: torch's default).", rich_help_panel=SWEEP)] = 1,
+        progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show progress over tasks on stderr.", rich_help_panel=SWEEP)] = True,
+        jobs: Annotated[int, typer.Option(help="Tasks run at once in separate processes (1: in this process).", rich_help_panel=LOCAL)] = 1,
+        partition: Annotated[Optional[str], typer.Option(help="Slurm partition [default: the cluster's].", rich_help_panel=SLURM, show_default=False)] = None,
+        time_min: Annotated[int, typer.Option(help="Wall-time limit per task, minutes.", rich_help_panel=SLURM)] = 60,
+        gpus_per_task: Annotated[int, typer.Option(help="GPUs per task (add --device cuda).", rich_help_panel=SLURM)] = 0,
+        cpus_per_task: Annotated[Optional[int], typer.Option(help="CPU cores per task [default: --threads].", rich_help_panel=SLURM, show_default=False)] = None,
+        mem_gb: Annotated[Optional[float], typer.Option(help="Memory per task, GB [default: the partition's].", rich_help_panel=SLURM, show_default=False)] = None,
+        array_parallelism: Annotated[int, typer.Option(help="Most array tasks running at once.", rich_help_panel=SLURM)] = 256,
+        slurm_cluster: Annotated[Optional[str], typer.Option(hidden=True, help="submitit cluster (local: run the jobs as local processes, for tests).")] = None,
+        scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address (tcp://host:8786) or scheduler JSON file.", rich_help_panel=DASK, show_default=False)] = None,
+        **grid: Optional[str],
+    ) -> None:
+        """Run a grid of configurations x seeds as resumable tasks; merge them into one table.
+
+        \b
+        Examples:
+        madlab sweep --omega 0,1,3 --n-synth 125,250 --seeds 64 --seed-chunk 16 --jobs 2 --out sweeps/a
+        madlab sweep --preset example --out sweeps/example
+        madlab sweep my.toml --out sweeps/b --executor slurm --partition gpu --gpus-per-task 1 --device cuda
+        madlab sweep my.toml --out sweeps/c --executor dask --scheduler tcp://10.0.0.1:8786
+        """
+        spec = build_spec(file, preset, grid)
+        tasks = spec.tasks()
+        runner = make_executor(executor.value, jobs=jobs, threads=threads, scheduler=scheduler,
+                               partition=partition, time_min=time_min, gpus_per_task=gpus_per_task,
+                               cpus_per_task=cpus_per_task, mem_gb=mem_gb,
+                               array_parallelism=array_parallelism, cluster=slurm_cluster)
+        out_dir = out or default_out(spec, file is not None or preset is not None, tasks)
+        all_tasks = open_sweep(out_dir, spec, tasks, extend=extend)
+        counts = run_with_progress(out_dir, all_tasks, runner, f"{spec.name} ({runner.name})", progress)
+        report_outcome(out_dir, counts, len(all_tasks))
+
+    own = inspect.signature(sweep, eval_str=True)
+    fixed = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    params = fixed + grid_parameters(run_option_help(app), {p.name for p in fixed})
+    sweep.__signature__ = own.replace(parameters=params)
+    sweep.__annotations__ = {p.name: p.annotation for p in params}
+    app.command("sweep")(sweep)

@@ -1,0 +1,448 @@
+"""Sweeps: a grid of RunConfigs times chunks of seeds = tasks with stable ids, run resumably.
+
+A sweep is `base` options, a `grid` (option -> list of values; the sweep is their Cartesian
+product) and `seed_chunk` (seeds per task). Each configuration's seeds are split into chunks;
+a task is one configuration x one chunk, run as one vectorized `madlab.runner.run_config`. A
+task's id hashes its configuration's run id and its seeds, so the same sweep always makes the
+same tasks, and a task's result file tells whether it is done.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import socket
+import time
+import tomllib
+import traceback
+import types
+import typing
+import warnings
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from madlab import __version__
+from madlab.config import ConfigError, RunConfig
+from madlab import store
+
+FORMAT = "madlab-sweep/1"
+FIELDS = [f.name for f in fields(RunConfig)]
+TYPES = typing.get_type_hints(RunConfig)
+NOT_GRIDDED = ("seed_chunk",)   # chunking is a sweep setting ([sweep] seed_chunk / --seed-chunk)
+TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+# ---------------------------------------------------------------------------------------------
+# values of RunConfig fields
+
+def option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def field_name(key: str) -> str:
+    """`n-synth` or `n_synth` -> `n_synth`; ConfigError for a key that is no RunConfig field."""
+    name = key.replace("-", "_")
+    if name not in FIELDS:
+        raise ConfigError(f"unknown run option {key!r}; options are the fields of RunConfig: "
+                          f"{', '.join(FIELDS)}")
+    return name
+
+
+def coerce(name: str, value: Any) -> Any:
+    """`value` (from TOML or a command line string) as the type of RunConfig field `name`, so the
+    same option always hashes to the same run id (omega = 3 and 3.0 are one run)."""
+    kind = TYPES[name]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):     # Optional[X]: None or X
+        if value is None and type(None) in typing.get_args(kind):
+            return None
+        members = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = members[0] if len(members) == 1 else kind
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() in TRUE:
+                return True
+            if str(value).strip().lower() in FALSE:
+                return False
+            raise ValueError
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value) if not isinstance(value, str) else int(value.strip())
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if kind is str:
+            if not isinstance(value, str):
+                raise ValueError
+            return value.strip()
+        if typing.get_origin(kind) is list:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            items = [str(v).strip() for v in items if str(v).strip()]
+            if not items:
+                raise ValueError
+            return items
+        return value                      # a type this function does not know: as given
+    except (ValueError, TypeError):
+        pass
+    raise ConfigError(f"{option(name)}: {value!r} is not a valid {getattr(kind, '__name__', kind)}")
+
+
+def normalized(cfg: RunConfig) -> RunConfig:
+    """`cfg` with every field as its declared type (a default of 50 for a float field becomes
+    50.0), so equal configurations have equal run ids however they were written."""
+    return RunConfig(**{name: coerce(name, value) for name, value in cfg.to_dict().items()})
+
+
+def parse_values(name: str, text: str) -> list:
+    """A command-line value: a comma-separated list of grid values. List-valued options (metric)
+    take the whole list as one value."""
+    if typing.get_origin(TYPES[name]) is list:
+        return [coerce(name, text)]
+    parts = [p for p in (s.strip() for s in str(text).split(",")) if p]
+    if not parts:
+        raise ConfigError(f"{option(name)} needs a value")
+    return [coerce(name, p) for p in parts]
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep specification
+
+@dataclass
+class SweepSpec:
+    name: str = "sweep"                              # shown in progress and status
+    base: dict[str, Any] = field(default_factory=dict)    # fixed RunConfig options
+    grid: dict[str, list] = field(default_factory=dict)   # option -> values (Cartesian product)
+    seed_chunk: int | None = None                    # seeds per task; None = RunConfig's
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "sweep") -> "SweepSpec":
+        unknown = sorted(set(data) - {"sweep", "base", "grid"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown table(s) {', '.join(unknown)}; a sweep file has "
+                              "[sweep], [base] and [grid]")
+        head = dict(data.get("sweep", {}))
+        bad = sorted(set(head) - {"name", "seed_chunk"})
+        if bad:
+            raise ConfigError(f"{source}: unknown [sweep] key(s) {', '.join(bad)}; use name, seed_chunk")
+        spec = cls(name=str(head.get("name", cls.name)))
+        for key, value in dict(data.get("base", {})).items():
+            name = field_name(key)
+            spec.base[name] = coerce(name, value)
+        for key, values in dict(data.get("grid", {})).items():
+            name = field_name(key)
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{source}: [grid] {key} must be a non-empty list of values")
+            if name in spec.base:
+                raise ConfigError(f"{source}: {key} is in both [base] and [grid]")
+            spec.grid[name] = [coerce(name, v) for v in values]
+        chunk = head.get("seed_chunk", spec.base.pop("seed_chunk", None))
+        if "seed_chunk" in spec.grid:
+            raise ConfigError(f"{source}: seed_chunk cannot be gridded; set it in [sweep]")
+        spec.seed_chunk = None if chunk is None else coerce("seed_chunk", chunk)
+        return spec
+
+    @classmethod
+    def from_toml(cls, path: Path) -> "SweepSpec":
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"sweep file {path} does not exist")
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"sweep file {path} is not valid TOML: {err}")
+        spec = cls.from_dict(data, source=str(path))
+        if "name" not in data.get("sweep", {}):
+            spec.name = path.stem
+        return spec
+
+    def override(self, values: dict[str, list]) -> "SweepSpec":
+        """Command-line options on top of the file: one value fixes an option, several grid it."""
+        spec = SweepSpec(self.name, dict(self.base), dict(self.grid), self.seed_chunk)
+        for name, vals in values.items():
+            spec.base.pop(name, None)
+            spec.grid.pop(name, None)
+            if name == "seed_chunk":
+                if len(vals) != 1:
+                    raise ConfigError("--seed-chunk takes one value (seeds per task), not a list")
+                spec.seed_chunk = vals[0]
+            elif len(vals) == 1:
+                spec.base[name] = vals[0]
+            else:
+                spec.grid[name] = list(vals)
+        return spec
+
+    def to_dict(self) -> dict:
+        return {"sweep": {"name": self.name, "seed_chunk": self.seed_chunk},
+                "base": dict(self.base), "grid": dict(self.grid)}
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every grid point, in order (the first grid key varies slowest)."""
+        keys = list(self.grid)
+        return [dict(zip(keys, combo)) for combo in itertools.product(*(self.grid[k] for k in keys))]
+
+    def configs(self) -> list[tuple[dict, RunConfig]]:
+        """(grid point, validated RunConfig) for every grid point."""
+        out = []
+        for point in self.points():
+            options = {**self.base, **point}
+            if self.seed_chunk is not None:
+                options["seed_chunk"] = self.seed_chunk
+            options = {field_name(k): coerce(field_name(k), v) for k, v in options.items()}
+            try:
+                cfg = normalized(RunConfig.from_dict(options).validate())
+            except ConfigError as err:
+                where = ", ".join(f"{k}={v}" for k, v in point.items())
+                raise ConfigError(f"{err} (at grid point {where})" if where else str(err))
+            out.append((point, cfg))
+        return out
+
+    def tasks(self) -> list["Task"]:
+        """The sweep's tasks, each configuration's chunks in seed order; a configuration that
+        appears twice in the grid (omega = [0, 0.0]) is run once."""
+        tasks, seen = [], set()
+        for point, cfg in self.configs():
+            for task in chunk_tasks(cfg, point):
+                if task.id not in seen:
+                    seen.add(task.id)
+                    tasks.append(task)
+        return tasks
+
+
+# ---------------------------------------------------------------------------------------------
+# tasks
+
+@dataclass(frozen=True)
+class Task:
+    id: str        # stable: hash of the configuration's run id and this chunk's seeds
+    run: str       # the configuration's run id: the `run` column of every row it writes
+    point: dict    # the grid values of its configuration (for status)
+    config: dict   # its RunConfig as a dict: first_seed/seeds are this chunk's
+
+    def run_config(self) -> RunConfig:
+        return RunConfig.from_dict(self.config)
+
+    def seeds(self) -> range:
+        return range(self.config["first_seed"], self.config["first_seed"] + self.config["seeds"])
+
+    def label(self) -> str:
+        where = " ".join(f"{k}={v}" for k, v in self.point.items())
+        s = self.seeds()
+        return f"{where + ' ' if where else ''}seeds {s.start}-{s.stop - 1}"
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "run": self.run, "point": self.point, "config": self.config}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Task":
+        return cls(id=d["id"], run=d["run"], point=d.get("point", {}), config=d["config"])
+
+
+def task_id(run: str, first_seed: int, seeds: int) -> str:
+    blob = json.dumps({"run": run, "first_seed": first_seed, "seeds": seeds}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def chunk_tasks(cfg: RunConfig, point: dict | None = None) -> list[Task]:
+    """`cfg`'s seeds in chunks of cfg.seed_chunk, one task each."""
+    cfg = normalized(cfg)
+    run, seeds, tasks = cfg.run_id(), cfg.seed_list(), []
+    for start in range(0, len(seeds), cfg.seed_chunk):
+        chunk = seeds[start:start + cfg.seed_chunk]
+        config = {**cfg.to_dict(), "first_seed": chunk[0], "seeds": len(chunk), "seed_chunk": len(chunk)}
+        tasks.append(Task(task_id(run, chunk[0], len(chunk)), run, dict(point or {}), config))
+    return tasks
+
+
+# ---------------------------------------------------------------------------------------------
+# running one task (on a worker)
+
+class Diverged(RuntimeError):
+    """A task's distances came out NaN or infinite."""
+
+
+def check_finite(frame: pd.DataFrame, caught: list) -> None:
+    bad = frame[~frame["value"].apply(lambda v: v == v and abs(v) != float("inf"))]
+    if len(bad):
+        first = bad.iloc[0]
+        raise Diverged(f"diverged: {len(bad)} of {len(frame)} distances are NaN or infinite "
+                       f"(first: seed {first['seed']}, generation {first['generation']}, "
+                       f"{first['metric']})")
+    if any("Problem unbounded" in str(w.message) for w in caught):
+        raise Diverged("diverged: exact OT was handed non-finite samples (POT: 'Problem unbounded')")
+
+
+def failure_record(task: Task, err: BaseException, seconds: float) -> dict:
+    text = (str(err) if isinstance(err, Diverged) else f"{type(err).__name__}: {err}").replace("\n", " ")
+    kind = ("diverged" if isinstance(err, Diverged) else
+            "out-of-memory" if isinstance(err, MemoryError) or "out of memory" in str(err).lower()
+            else "error")
+    return {"task": task.id, "run": task.run, "point": task.point, "kind": kind, "error": text,
+            "traceback": "".join(traceback.format_exception(err)[-6:]),
+            "host": socket.gethostname(), "pid": os.getpid(), "time": time.time(),
+            "seconds": seconds}
+
+
+def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[pd.DataFrame | None, dict | None]:
+    """Run `task`: (its rows, None) or (None, its failure record). Never raises for a failing
+    run (an error, an out-of-memory, NaN distances)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            frame = run_config(task.run_config(), progress=progress)
+        check_finite(frame, caught)
+        frame["run"] = task.run
+        frame.attrs.clear()
+        return frame, None
+    except Exception as err:  # noqa: BLE001 - a failing task is data, recorded with its error
+        return None, failure_record(task, err, time.perf_counter() - started)
+
+
+def run_config(cfg: RunConfig, progress=None) -> pd.DataFrame:
+    from madlab.runner import run_config as run
+
+    return run(cfg, progress=progress)
+
+
+def record(out: Path, task: Task, frame: pd.DataFrame | None, failure: dict | None) -> dict:
+    """Write a task's result (or failure) atomically; return its small outcome."""
+    if frame is not None:
+        store.write_task_result(out, task.id, frame)
+        return {"id": task.id, "state": "done", "rows": len(frame)}
+    store.write_task_failure(out, task.id, failure)
+    return {"id": task.id, "state": "failed", "error": failure["error"]}
+
+
+def execute_task(out: str, task: Task, threads: int = 1) -> dict:
+    """Worker entry point (local processes, Slurm jobs): run `task` and record it under `out`."""
+    store.mark_running(out, task.id)
+    frame, failure = compute_task(task, threads)
+    return record(Path(out), task, frame, failure)
+
+
+def record_crash(out: Path, task: Task, message: str) -> dict:
+    """A worker died (or a job was lost) before it could record `task` itself."""
+    failure = {"task": task.id, "run": task.run, "point": task.point, "kind": "crashed",
+               "error": message, "traceback": "", "host": socket.gethostname(), "pid": None,
+               "time": time.time(), "seconds": None}
+    return record(out, task, None, failure)
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep directory (driver side)
+
+def manifest_for(spec: SweepSpec, tasks: list[Task], kind: str) -> dict:
+    return {"format": FORMAT, "madlab": __version__, "kind": kind, "name": spec.name,
+            "specs": [spec.to_dict()], "tasks": [t.to_dict() for t in tasks]}
+
+
+def seed_overlaps(tasks: list[Task]) -> str | None:
+    """A (run, seed) covered by two different tasks, described, or None."""
+    owner: dict[tuple[str, int], Task] = {}
+    for task in tasks:
+        for seed in task.seeds():
+            other = owner.setdefault((task.run, seed), task)
+            if other.id != task.id:
+                return (f"seed {seed} of run {task.run} would be run by two tasks (seeds "
+                        f"{other.seeds().start}-{other.seeds().stop - 1} and "
+                        f"{task.seeds().start}-{task.seeds().stop - 1}): the seed chunk changed; "
+                        f"use this directory's seed chunk of {other.config['seed_chunk']}")
+    return None
+
+
+def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = False,
+               kind: str = "sweep") -> list[Task]:
+    """Check `out` against this sweep and write its manifest; return all the directory's tasks
+    (with --extend: the old ones, then the new). Raises ConfigError, writing nothing, if `out`
+    holds something else."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+    manifest = store.read_manifest(out)
+    if manifest is None:
+        if out.exists() and any(p.name != store.LOCK for p in out.iterdir()) and not (out / store.CONFIG).exists():
+            raise ConfigError(f"--out {out} is not empty and holds no madlab sweep; choose another --out")
+        problem = seed_overlaps(tasks)
+        if problem:
+            raise ConfigError(problem)
+        store.write_manifest(out, manifest_for(spec, tasks, kind))
+        return tasks
+    held = [Task.from_dict(t) for t in manifest["tasks"]]
+    held_ids, new_ids = {t.id for t in held}, {t.id for t in tasks}
+    if held_ids == new_ids:
+        return held
+    added = [t for t in tasks if t.id not in held_ids]
+    problem = seed_overlaps(held + added)
+    if problem:
+        raise ConfigError(f"{out}: {problem}")
+    if not extend:
+        missing = len(held_ids - new_ids)
+        what = "run" if manifest.get("kind") == "run" and kind == "run" else "sweep"
+        raise ConfigError(f"--out {out} already holds a different {what} ({len(held)} tasks; this one "
+                          f"has {len(added)} new and lacks {missing} of them); rerun the same "
+                          f"command to resume, add --extend to add the new tasks, or choose "
+                          f"another --out")
+    manifest["tasks"] = [t.to_dict() for t in held + added]
+    manifest["specs"] = manifest.get("specs", []) + [spec.to_dict()]
+    store.write_manifest(out, manifest)
+    return held + added
+
+
+def load_tasks(out: Path) -> tuple[dict, list[Task]]:
+    manifest = store.read_manifest(out)
+    if manifest is None:
+        raise ConfigError(f"{out} holds no madlab sweep ({store.MANIFEST} not found)")
+    return manifest, [Task.from_dict(t) for t in manifest["tasks"]]
+
+
+def states(out: Path, tasks: list[Task]) -> dict[str, str]:
+    return {t.id: store.task_state(out, t.id) for t in tasks}
+
+
+def merge(out: Path, tasks: list[Task]) -> int:
+    """Write `out/results.parquet` from every finished task (manifest order); rows merged."""
+    return store.merge_task_results(out, [t.id for t in tasks])
+
+
+def run_sweep(out: Path, tasks: list[Task], executor, *,
+              on_start: Callable[[list[Task]], None] | None = None,
+              on_done: Callable[[dict], None] | None = None,
+              on_step: Callable[[int], None] | None = None) -> dict[str, int]:
+    """Run every task of `tasks` not yet done in `out` (failed ones are retried) with
+    `executor`, then merge all finished tasks into `out/results.parquet`. Holds the sweep's lock
+    throughout. Returns counts of done / failed / pending tasks and merged rows."""
+    out = Path(out)
+    with store.SweepLock(out):
+        store.remove_stale_temporaries(out)
+        before = states(out, tasks)
+        todo = [t for t in tasks if before[t.id] != "done"]
+        store.clear_running(out, [t.id for t in todo])
+        if on_start is not None:
+            on_start(todo)
+        if todo:
+            executor.run(out, todo, on_done or (lambda outcome: None), on_step)
+        after = states(out, tasks)
+        if needs_merge(out, tasks, after):
+            merge(out, tasks)
+    counts = {s: sum(1 for v in after.values() if v == s) for s in ("done", "failed", "pending")}
+    rows = store.merged_rows(out)
+    return {**counts, "rows": rows, "skipped": len(tasks) - len(todo)}
+
+
+def needs_merge(out: Path, tasks: list[Task], state: dict[str, str] | None = None) -> bool:
+    """True unless `out/results.parquet` holds exactly the finished tasks."""
+    state = state or states(out, tasks)
+    done = [t.id for t in tasks if state[t.id] == "done"]
+    return store.merged_tasks(out) != done

@@ -1,0 +1,255 @@
+"""Sweeps: grid expansion, stable task ids, one merged table, resume, failures, SIGKILL safety."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from madlab import presets, store
+from madlab.cli import main
+from madlab.config import ConfigError, RunConfig
+from madlab.executors import LocalExecutor
+from madlab.runner import run_config
+from madlab.sweep import SweepSpec, chunk_tasks, open_sweep, parse_values, run_sweep, states
+
+# closed-form backend: a task takes milliseconds
+GAUSS = {"backend": "gaussian", "gens": 3, "seeds": 4, "n_real": 50, "n_eval": 60, "metric": ["w2", "fd"]}
+# toy DDPM small enough for a task to take well under a second
+DDPM = ["--backend", "toy-ddpm", "--gens", "3", "--seeds", "2", "--epochs", "2", "--aux-epochs", "1",
+        "--n-real", "50", "--n-eval", "50", "--n-aux", "50", "--T", "10", "--width", "16",
+        "--depth", "1", "--batch-size", "32"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+TIMES = ["time_train_s", "time_synth_s", "time_eval_s"]
+KEY = ["run", "seed", "generation", "metric"]
+
+
+def canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows without wall-clock columns, in a fixed order."""
+    return frame.drop(columns=TIMES).sort_values(KEY).reset_index(drop=True)
+
+
+def spec(**grid) -> SweepSpec:
+    return SweepSpec(name="t", base=dict(GAUSS), grid=grid)
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "madlab", *args], capture_output=True, text=True,
+                          env=ENV, cwd=cwd, timeout=600)
+
+
+# --------------------------------------------------------------------------- grid and task ids
+
+def test_grid_is_the_cartesian_product_chunked_into_seed_tasks():
+    s = spec(omega=[0.0, 1.0, 3.0], n_synth=[20, 40])
+    s.seed_chunk = 3
+    configs = s.configs()
+    assert [(p["omega"], p["n_synth"]) for p, _ in configs] == [
+        (o, n) for o in (0.0, 1.0, 3.0) for n in (20, 40)]
+    tasks = s.tasks()
+    assert len(tasks) == 6 * 2                                  # 4 seeds in chunks of 3: 3 + 1
+    for _, cfg in configs:
+        mine = [t for t in tasks if t.run == cfg.run_id()]
+        assert [list(t.seeds()) for t in mine] == [[0, 1, 2], [3]]
+    assert len({t.id for t in tasks}) == len(tasks)
+
+
+def test_task_ids_are_stable_and_do_not_depend_on_how_the_grid_is_written():
+    a = spec(omega=[0, 1], n_synth=[20, 40]).tasks()
+    b = spec(n_synth=[40, 20], omega=[1.0, 0.0]).tasks()            # other order, floats as floats
+    c = SweepSpec.from_dict({"base": {**GAUSS, "n-synth": 20}, "grid": {"omega": [0, 1]}}).tasks()
+    assert {t.id for t in a} == {t.id for t in b}
+    assert {t.id for t in c} < {t.id for t in a}
+    # the same configuration run alone (madlab run) makes the same task
+    cfg = RunConfig(**{**GAUSS, "omega": 1.0, "n_synth": 40}).validate()
+    assert chunk_tasks(cfg)[0].id in {t.id for t in a}
+
+
+def test_command_line_values_are_typed_like_the_run_config():
+    assert parse_values("omega", "0,0.5,3") == [0.0, 0.5, 3.0]
+    assert parse_values("n_synth", "125, 250") == [125, 250]
+    assert parse_values("warm_start", "true,false") == [True, False]
+    assert parse_values("metric", "w2,fd") == [["w2", "fd"]]       # a list option is one value
+    for name, bad in [("n_synth", "1.5"), ("omega", "strong"), ("warm_start", "maybe")]:
+        with pytest.raises(ConfigError):
+            parse_values(name, bad)
+
+
+def test_a_toml_file_and_the_command_line_make_the_same_sweep(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[sweep]\nname = "x"\nseed_chunk = 2\n[base]\nbackend = "gaussian"\ngens = 3\n'
+                    'seeds = 4\nn_real = 50\nn_eval = 60\nmetric = ["w2", "fd"]\n'
+                    '[grid]\nomega = [0, 1, 3]\nn_synth = [20, 40]\n')
+    from_file = SweepSpec.from_toml(path)
+    from_cli = SweepSpec().override({k: parse_values(k, v) for k, v in {
+        "backend": "gaussian", "gens": "3", "seeds": "4", "n_real": "50", "n_eval": "60",
+        "metric": "w2,fd", "omega": "0,1,3", "n_synth": "20,40", "seed_chunk": "2"}.items()})
+    assert from_file.name == "x" and len(from_file.tasks()) == 12
+    assert [t.id for t in from_file.tasks()] == [t.id for t in from_cli.tasks()]
+
+
+@pytest.mark.parametrize("text, says", [
+    ('[grid]\nomegaa = [1]\n', "unknown run option"),
+    ('[grid]\nomega = 1\n', "non-empty list"),
+    ('[base]\nomega = 1\n[grid]\nomega = [1, 2]\n', "both [base] and [grid]"),
+    ('[grid]\nseed_chunk = [1, 2]\n', "cannot be gridded"),
+    ('[swep]\nname = "x"\n', "unknown table"),
+    ('[grid]\nloop = ["augment", "sideways"]\n', "loop=sideways"),
+    ('[grid\n', "not valid TOML"),
+])
+def test_a_bad_sweep_file_is_one_line_and_exit_two(tmp_path, capsys, text, says):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", str(path), "--out", str(tmp_path / "never")])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0]
+    assert not (tmp_path / "never").exists()
+
+
+def test_presets_are_packaged_and_an_unknown_one_names_the_available():
+    assert "example" in presets.available()
+    example = presets.load("example")
+    assert example.name == "example" and len(example.tasks()) == 24
+    with pytest.raises(ConfigError, match="available: .*example"):
+        presets.load("no-such-preset")
+
+
+# --------------------------------------------------------------------------- one table, resume
+
+def test_the_merged_table_is_the_single_runs_tables_and_chunking_changes_no_number(tmp_path):
+    s = spec(omega=[0.0, 3.0], n_synth=[20, 40])
+    s.seed_chunk = 3
+    counts = run_sweep(tmp_path, open_sweep(tmp_path, s, s.tasks()), LocalExecutor(jobs=1))
+    assert counts == {"done": 8, "failed": 0, "pending": 0, "rows": 2 * 4 * 3 * 4, "skipped": 0}
+    merged = pd.read_parquet(tmp_path / "results.parquet")
+    single = pd.concat([run_config(RunConfig(**cfg.to_dict())) for _, cfg in s.configs()])
+    assert list(merged.columns) == list(single.columns)           # the schema of a single run
+    assert canonical(merged.drop(columns="ensemble")).equals(canonical(single.drop(columns="ensemble")))
+    assert not merged.duplicated(KEY).any()
+
+
+def test_rerunning_skips_finished_tasks_and_retries_failed_ones(tmp_path):
+    s = spec(omega=[0.0, 3.0])
+    tasks = open_sweep(tmp_path, s, s.tasks())
+    run_sweep(tmp_path, tasks, LocalExecutor(jobs=1))
+    first = pd.read_parquet(tmp_path / "results.parquet")
+    stamps = {t.id: store.task_paths(tmp_path, t.id)["done"].stat().st_mtime_ns for t in tasks}
+    # task 0 "failed" last time: its rows are gone and its error is on disk
+    lost = tasks[0].id
+    store.task_paths(tmp_path, lost)["done"].unlink()
+    store.write_task_failure(tmp_path, lost, {"error": "RuntimeError: boom"})
+    assert states(tmp_path, tasks)[lost] == "failed"
+    counts = run_sweep(tmp_path, tasks, LocalExecutor(jobs=1))
+    assert counts["done"] == 2 and counts["skipped"] == 1
+    assert store.task_paths(tmp_path, tasks[1].id)["done"].stat().st_mtime_ns == stamps[tasks[1].id]
+    assert not store.task_paths(tmp_path, lost)["failed"].exists()
+    assert canonical(pd.read_parquet(tmp_path / "results.parquet")).equals(canonical(first))
+
+
+def test_a_failing_task_is_recorded_and_the_others_finish(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")                           # no wrapped error messages
+    # |D_s| = 1 in a fully synthetic loop: generation 2 has one point to fit a Gaussian to
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--backend", "gaussian", "--loop", "fully-synthetic", "--gens", "3",
+              "--seeds", "2", "--n-eval", "60", "--n-synth", "1,40", "--quiet", "--out", str(tmp_path)])
+    assert exit_.value.code == 1
+    assert "needs at least 2 points" in capsys.readouterr().err
+    status = {s: [] for s in ("done", "failed")}
+    manifest = json.loads((tmp_path / "sweep.json").read_text())
+    for task in manifest["tasks"]:
+        status[store.task_state(tmp_path, task["id"])].append(task["point"]["n_synth"])
+    assert status == {"done": [40], "failed": [1]}
+    assert set(pd.read_parquet(tmp_path / "results.parquet")["n_synth"]) == {40}
+    with pytest.raises(SystemExit):
+        main(["status", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "1 done, 1 failed, 0 pending" in out and "needs at least 2 points" in out
+
+
+def test_nan_divergence_is_a_failure_not_a_number(tmp_path):
+    # a learning rate of 1e8 sends the DDPM's weights, hence its samples, to NaN
+    cfg = RunConfig(backend="toy-ddpm", lr=1e8, gens=1, seeds=1, epochs=1, aux_epochs=1, n_real=50,
+                    n_eval=50, n_aux=50, n_synth=20, T=10, width=16, depth=1, metric=["fd"]).validate()
+    s = SweepSpec(base=cfg.to_dict())
+    counts = run_sweep(tmp_path, open_sweep(tmp_path, s, s.tasks()), LocalExecutor(jobs=1))
+    assert counts["failed"] == 1 and counts["rows"] == 0
+    failure = store.read_failure(tmp_path, s.tasks()[0].id)
+    assert failure["kind"] == "diverged" and "NaN" in failure["error"]
+
+
+def test_a_different_grid_is_refused_unless_extended(tmp_path):
+    s = spec(omega=[0.0, 3.0])
+    run_sweep(tmp_path, open_sweep(tmp_path, s, s.tasks()), LocalExecutor(jobs=1))
+    before = (tmp_path / "sweep.json").read_bytes()
+    bigger = spec(omega=[0.0, 3.0, 5.0])
+    with pytest.raises(ConfigError, match="different sweep.*--extend"):
+        open_sweep(tmp_path, bigger, bigger.tasks())
+    rechunked = spec(omega=[0.0, 3.0])
+    rechunked.seed_chunk = 2
+    with pytest.raises(ConfigError, match="seed chunk changed"):
+        open_sweep(tmp_path, rechunked, rechunked.tasks(), extend=True)
+    assert (tmp_path / "sweep.json").read_bytes() == before          # refusals write nothing
+    tasks = open_sweep(tmp_path, bigger, bigger.tasks(), extend=True)
+    counts = run_sweep(tmp_path, tasks, LocalExecutor(jobs=1))
+    assert counts == {"done": 3, "failed": 0, "pending": 0, "rows": 3 * 4 * 3 * 2, "skipped": 2}
+    assert sorted(pd.read_parquet(tmp_path / "results.parquet")["omega"].unique()) == [0.0, 3.0, 5.0]
+
+
+def test_a_run_directory_is_a_one_task_sweep(tmp_path, capsys):
+    args = ["--backend", "gaussian", "--gens", "3", "--seeds", "4", "--n-real", "50", "--n-eval",
+            "60", "--omega", "1", "--quiet", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", *args])
+    assert exit_.value.code == 0
+    manifest = json.loads((tmp_path / "sweep.json").read_text())
+    assert manifest["kind"] == "run" and len(manifest["tasks"]) == 1
+    rows = pd.read_parquet(tmp_path / "results.parquet")
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", *args])                                    # the same run, as a sweep
+    assert exit_.value.code == 0
+    assert "1/1 tasks done (1 of them already done before this run)" in capsys.readouterr().err
+    assert canonical(pd.read_parquet(tmp_path / "results.parquet")).equals(canonical(rows))
+
+
+# --------------------------------------------------------------------------- SIGKILL mid-way
+
+def test_a_sweep_killed_with_sigkill_and_rerun_loses_and_duplicates_no_row(tmp_path):
+    out = tmp_path / "killed"
+    args = ["sweep", *DDPM, "--omega", "0,1,2,3", "--n-synth", "20,40", "--jobs", "2", "--quiet",
+            "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "madlab", *args], env=ENV, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        while not (out / "tasks").exists() or not list((out / "tasks").glob("*.parquet")):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)                        # the driver, mid-sweep
+        proc.wait()
+        _, tasks = json.loads((out / "sweep.json").read_text()), None
+        done_at_kill = len(list((out / "tasks").glob("*.parquet")))
+        assert 0 < done_at_kill < 8
+        assert not (out / "results.parquet").exists()
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)                  # its orphaned pool workers
+        except ProcessLookupError:
+            pass
+    again = cli(*args)
+    assert again.returncode == 0, again.stderr
+    resumed = pd.read_parquet(out / "results.parquet")
+    assert not resumed.duplicated(KEY).any()
+    # the uninterrupted sweep: every configuration run on its own, in one torch thread
+    torch.set_num_threads(1)
+    expected = []
+    for omega in (0.0, 1.0, 2.0, 3.0):
+        for n_synth in (20, 40):
+            values = dict(zip([a.lstrip("-").replace("-", "_") for a in DDPM[::2]], DDPM[1::2]))
+            cfg = SweepSpec().override({k: parse_values(k, v) for k, v in values.items()}).base
+            expected.append(run_config(RunConfig(**{**cfg, "omega": omega, "n_synth": n_synth})))
+    assert canonical(resumed).equals(canonical(pd.concat(expected)))
