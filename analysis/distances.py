@@ -1,7 +1,9 @@
 """Distances between a model and p_r, from samples (DESIGN.md section 2).
 
-w2, w1   exact optimal transport between two equal-weight sample sets (POT's network simplex):
-         W_p = (min_pi sum pi_ij |x_i - y_j|^p)^(1/p). Between two finite samples of the same
+w2, w1   exact optimal transport between two equal-weight sample sets:
+         W_p = (min_pi sum pi_ij |x_i - y_j|^p)^(1/p). For n = m the optimal plan is a permutation
+         (Birkhoff), so the exact assignment (scipy's linear_sum_assignment, about 2x faster than
+         POT's network simplex at n = 1000) is used; otherwise POT's `ot.emd2`. Between two finite samples of the same
          distribution it is not 0: about 0.19 for W2 at 1000 vs 1000 points of the paper's target.
 gaussian_w2  closed form W2 between N(m1, S1) and N(m2, S2) (Dowson & Landau 1982):
          |m1 - m2|^2 + tr(S1 + S2 - 2 (S2^(1/2) S1 S2^(1/2))^(1/2)).
@@ -13,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import ot
 import torch
+from scipy.optimize import linear_sum_assignment
 
 METRICS = ("w2", "w1", "fd")
 NEEDS_REAL_SAMPLE = {"w2": True, "w1": True, "fd": False}
@@ -33,10 +36,19 @@ def wasserstein(x, y, p: int = 2) -> float:
         M = np.sqrt(M)
     elif p != 2:
         raise ValueError(f"p must be 1 or 2, got {p}")
-    a = np.full(len(x), 1.0 / len(x))
-    b = np.full(len(y), 1.0 / len(y))
-    cost = float(ot.emd2(a, b, M, numItermax=EMD_MAX_ITER))
+    if len(x) == len(y):  # exact: an optimal plan of equal-size uniform measures is a permutation
+        rows, cols = linear_sum_assignment(M)
+        cost = float(M[rows, cols].mean())
+    else:
+        cost = emd_cost(M)
     return cost if p == 1 else float(np.sqrt(max(cost, 0.0)))
+
+
+def emd_cost(M: np.ndarray) -> float:
+    """min_pi <pi, M> over plans between uniform weights, by POT's network simplex."""
+    a = np.full(M.shape[0], 1.0 / M.shape[0])
+    b = np.full(M.shape[1], 1.0 / M.shape[1])
+    return float(ot.emd2(a, b, M, numItermax=EMD_MAX_ITER))
 
 
 def w2(x, y) -> float:
@@ -79,11 +91,18 @@ def frechet_to_gaussian(samples: torch.Tensor, mean, cov) -> torch.Tensor:
 
 
 def per_seed(metric: str, samples: torch.Tensor, real: torch.Tensor | None = None,
-             target=None) -> torch.Tensor:
-    """dist(G, p_r) for each seed: samples [N, n, d]; real [N, m, d] for w1/w2; target for fd."""
+             target=None, n_jobs: int = 1) -> torch.Tensor:
+    """dist(G, p_r) for each seed: samples [N, n, d]; real [N, m, d] for w1/w2; target for fd;
+    n_jobs > 1 solves the seeds' OT problems in that many joblib worker processes."""
     if metric == "fd":
         return frechet_to_gaussian(samples, target.mean, target.cov)
     if metric not in ("w1", "w2"):
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     p = 1 if metric == "w1" else 2
-    return torch.tensor([wasserstein(s, r, p) for s, r in zip(samples, real)], dtype=torch.float64)
+    pairs = [(_as_numpy(s), _as_numpy(r)) for s, r in zip(samples, real)]
+    if n_jobs != 1 and len(pairs) > 1:
+        from joblib import Parallel, delayed
+        values = Parallel(n_jobs=n_jobs)(delayed(wasserstein)(s, r, p) for s, r in pairs)
+    else:
+        values = [wasserstein(s, r, p) for s, r in pairs]
+    return torch.tensor(values, dtype=torch.float64)

@@ -59,7 +59,9 @@ def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
         real = None
         if any(NEEDS_REAL_SAMPLE.get(m, False) for m in cfg.metric):
             real = target.sample(cfg.n_eval, streams.generators("eval-real", generation))
-        return {m: fid(samples) if m == "fid" else per_seed(m, samples.cpu(), real, target)
+        # exact OT per seed: as many worker processes as torch threads (1 thread: in process)
+        return {m: fid(samples) if m == "fid" else per_seed(m, samples.cpu(), real, target,
+                                                            n_jobs=torch.get_num_threads())
                 for m in cfg.metric}
 
     return evaluate

@@ -8,6 +8,12 @@ so the N models train exactly as N separate models would (up to float rounding).
 Model eps_theta(x_t, t) predicts the noise (Ho et al. 2020, Eq. 14); sampling is DDPM ancestral
 sampling (Algorithm 2). SIMS guidance mixes noise predictions, which equals mixing scores since
 s = -eps / sqrt(1 - alpha_bar_t):  eps = (1 + w) eps_base - w eps_aux.
+
+Speed (docs/performance.md): `eps` is the readable reference network; `train` and `sample` run the
+same network through a hand-written forward/backward (no autograd, no concatenation of the time
+input, LayerNorm by its closed-form gradient) and Adam on one flat parameter buffer, on blocks of
+`seed_block` seeds (and `sample_rows` rows when sampling) so each step's working set stays in the
+CPU cache. Blocks only reorder independent work: no number changes beyond float rounding.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ TIME_EMBEDDINGS = ("scaled", "raw", "sinusoidal")
 ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu": F.gelu, "tanh": torch.tanh}
 VARIANCES = ("beta", "posterior")
 LR_SCHEDULES = ("linear", "constant")
+_FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # torch >= 2.0 (CPU kernel since 2.4)
 RANDOM_CHUNK = 8  # epochs (training) or steps (sampling) drawn per call: fixed, so seeds stay independent of N
 
 
@@ -50,12 +57,15 @@ class DDPMConfig:
     lr_end_factor: float = 0.01
     variance: str = "beta"            # sampler variance sigma_t^2: beta_t | posterior beta-tilde_t
     device: str = "cpu"
+    seed_block: int = 16              # speed only: seeds trained together in one cache-sized block
+    sample_rows: int = 1024           # speed only: seeds x points per block when sampling
 
     def validate(self) -> "DDPMConfig":
         checks = [
             (self.T >= 1, f"T must be positive, got {self.T}"),
             (self.width >= 1 and self.depth >= 0, "width must be positive and depth non-negative"),
             (self.batch_size >= 1, f"batch size must be positive, got {self.batch_size}"),
+            (self.seed_block >= 1 and self.sample_rows >= 1, "seed_block and sample_rows must be positive"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.time_embedding in TIME_EMBEDDINGS,
              f"unknown time embedding {self.time_embedding!r}; choose one of {', '.join(TIME_EMBEDDINGS)}"),
@@ -136,6 +146,165 @@ class ToyDDPM:
             h = h + self.act(u)
         return torch.baddbmm(p["out.b"], h, p["out.w"])
 
+    # ----------------------------------------------------------------- fast path
+    def _layout(self) -> list[tuple[str, str, slice, tuple[int, ...]]]:
+        """The flat buffer's pieces: (key, parameter, rows, shape of one seed's piece). The rows
+        of in.w and b*.w1 that multiply the time input are pieces of their own, so that every
+        gradient is written to a contiguous tensor (torch's batched-matmul fast path)."""
+        d, w, e = self.dim, self.config.width, self.embed_dim
+        layout = []
+        for name, shape in self.shapes().items():
+            split = {"in.w": d, **{f"b{i}.w1": w for i in range(self.config.depth)}}.get(name)
+            if split is None:
+                layout.append((name, name, slice(None), shape))
+            else:
+                layout += [(name + "x", name, slice(0, split), (split, shape[1])),
+                           (name + "e", name, slice(split, None), (e, shape[1]))]
+        return layout
+
+    def _pack(self, model: Params, s0: int, s1: int) -> tuple[torch.Tensor, Params]:
+        """Seeds s0..s1 of `model` copied into one flat buffer (piece-major: each piece a
+        contiguous [S, ...] block) and the views of that buffer by key."""
+        flat = torch.cat([model[name][s0:s1, rows].reshape(-1).to(self.device, torch.float32)
+                          for _, name, rows, _ in self._layout()])
+        return flat, self._views(flat, s1 - s0)
+
+    def _views(self, flat: torch.Tensor, S: int) -> Params:
+        views, start = {}, 0
+        for key, _, _, shape in self._layout():
+            size = S * math.prod(shape)
+            views[key] = flat[start:start + size].view(S, *shape)
+            start += size
+        return views
+
+    def _unpack(self, views: Params, out: Params, s0: int, s1: int) -> None:
+        for key, name, rows, _ in self._layout():
+            out[name][s0:s1, rows] = views[key]
+
+    def _blocks(self, N: int, size: int) -> list[tuple[int, int]]:
+        return [(s, min(s + size, N)) for s in range(0, N, size)]
+
+    def _layer_norm(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """In place: u <- (u - mean) / sqrt(var + 1e-5) over the last dimension (F.layer_norm's
+        statistics, biased variance); returns (normalized u, 1 / sqrt(var + 1e-5))."""
+        u = u.sub_(u.mean(-1, keepdim=True))  # (torch.var_mean is 100x slower here)
+        var = torch.linalg.vector_norm(u, dim=-1, keepdim=True).square_().div_(u.shape[-1])
+        rstd = var.add_(1e-5).rsqrt_()
+        return u.mul_(rstd), rstd
+
+    @staticmethod
+    def _layer_norm_grad(dy: torch.Tensor, n: torch.Tensor, rstd: torch.Tensor,
+                         g: torch.Tensor) -> torch.Tensor:
+        """d loss / d u for y = n g + h, n = LayerNorm(u): rstd (dn - mean(dn) - n mean(dn n))."""
+        dn = dy * g
+        m2 = (dn * n).mean(-1, keepdim=True)
+        m1 = dn.mean(-1, keepdim=True)
+        return dn.sub_(m1).addcmul_(n, m2, value=-1).mul_(rstd)
+
+    def _act_(self, y: torch.Tensor) -> torch.Tensor:
+        """The activation; relu and tanh in place (their gradient needs only the output)."""
+        name = self.config.activation
+        if name == "relu":
+            return y.relu_()
+        if name == "tanh":
+            return y.tanh_()
+        return self.act(y)
+
+    def _act_grad(self, grad: torch.Tensor, y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """d loss / d y for out = act(y) (y is only needed, and only kept, for silu and gelu)."""
+        name = self.config.activation
+        if name == "relu":
+            return torch.ops.aten.threshold_backward(grad, out, 0.0)
+        if name == "tanh":
+            return torch.ops.aten.tanh_backward(grad, out)
+        if name == "silu":
+            return torch.ops.aten.silu_backward(grad, y)
+        return torch.ops.aten.gelu_backward(grad, y)
+
+    @staticmethod
+    def _linear(b, h, w_h, emb, w_e) -> torch.Tensor:
+        """[h, emb] @ [w_h; w_e] + b without concatenating: a per-row time input (training)
+        is a second product added in place; one time for all rows (sampling) folds into b."""
+        if emb.shape[1] == 1 and h.shape[1] != 1:
+            return torch.baddbmm(torch.baddbmm(b, emb, w_e), h, w_h)
+        return torch.baddbmm(b, h, w_h).baddbmm_(emb, w_e)
+
+    def _forward(self, p: Params, x: torch.Tensor, emb: torch.Tensor, keep: bool):
+        """eps_theta for a block: x [S, B, d], emb [S, B, e] (or [S, 1, e]) -> ([S, B, d], saved).
+
+        The same function as `eps`: [h, emb] @ W is computed as h @ W[:w] + emb @ W[w:]."""
+        c = self.config
+        keep_y = keep and c.activation in ("silu", "gelu")
+        h = self._linear(p["in.b"], x, p["in.wx"], emb, p["in.we"])
+        saved = []
+        for i in range(c.depth):
+            u = self._linear(p[f"b{i}.b1"], h, p[f"b{i}.w1x"], emb, p[f"b{i}.w1e"])
+            n1 = rstd1 = n2 = rstd2 = None
+            if c.layer_norm:
+                n1, rstd1 = self._layer_norm(u)
+                u = torch.addcmul(p[f"b{i}.h1"], n1, p[f"b{i}.g1"])
+            y1 = u.clone() if keep_y else None
+            r1 = self._act_(u)
+            u = torch.baddbmm(p[f"b{i}.b2"], r1, p[f"b{i}.w2"])
+            if c.layer_norm:
+                n2, rstd2 = self._layer_norm(u)
+                u = torch.addcmul(p[f"b{i}.h2"], n2, p[f"b{i}.g2"])
+            y2 = u.clone() if keep_y else None
+            r2 = self._act_(u)
+            if keep:
+                saved.append((h, n1, rstd1, y1, r1, n2, rstd2, y2, r2))
+                h = h + r2
+            else:
+                h = h.add_(r2)
+        return torch.baddbmm(p["out.b"], h, p["out.w"]), (saved, h)
+
+    def _backward(self, p: Params, grad: Params, x: torch.Tensor, emb: torch.Tensor, saved,
+                  dout: torch.Tensor) -> None:
+        """Write d loss / d p into `grad` (every element) given dout = d loss / d eps_theta."""
+        c = self.config
+        blocks, h = saved
+        tr = lambda a: a.transpose(1, 2)  # noqa: E731
+        torch.bmm(tr(h), dout, out=grad["out.w"])
+        torch.sum(dout, 1, keepdim=True, out=grad["out.b"])
+        dh = torch.bmm(dout, tr(p["out.w"]))
+        for i in reversed(range(c.depth)):
+            h, n1, rstd1, y1, r1, n2, rstd2, y2, r2 = blocks[i]
+            du = self._act_grad(dh, y2, r2)
+            if c.layer_norm:
+                torch.sum(du * n2, 1, keepdim=True, out=grad[f"b{i}.g2"])
+                torch.sum(du, 1, keepdim=True, out=grad[f"b{i}.h2"])
+                du = self._layer_norm_grad(du, n2, rstd2, p[f"b{i}.g2"])
+            torch.bmm(tr(r1), du, out=grad[f"b{i}.w2"])
+            torch.sum(du, 1, keepdim=True, out=grad[f"b{i}.b2"])
+            du = self._act_grad(torch.bmm(du, tr(p[f"b{i}.w2"])), y1, r1)
+            if c.layer_norm:
+                torch.sum(du * n1, 1, keepdim=True, out=grad[f"b{i}.g1"])
+                torch.sum(du, 1, keepdim=True, out=grad[f"b{i}.h1"])
+                du = self._layer_norm_grad(du, n1, rstd1, p[f"b{i}.g1"])
+            torch.bmm(tr(h), du, out=grad[f"b{i}.w1x"])
+            torch.bmm(tr(emb), du, out=grad[f"b{i}.w1e"])
+            torch.sum(du, 1, keepdim=True, out=grad[f"b{i}.b1"])
+            dh = dh.baddbmm_(du, tr(p[f"b{i}.w1x"]))
+        torch.bmm(tr(x), dh, out=grad["in.wx"])
+        torch.bmm(tr(emb), dh, out=grad["in.we"])
+        torch.sum(dh, 1, keepdim=True, out=grad["in.b"])
+
+    @staticmethod
+    def _adam(param, grad, exp_avg, exp_avg_sq, step: int, lr: float,
+              beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+        """torch.optim.Adam's update (defaults, no weight decay) on one flat buffer, in place:
+        torch's fused kernel (what Adam(fused=True) calls; one pass, no temporaries) when present."""
+        if _FUSED_ADAM is not None and param.device.type in ("cpu", "cuda"):
+            _FUSED_ADAM([param], [grad], [exp_avg], [exp_avg_sq], [],
+                        [torch.tensor(float(step), device=param.device)], lr=lr, beta1=beta1,
+                        beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+            return
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
+        denom = exp_avg_sq.sqrt().div_(bias_correction2_sqrt).add_(eps)
+        param.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1 ** step))
+
     # ----------------------------------------------------------------- protocol
     def init(self, generators: Sequence[torch.Generator]) -> Params:
         """PyTorch's nn.Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)); LayerNorm (1, 0)."""
@@ -165,35 +334,55 @@ class ToyDDPM:
         per_epoch = math.ceil(n / batch)
         total_steps = max(1, round(epochs * per_epoch))
         n_epochs = math.ceil(total_steps / per_epoch)
-        params = {k: v.detach().clone().requires_grad_(True) for k, v in model.items()}
-        opt = torch.optim.Adam(params.values(), lr=c.lr)
         sqrt_ab, sqrt_1mab = self.alpha_bar.sqrt(), (1 - self.alpha_bar).sqrt()
         seeds = torch.arange(N, device=self.device).unsqueeze(-1)
+        blocks = []  # per block of seeds: (s0, s1, params, views, grads, grad views, m, v)
+        for s0, s1 in self._blocks(N, c.seed_block):
+            flat, views = self._pack(model, s0, s1)
+            gflat = torch.empty_like(flat)
+            blocks.append((s0, s1, flat, views, gflat, self._views(gflat, s1 - s0),
+                           torch.zeros_like(flat), torch.zeros_like(flat)))
         step = 0
         for chunk_start in range(0, n_epochs, RANDOM_CHUNK):
             chunk = min(RANDOM_CHUNK, n_epochs - chunk_start)
             # per seed, per epoch, per point: d noise values, one time-step draw, one shuffle key
             z = randn(generators, (chunk, n, d + 2), device=self.device)
             for e in range(chunk):
+                steps = min(per_epoch, total_steps - step)
+                if steps <= 0:
+                    break
                 eps_all = z[:, e, :, :d]
                 t_all = (torch.special.ndtr(z[:, e, :, d]) * c.T).long().clamp(0, c.T - 1) + 1
                 order = torch.argsort(z[:, e, :, d + 1], dim=1)
                 x_all = data[seeds, order]
-                for b in range(0, n, batch):
-                    if step >= total_steps:
-                        break
-                    x0, eps, t = x_all[:, b:b + batch], eps_all[:, b:b + batch], t_all[:, b:b + batch]
-                    xt = sqrt_ab[t].unsqueeze(-1) * x0 + sqrt_1mab[t].unsqueeze(-1) * eps
-                    loss = (self.eps(params, xt, t) - eps).pow(2).mean(dim=(1, 2)).sum()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    step += 1
-                    if c.lr_schedule == "linear":
-                        frac = step / total_steps
-                        for group in opt.param_groups:
-                            group["lr"] = c.lr * (1 + (c.lr_end_factor - 1) * frac)
-        return {k: v.detach() for k, v in params.items()}
+                xt_all = sqrt_ab[t_all].unsqueeze(-1) * x_all + sqrt_1mab[t_all].unsqueeze(-1) * eps_all
+                emb_all = self.embed(t_all)
+                for s0, s1, flat, p, gflat, g, m, v in blocks:
+                    for k in range(steps):
+                        b = k * batch
+                        xt, emb = xt_all[s0:s1, b:b + batch], emb_all[s0:s1, b:b + batch]
+                        eps = eps_all[s0:s1, b:b + batch]
+                        pred, saved = self._forward(p, xt, emb, keep=True)
+                        dout = pred.sub_(eps).mul_(2.0 / (eps.shape[1] * d))
+                        self._backward(p, g, xt, emb, saved, dout)
+                        s = step + k  # steps already taken: lr decays linearly after each one
+                        lr = c.lr * (1 + (c.lr_end_factor - 1) * s / total_steps) \
+                            if c.lr_schedule == "linear" else c.lr
+                        self._adam(flat, gflat, m, v, s + 1, lr)
+                step += steps
+        out = {k: torch.empty((N, *shape), device=self.device) for k, shape in self.shapes().items()}
+        for s0, s1, flat, p, *_ in blocks:
+            self._unpack(p, out, s0, s1)
+        return out
+
+    def _eps_block(self, p: Params, x: torch.Tensor, t: int, S: int, omega: float | None):
+        """eps at integer step t for a block: p stacks S models (and S guides after them when
+        omega is not None); x [S, P, d]."""
+        emb = self.embed(torch.full((p["in.b"].shape[0], 1), t, device=self.device))
+        out, _ = self._forward(p, x if omega is None else torch.cat([x, x]), emb, keep=False)
+        if omega is None:
+            return out
+        return (1 + omega) * out[:S] - omega * out[S:]
 
     @torch.no_grad()
     def sample(self, model: Params, n: int, generators: Sequence[torch.Generator], *,
@@ -201,24 +390,36 @@ class ToyDDPM:
         """DDPM ancestral sampling; with `guide`, eps = (1 + omega) eps_model - omega eps_guide."""
         c = self.config
         N = len(generators)
-        x = None
+        guided = guide is not None and omega != 0
+        S = max(1, min(N, c.sample_rows // n))           # seeds per block
+        P = min(n, max(1, c.sample_rows // S))           # points per block
+        blocks = []
+        for s0, s1 in self._blocks(N, S):
+            if guided:  # the block's models, then its guides: one batched forward for both
+                stack = {k: torch.cat([model[k][s0:s1], guide[k][s0:s1]]) for k in model}
+                _, p = self._pack(stack, 0, 2 * (s1 - s0))
+            else:
+                _, p = self._pack(model, s0, s1)
+            blocks.append((s0, s1, p))
+        x = torch.empty(N, n, self.dim, device=self.device)
         for chunk_start in range(0, c.T + 1, RANDOM_CHUNK):
             steps = min(RANDOM_CHUNK, c.T + 1 - chunk_start)
             z = randn(generators, (steps, n, self.dim), device=self.device)
-            for j in range(steps):
-                i = chunk_start + j  # 0: x_T; i >= 1: the noise of the step from t = T + 1 - i
-                if i == 0:
-                    x = z[:, 0]
-                    continue
-                t = c.T + 1 - i
-                t_in = torch.full((N, 1), t, device=self.device)
-                eps = self.eps(model, x, t_in)
-                if guide is not None and omega != 0:
-                    eps = (1 + omega) * eps - omega * self.eps(guide, x, t_in)
-                beta, ab = self.betas[t], self.alpha_bar[t]
-                x = (x - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
-                if t > 1:
-                    x = x + self.sigmas[t] * z[:, j]
+            for s0, s1, p in blocks:
+                for q0 in range(0, n, P):
+                    xb = x[s0:s1, q0:q0 + P]
+                    for j in range(steps):
+                        i = chunk_start + j  # 0: x_T; i >= 1: the noise of the step from t = T + 1 - i
+                        if i == 0:
+                            xb.copy_(z[s0:s1, 0, q0:q0 + P])
+                            continue
+                        t = c.T + 1 - i
+                        eps = self._eps_block(p, xb, t, s1 - s0, omega if guided else None)
+                        beta, ab = self.betas[t], self.alpha_bar[t]
+                        xn = (xb - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
+                        if t > 1:
+                            xn = xn + self.sigmas[t] * z[s0:s1, j, q0:q0 + P]
+                        xb.copy_(xn)
         return x
 
     def combine(self, models: Sequence[Params], weights: Sequence[float]) -> Params:
