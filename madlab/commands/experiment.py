@@ -1,0 +1,88 @@
+"""`madlab experiment NAME`: one of the paper's other experiments as a toy analogue -> figure + table."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typing_extensions import Annotated
+
+from madlab.config import ConfigError
+from madlab.experiments import EXPERIMENTS, load
+from madlab.experiments.common import SCALES, override, to_markdown, write_outputs
+
+Name = Enum("Name", {k: k for k in EXPERIMENTS}, type=str)
+Scale = Enum("Scale", {k: k for k in SCALES}, type=str)
+stderr = Console(stderr=True)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("experiment")
+    def experiment(
+        name: Annotated[Name, typer.Argument(help="landscape (paper Fig. 3) | pollution (Fig. 6) | shift (Fig. 7) | mad-loops (the three MAD loops with the Gaussian fit).")],
+        scale: Annotated[Scale, typer.Option(help="smoke (a minute: checks the plumbing) | quick (under 20 min on 2 CPU cores; reduced sizes, see docs/experiments.md) | paper (the paper's sizes; hours on a CPU, use a GPU for the DDPM experiments).")] = "quick",
+        out: Annotated[Optional[Path], typer.Option(help="Output folder for figure.png/.pdf, table.csv/.md, measurements.csv, settings.json [default: runs/experiments/NAME-SCALE].")] = None,
+        device: Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:N (the toy DDPM experiments; mad-loops is closed form) [default: the scale's, cpu].")] = None,
+        seeds: Annotated[Optional[int], typer.Option(help="Override the scale's number of seeds.")] = None,
+        set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any setting, KEY=VALUE (lists comma-separated), e.g. --set n_aux=20000 --set omegas=0,1,2. Repeatable; the settings are listed in settings.json.")] = None,
+        threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+        progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show progress on stderr.")] = True,
+    ) -> None:
+        """Run one toy analogue of the SIMS paper's experiments and write its figure and table.
+
+        Example: madlab experiment mad-loops --scale quick --out runs/mad-loops
+        """
+        import torch
+
+        if threads < 1:
+            raise ConfigError(f"threads must be positive, got {threads}")
+        torch.set_num_threads(threads)
+        module = load(name.value)
+        assignments = list(set_ or [])
+        if seeds is not None:
+            assignments.append(f"seeds={seeds}")
+        if device is not None:
+            assignments.append(f"device={device}")
+        settings = override(module.SCALES[scale.value], assignments)
+        try:
+            settings.validate()
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        folder = out or Path("runs") / "experiments" / f"{name.value}-{scale.value}"
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--out {folder} exists and is not a folder")
+        start = time.perf_counter()
+        if progress and not stderr.is_terminal:  # a log file: one plain line per step
+            def report(done: int, total: int, message: str) -> None:
+                stderr.print(f"[{done}/{total}] {name.value}: {message} ({time.perf_counter() - start:.0f} s)",
+                             soft_wrap=True, markup=False, highlight=False)
+
+            result = module.run(settings, report)
+        elif progress:
+            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=stderr, transient=False) as bar:
+                task = bar.add_task(name.value, total=None)
+
+                def report(done: int, total: int, message: str) -> None:
+                    bar.update(task, completed=done, total=total, description=f"{name.value}: {message}")
+
+                result = module.run(settings, report)
+        else:
+            result = module.run(settings)
+        seconds = time.perf_counter() - start
+        extra = {"seconds": round(seconds, 1), "torch_threads": threads}
+        if hasattr(settings, "device") and name.value != "mad-loops":
+            from toy.ddpm import DDPMConfig
+            extra["ddpm"] = dataclasses.asdict(DDPMConfig(device=settings.device))
+        paths = write_outputs(folder, name.value, scale.value, settings, extra, result)
+        print(to_markdown(result.summary), end="")
+        for key, value in result.headline.items():
+            print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+        for note in result.notes:
+            print(f"note: {note}")
+        print(f"wrote {', '.join(str(p) for p in paths)} ({seconds:.0f} s)")
