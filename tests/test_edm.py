@@ -296,6 +296,13 @@ def test_digits_and_npz_data(tmp_path):
     assert len({tuple(r.flatten().tolist()) for r in a[0]}) == 8   # n <= M: distinct images
     with pytest.raises(ValueError):
         load_images(str(tmp_path / "missing.npz"))
+    from PIL import Image
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(imgs[i]).save(folder / f"{i}.png")
+    from_folder = load_images(str(folder))
+    np.testing.assert_array_equal(from_folder.images, loaded.images[:3])
 
 
 def tiny_run(**kw):

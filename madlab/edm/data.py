@@ -58,7 +58,10 @@ def _nchw(x: np.ndarray, source: str) -> np.ndarray:
 
 
 def load_digits_set() -> ImageSet:
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+    try:
+        from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+    except ImportError:
+        raise ValueError("the digits data set comes with scikit-learn: pip install 'madlab[images]'") from None
 
     d = load_digits()
     images = np.rint(d.images * (255 / 16)).astype(np.uint8)[:, None]
@@ -80,7 +83,10 @@ def load_npz(path: Path) -> ImageSet:
 
 
 def load_folder(path: Path) -> ImageSet:
-    from PIL import Image
+    try:
+        from PIL import Image
+    except ImportError:
+        raise ValueError("reading a folder of images needs Pillow: pip install 'madlab[images]'") from None
 
     files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
