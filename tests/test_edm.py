@@ -56,6 +56,27 @@ class Zero(torch.nn.Module):
         return torch.zeros_like(x)
 
 
+class Record(torch.nn.Module):
+    """F(x, c_noise) = 2 x, remembering what it was given."""
+
+    def forward(self, x, c_noise):
+        self.x, self.c_noise = x, c_noise
+        return 2 * x
+
+
+@pytest.mark.parametrize("precond", ["edm", "vp"])
+def test_denoiser_wires_the_coefficients(precond):
+    D = Denoiser(Record(), precond, sigma_data=0.5)
+    x = torch.randn(3, 1, 2, 2, dtype=torch.float64)
+    sigma = torch.tensor([0.1, 1.0, 30.0], dtype=torch.float64)
+    coef = edm_coefficients(sigma, 0.5) if precond == "edm" else vp_coefficients(sigma)
+    c_skip, c_out, c_in, c_noise = (c.view(-1, 1, 1, 1) for c in coef)
+    out = D(x, sigma)
+    torch.testing.assert_close(D.net.x.double(), c_in * x, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(D.net.c_noise.double(), c_noise.flatten(), rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(out, c_skip * x + c_out * 2 * (c_in * x), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("precond", ["edm", "vp"])
 def test_loss_of_the_zero_network_is_one_in_expectation(precond):
     """With F = 0, E[lambda(sigma) |D(y + n; sigma) - y|^2] = lambda c_out^2 (target variance) = 1 for

@@ -64,8 +64,8 @@ class Denoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """x [B, ...]; sigma a float or [B]."""
-        sigma = torch.as_tensor(sigma, dtype=torch.float32, device=x.device)
-        sigma = sigma.reshape(-1).expand(x.shape[0])
+        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        sigma = torch.as_tensor(sigma, dtype=dtype, device=x.device).reshape(-1).expand(x.shape[0])
         c_skip, c_out, c_in, c_noise = self.coefficients(sigma)
         view = (-1,) + (1,) * (x.ndim - 1)
         F_x = self.net((c_in.view(view) * x).to(torch.float32), c_noise.to(torch.float32))
