@@ -1,0 +1,74 @@
+"""(d) Share of a generation spent in training, sampling and distance evaluation; the OT figure.
+
+Runs the default experiment (augment, SIMS w=3, default toy DDPM, full epochs 100/50, n_s = 2000,
+W2 on n_eval = 1000 points) for N seeds and a few generations through `madlab.runner.run_config`
+and prints the Loop's own phase timings: train = A(D^t) (base training, sampling S, fine-tuning),
+synth = drawing D_s^t, eval = drawing n_eval points + exact W2 per seed. Then times exact W2 on
+1000 vs 1000 points per seed: POT's network simplex (ot.emd2) vs the exact assignment now used.
+
+    nice -n 5 python -m benchmarks.breakdown --seeds 16 --gens 2
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import ot
+import torch
+
+from analysis.distances import per_seed, w2
+from benchmarks.common import Timer, best_of, machine, one_thread
+from madlab.config import RunConfig
+from madlab.runner import run_config
+from toy.targets import paper_gaussian
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=16, help="N seeds vectorized")
+    ap.add_argument("--gens", type=int, default=2, help="generations")
+    ap.add_argument("--epochs", type=float, default=100, help="base epochs (default experiment)")
+    ap.add_argument("--aux-epochs", type=float, default=50, help="SIMS fine-tune epochs")
+    ap.add_argument("--ot-seeds", type=int, default=8, help="seeds timed in the OT comparison")
+    args = ap.parse_args(argv)
+    one_thread()
+    print(machine())
+    cfg = RunConfig(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
+                    aux_epochs=args.aux_epochs, metric=["w2"]).validate()
+    with Timer() as t:
+        frame = run_config(cfg)
+    per_gen = frame.drop_duplicates(["generation"])
+    phases = {k: float(per_gen[f"time_{k}_s"].sum()) for k in ("train", "synth", "eval")}
+    total = sum(phases.values())
+    sg = args.seeds * args.gens
+    print(f"default experiment, N={args.seeds}, {args.gens} generations: {t.wall / sg:.3f} s wall, "
+          f"{t.cpu / sg:.3f} s CPU per seed-generation")
+    for k, label in (("train", "training (base + S + fine-tune)"), ("synth", "sampling D_s"),
+                     ("eval", "evaluation (n_eval samples + exact W2)")):
+        print(f"  {label:<40} {phases[k] / total:6.1%}  ({phases[k] / sg:.3f} s per seed-gen)")
+
+    gens = [torch.Generator().manual_seed(k) for k in range(args.ot_seeds)]
+    target = paper_gaussian()
+    x, y = target.sample(1000, gens), target.sample(1000, gens)
+
+    def emd_all():
+        for a, b in zip(x, y):
+            a, b = a.double().numpy(), b.double().numpy()
+            ot.emd2(np.full(1000, 1e-3), np.full(1000, 1e-3), ot.dist(a, b), numItermax=10**7)
+
+    we, ce = best_of(emd_all, 2)
+    wa, ca = best_of(lambda: [w2(a, b) for a, b in zip(x, y)], 2)
+    agree = max(abs(w2(a, b) ** 2 - ot.emd2(np.full(1000, 1e-3), np.full(1000, 1e-3),
+                                             ot.dist(a.double().numpy(), b.double().numpy()),
+                                             numItermax=10**7)) for a, b in zip(x[:2], y[:2]))
+    n = args.ot_seeds
+    print(f"exact W2, 1000 vs 1000 points, per seed: ot.emd2 {ce / n:.3f} s CPU ({we / n:.3f} wall); "
+          f"assignment {ca / n:.3f} s CPU ({wa / n:.3f} wall) -> {ce / ca:.1f}x; "
+          f"|W2^2 difference| {agree:.1e}")
+    wj, _ = best_of(lambda: per_seed("w2", x, y, n_jobs=2), 1)
+    print(f"per_seed(n_jobs=2), joblib workers: {wj / n:.3f} s wall per seed "
+          f"(first call includes starting the workers)")
+
+
+if __name__ == "__main__":
+    main()

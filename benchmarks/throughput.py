@@ -1,0 +1,96 @@
+"""(a) Seed-generations per second of the default experiment: N seeds vectorized vs one at a time.
+
+Default experiment: augment loop, SIMS with omega = 3, default toy DDPM, |D_r| = 1000,
+|D_s| = 250, n_s = 2000, evaluation W2 on 1000 points. Epochs and generations may be shortened
+(the same for both sides). Vectorized = `madlab.runner.run_config` (the product path, exact OT
+per seed included); one at a time = benchmarks.peer: a plain nn.Module + torch.optim.Adam per
+seed, trained after each other, W2 by POT's ot.emd2 as peers compute it.
+
+    nice -n 5 python -m benchmarks.throughput --seeds 64 --peer-seeds 4 --gens 2 --epochs 10 --aux-epochs 5
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+
+import numpy as np
+import ot
+import torch
+
+from benchmarks import peer
+from benchmarks.common import Timer, machine, one_thread
+from madlab.config import RunConfig
+from madlab.runner import run_config
+from toy.ddpm import ToyDDPM
+from toy.targets import make_target
+
+
+def peer_run(cfg: RunConfig, seed: int) -> dict[str, float]:
+    """One seed of the default experiment, the peers' way; returns seconds per phase."""
+    g = torch.Generator().manual_seed(seed)
+    backend = ToyDDPM(cfg.ddpm())
+    target = make_target(cfg.target)
+    real = target.sample(cfg.n_real, [g])[0]
+    synthetic, seconds = None, {"train": 0.0, "synth": 0.0, "eval": 0.0}
+    for t in range(1, cfg.gens + 1):
+        data = real if synthetic is None else torch.cat([real, synthetic])
+        with Timer() as tt:
+            base = peer.train(peer.EpsNet(backend), data, cfg.epochs, generator=g)
+            aux_set = peer.sample(base, cfg.n_aux, generator=g)
+            aux = peer.train(copy.deepcopy(base), aux_set, cfg.aux_epochs, generator=g)
+        with Timer() as ts:
+            if t < cfg.gens:
+                synthetic = peer.sample(base, cfg.n_synth, aux, cfg.omega, generator=g)
+        with Timer() as te:
+            x = peer.sample(base, cfg.n_eval, aux, cfg.omega, generator=g).double().numpy()
+            y = target.sample(cfg.n_eval, [g])[0].double().numpy()
+            n = len(x)
+            ot.emd2(np.full(n, 1 / n), np.full(n, 1 / n), ot.dist(x, y), numItermax=10_000_000)
+        for k, tm in (("train", tt), ("synth", ts), ("eval", te)):
+            seconds[k] += tm.cpu
+    return seconds
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=64, help="N, seeds vectorized in one process")
+    ap.add_argument("--peer-seeds", type=int, default=4,
+                    help="seeds run one at a time (their per-seed cost is what is compared)")
+    ap.add_argument("--gens", type=int, default=2, help="generations (both sides)")
+    ap.add_argument("--epochs", type=float, default=10, help="base epochs (default experiment: 100)")
+    ap.add_argument("--aux-epochs", type=float, default=5, help="SIMS fine-tune epochs (default: 50)")
+    ap.add_argument("--n-eval", type=int, default=1000, help="evaluation points per seed")
+    args = ap.parse_args(argv)
+    one_thread()
+    print(machine())
+    cfg = RunConfig(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
+                    aux_epochs=args.aux_epochs, n_eval=args.n_eval, metric=["w2"]).validate()
+    print(f"experiment: loop={cfg.loop} algo={cfg.algo} omega={cfg.omega} |D_r|={cfg.n_real} "
+          f"|D_s|={cfg.n_synth} n_s={cfg.n_aux} epochs={cfg.epochs} aux_epochs={cfg.aux_epochs} "
+          f"gens={cfg.gens} n_eval={cfg.n_eval} T={cfg.T} width={cfg.width} depth={cfg.depth} "
+          f"batch={cfg.batch_size}")
+
+    with Timer() as tv:
+        frame = run_config(cfg)
+    phases = {k: frame.drop_duplicates(["generation"])[f"time_{k}_s"].sum()
+              for k in ("train", "synth", "eval")}
+    vec_sg = args.seeds * args.gens
+    print(f"vectorized  N={args.seeds}: {vec_sg / tv.wall:8.3f} seed-gen/s wall, "
+          f"{vec_sg / tv.cpu:8.3f} seed-gen/s CPU   "
+          f"(per seed-gen: {tv.cpu / vec_sg:.3f} CPU s; train {phases['train'] / vec_sg:.3f}, "
+          f"synth {phases['synth'] / vec_sg:.3f}, eval {phases['eval'] / vec_sg:.3f} wall s)")
+
+    peer_cfg = copy.copy(cfg)
+    with Timer() as tp:
+        parts = [peer_run(peer_cfg, 1000 + k) for k in range(args.peer_seeds)]
+    per_sg = {k: sum(p[k] for p in parts) / (args.peer_seeds * args.gens) for k in parts[0]}
+    peer_sg = args.peer_seeds * args.gens
+    print(f"one at a time ({args.peer_seeds} seeds): {peer_sg / tp.wall:8.3f} seed-gen/s wall, "
+          f"{peer_sg / tp.cpu:8.3f} seed-gen/s CPU   (per seed-gen: {tp.cpu / peer_sg:.3f} CPU s; "
+          f"train {per_sg['train']:.3f}, synth {per_sg['synth']:.3f}, eval {per_sg['eval']:.3f})")
+    print(f"RATIO vectorized / one-at-a-time: {(vec_sg / tv.wall) / (peer_sg / tp.wall):.1f}x wall, "
+          f"{(vec_sg / tv.cpu) / (peer_sg / tp.cpu):.1f}x CPU time")
+
+
+if __name__ == "__main__":
+    main()

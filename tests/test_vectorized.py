@@ -1,0 +1,171 @@
+"""Vectorized seeds equal separately trained models: seed invariance, and equality with a plain
+per-seed nn.Module + torch.optim.Adam (benchmarks/peer.py) holding the same weights and draws."""
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import ot
+import pytest
+import torch
+
+from analysis.distances import per_seed, w1, w2
+from loops.rng import SeedStreams, randn
+from toy.ddpm import RANDOM_CHUNK, DDPMConfig, ToyDDPM
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _peer():
+    if "madlab_bench_peer" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("madlab_bench_peer", ROOT / "benchmarks" / "peer.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["madlab_bench_peer"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["madlab_bench_peer"]
+
+
+SEEDS = [10, 11, 12]
+CONFIGS = {
+    "default": dict(batch_size=32),
+    "silu-sinusoidal-noLN": dict(batch_size=32, activation="silu", time_embedding="sinusoidal",
+                                 layer_norm=False, depth=1, lr_schedule="constant"),
+    "gelu-raw-deep": dict(batch_size=32, activation="gelu", time_embedding="raw", depth=3, width=16),
+}
+
+
+def _data(n=80):
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(len(SEEDS), n, 2, generator=g) @ torch.tensor([[1.4, 0.7], [0.0, 1.2]])
+
+
+def _close(a, b, tol):
+    return all(torch.allclose(a[k], b[k], atol=tol, rtol=tol) for k in a)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_seeds_trained_together_equal_each_seed_alone(name):
+    backend = ToyDDPM(DDPMConfig(seed_block=2, sample_rows=40, **CONFIGS[name]))
+    streams = SeedStreams(SEEDS)
+    data = _data()
+    model = backend.init(streams.generators("init"))
+    together = backend.train(model, data, 2.5, streams.generators("train"))
+    x_together = backend.sample(together, 30, streams.generators("eval"), guide=model, omega=3.0)
+    for k, seed in enumerate(SEEDS):
+        alone_streams = SeedStreams([seed])
+        start = backend.init(alone_streams.generators("init"))
+        assert _close(start, {key: v[k:k + 1] for key, v in model.items()}, 0)
+        alone = backend.train(start, data[k:k + 1], 2.5, alone_streams.generators("train"))
+        assert _close(alone, {key: v[k:k + 1] for key, v in together.items()}, 1e-5)
+        x_alone = backend.sample(alone, 30, alone_streams.generators("eval"), guide=start, omega=3.0)
+        torch.testing.assert_close(x_alone[0], x_together[k], atol=1e-4, rtol=1e-4)
+
+
+def test_blocking_changes_no_number_beyond_rounding():
+    streams = SeedStreams(SEEDS)
+    data = _data()
+    out = []
+    for seed_block, sample_rows in ((1, 7), (16, 4096)):
+        backend = ToyDDPM(DDPMConfig(batch_size=32, seed_block=seed_block, sample_rows=sample_rows))
+        model = backend.init(streams.generators("init"))
+        trained = backend.train(model, data, 1.5, streams.generators("train"))
+        out.append((trained, backend.sample(trained, 25, streams.generators("eval"), guide=model,
+                                            omega=2.0)))
+    assert _close(out[0][0], out[1][0], 1e-5)
+    torch.testing.assert_close(out[0][1], out[1][1], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_forward_loss_gradient_match_plain_module(name):
+    peer = _peer()
+    backend = ToyDDPM(DDPMConfig(**CONFIGS[name]))
+    streams = SeedStreams(SEEDS)
+    params = backend.init(streams.generators("init"))
+    params = {k: v + 0.1 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1))
+              for k, v in params.items()}  # LayerNorm gains/biases away from (1, 0)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(len(SEEDS), 24, 2, generator=g)
+    t = torch.randint(1, backend.config.T + 1, (len(SEEDS), 24), generator=g)
+    eps = torch.randn(len(SEEDS), 24, 2, generator=g)
+
+    flat, p = backend._pack(params, 0, len(SEEDS))
+    grad_flat = torch.full_like(flat, float("nan"))  # every element must be written
+    grads = backend._views(grad_flat, len(SEEDS))
+    emb = backend.embed(t)
+    pred, saved = backend._forward(p, x, emb, keep=True)
+    torch.testing.assert_close(pred, backend.eps(params, x, t), atol=1e-5, rtol=1e-5)
+    loss = (pred - eps).pow(2).mean(dim=(1, 2))
+    backend._backward(p, grads, x, emb, saved, (pred - eps) * (2.0 / (24 * 2)))
+    assert not torch.isnan(grad_flat).any()
+    full = {name_: torch.zeros_like(v) for name_, v in params.items()}
+    backend._unpack(grads, full, 0, len(SEEDS))
+
+    for k in range(len(SEEDS)):
+        net = peer.EpsNet(backend).load(params, k)
+        out = net(x[k], t[k])
+        torch.testing.assert_close(out, pred[k], atol=1e-5, rtol=1e-5)
+        ref_loss = (out - eps[k]).pow(2).mean()
+        torch.testing.assert_close(ref_loss, loss[k], atol=1e-6, rtol=1e-5)
+        ref_loss.backward()
+        torch.testing.assert_close(full["in.w"][k], net.inp.weight.grad.T, atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(full["out.b"][k, 0], net.out.bias.grad, atol=1e-6, rtol=1e-4)
+        for i, block in enumerate(net.blocks):
+            torch.testing.assert_close(full[f"b{i}.w1"][k], block.lin1.weight.grad.T, atol=1e-6, rtol=1e-4)
+            torch.testing.assert_close(full[f"b{i}.b2"][k, 0], block.lin2.bias.grad, atol=1e-6, rtol=1e-4)
+            if backend.config.layer_norm:
+                torch.testing.assert_close(full[f"b{i}.g1"][k, 0], block.norm1.weight.grad, atol=1e-6, rtol=1e-4)
+                torch.testing.assert_close(full[f"b{i}.h2"][k, 0], block.norm2.bias.grad, atol=1e-6, rtol=1e-4)
+
+
+def _training_draws(generator: torch.Generator, n: int, d: int, n_epochs: int) -> torch.Tensor:
+    """The random numbers ToyDDPM.train draws for one seed, [n_epochs, n, d + 2]."""
+    chunks = [randn([generator], (min(RANDOM_CHUNK, n_epochs - s), n, d + 2))[0]
+              for s in range(0, n_epochs, RANDOM_CHUNK)]
+    return torch.cat(chunks)
+
+
+def test_training_and_sampling_match_plain_module_with_torch_adam():
+    """Vectorized Adam + linear lr decay + DDPM loss == one torch.optim.Adam per seed (same draws);
+    guided ancestral sampling == the plain sampler with the same noise."""
+    peer = _peer()
+    backend = ToyDDPM(DDPMConfig(batch_size=32))
+    streams = SeedStreams(SEEDS)
+    data = _data()
+    epochs = 9  # more than RANDOM_CHUNK: two chunks of draws; last batch of each epoch is short
+    model = backend.init(streams.generators("init"))
+    trained = backend.train(model, data, epochs, streams.generators("train"))
+    T, n = backend.config.T, 20
+    x = backend.sample(trained, n, streams.generators("eval"), guide=model, omega=3.0)
+    for k, gen in enumerate(streams.generators("train")):
+        z = _training_draws(gen, data.shape[1], 2, math.ceil(epochs))
+        net = peer.train(peer.EpsNet(backend).load(model, k), data[k], epochs, z=z)
+        ref = peer.EpsNet(backend).load(trained, k)
+        for (name, a), b in zip(net.named_parameters(), ref.parameters()):
+            torch.testing.assert_close(a, b, atol=2e-5, rtol=1e-4, msg=name)
+    for k, gen in enumerate(streams.generators("eval")):
+        z = torch.cat([randn([gen], (min(RANDOM_CHUNK, T + 1 - s), n, 2))[0]
+                       for s in range(0, T + 1, RANDOM_CHUNK)])
+        ref = peer.sample(peer.EpsNet(backend).load(trained, k), n,
+                          guide=peer.EpsNet(backend).load(model, k), omega=3.0, z=z)
+        torch.testing.assert_close(x[k], ref, atol=1e-4, rtol=1e-4)
+
+
+def test_exact_assignment_equals_network_simplex():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 300, 2, generator=g)
+    y = torch.randn(4, 300, 2, generator=g) * 1.5 + 0.3
+    uniform = np.full(300, 1 / 300)
+    for a, b in zip(x, y):
+        M = ot.dist(a.double().numpy(), b.double().numpy())
+        assert w2(a, b) ** 2 == pytest.approx(ot.emd2(uniform, uniform, M, numItermax=10**7), rel=1e-10)
+        assert w1(a, b) == pytest.approx(ot.emd2(uniform, uniform, np.sqrt(M), numItermax=10**7), rel=1e-10)
+    # unequal sizes: the network simplex
+    a, b = x[0], y[0, :170]
+    M = ot.dist(a.double().numpy(), b.double().numpy())
+    expected = ot.emd2(uniform, np.full(170, 1 / 170), M, numItermax=10**7)
+    assert w2(a, b) ** 2 == pytest.approx(expected, rel=1e-10)
+    # worker processes give the same numbers as the in-process loop
+    torch.testing.assert_close(per_seed("w2", x, y, n_jobs=2), per_seed("w2", x, y))
