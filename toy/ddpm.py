@@ -57,15 +57,16 @@ class DDPMConfig:
     lr_end_factor: float = 0.01
     variance: str = "beta"            # sampler variance sigma_t^2: beta_t | posterior beta-tilde_t
     device: str = "cpu"
-    seed_block: int = 16              # speed only: seeds trained together in one cache-sized block
-    sample_rows: int = 1024           # speed only: seeds x points per block when sampling
+    seed_block: int | None = None     # speed only: seeds trained together (None: 16 on CPU, all on GPU)
+    sample_rows: int | None = None    # speed only: seeds x points per sampling block (None: 1024 / all)
 
     def validate(self) -> "DDPMConfig":
         checks = [
             (self.T >= 1, f"T must be positive, got {self.T}"),
             (self.width >= 1 and self.depth >= 0, "width must be positive and depth non-negative"),
             (self.batch_size >= 1, f"batch size must be positive, got {self.batch_size}"),
-            (self.seed_block >= 1 and self.sample_rows >= 1, "seed_block and sample_rows must be positive"),
+            ((self.seed_block or 1) >= 1 and (self.sample_rows or 1) >= 1,
+             "seed_block and sample_rows must be positive"),
             (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
             (self.time_embedding in TIME_EMBEDDINGS,
              f"unknown time embedding {self.time_embedding!r}; choose one of {', '.join(TIME_EMBEDDINGS)}"),
@@ -105,6 +106,10 @@ class ToyDDPM:
         self.sigmas = (betas if c.variance == "beta" else posterior).sqrt().to(**to)
         self.act = ACTIVATIONS[c.activation]
         self.embed_dim = {"scaled": 1, "raw": 1, "sinusoidal": 2 * c.n_frequencies}[c.time_embedding]
+        # blocks sized for a CPU core's cache (measured: benchmarks/); a GPU wants one big block
+        on_cpu = self.device.type == "cpu"
+        self.seed_block = c.seed_block or (16 if on_cpu else 1 << 30)
+        self.sample_rows = c.sample_rows or (1024 if on_cpu else 1 << 22)
 
     # ----------------------------------------------------------------- network
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -290,15 +295,16 @@ class ToyDDPM:
         torch.sum(dh, 1, keepdim=True, out=grad["in.b"])
 
     @staticmethod
-    def _adam(param, grad, exp_avg, exp_avg_sq, step: int, lr: float,
+    def _adam(param, grad, exp_avg, exp_avg_sq, step: torch.Tensor, lr: float,
               beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         """torch.optim.Adam's update (defaults, no weight decay) on one flat buffer, in place:
-        torch's fused kernel (what Adam(fused=True) calls; one pass, no temporaries) when present."""
+        torch's fused kernel (what Adam(fused=True) calls; one pass, no temporaries) when present.
+        `step` is a 0-d float tensor on the buffer's device holding the 1-based step count."""
         if _FUSED_ADAM is not None and param.device.type in ("cpu", "cuda"):
-            _FUSED_ADAM([param], [grad], [exp_avg], [exp_avg_sq], [],
-                        [torch.tensor(float(step), device=param.device)], lr=lr, beta1=beta1,
+            _FUSED_ADAM([param], [grad], [exp_avg], [exp_avg_sq], [], [step], lr=lr, beta1=beta1,
                         beta2=beta2, weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
             return
+        step = float(step)
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
@@ -337,11 +343,12 @@ class ToyDDPM:
         sqrt_ab, sqrt_1mab = self.alpha_bar.sqrt(), (1 - self.alpha_bar).sqrt()
         seeds = torch.arange(N, device=self.device).unsqueeze(-1)
         blocks = []  # per block of seeds: (s0, s1, params, views, grads, grad views, m, v)
-        for s0, s1 in self._blocks(N, c.seed_block):
+        for s0, s1 in self._blocks(N, self.seed_block):
             flat, views = self._pack(model, s0, s1)
             gflat = torch.empty_like(flat)
             blocks.append((s0, s1, flat, views, gflat, self._views(gflat, s1 - s0),
                            torch.zeros_like(flat), torch.zeros_like(flat)))
+        step_t = torch.zeros((), device=self.device)  # Adam's step count, where its kernel reads it
         step = 0
         for chunk_start in range(0, n_epochs, RANDOM_CHUNK):
             chunk = min(RANDOM_CHUNK, n_epochs - chunk_start)
@@ -368,7 +375,7 @@ class ToyDDPM:
                         s = step + k  # steps already taken: lr decays linearly after each one
                         lr = c.lr * (1 + (c.lr_end_factor - 1) * s / total_steps) \
                             if c.lr_schedule == "linear" else c.lr
-                        self._adam(flat, gflat, m, v, s + 1, lr)
+                        self._adam(flat, gflat, m, v, step_t.fill_(s + 1), lr)
                 step += steps
         out = {k: torch.empty((N, *shape), device=self.device) for k, shape in self.shapes().items()}
         for s0, s1, flat, p, *_ in blocks:
@@ -391,8 +398,8 @@ class ToyDDPM:
         c = self.config
         N = len(generators)
         guided = guide is not None and omega != 0
-        S = max(1, min(N, c.sample_rows // n))           # seeds per block
-        P = min(n, max(1, c.sample_rows // S))           # points per block
+        S = max(1, min(N, self.sample_rows // n))        # seeds per block
+        P = min(n, max(1, self.sample_rows // S))        # points per block
         blocks = []
         for s0, s1 in self._blocks(N, S):
             if guided:  # the block's models, then its guides: one batched forward for both
