@@ -85,12 +85,12 @@ def plot_first_generation(ax, conv: pd.DataFrame, metric: str, level: float) -> 
         # G^1 = A(D_r) never sees D_s: with the same seeds every |D_s| gives the same numbers
         part = conv.sort_values("omega").drop_duplicates("omega")
         ax.plot(part["omega"], part["first"], "o-", color="black", ms=4,
-                label="every |D_s| (G¹ is trained on D_r only)")
+                label=r"every $|D_s|$ ($G^1$ is trained on $D_r$ only)")
         _band(ax, part["omega"].to_numpy(float), part["first_lo"], part["first_hi"], "black")
     else:
         colors = size_colors(conv["n_synth"].unique())
         for size, part in conv.sort_values("omega").groupby("n_synth"):
-            ax.plot(part["omega"], part["first"], "o-", color=colors[size], label=f"|D_s| = {size:g}", ms=4)
+            ax.plot(part["omega"], part["first"], "o-", color=colors[size], label=f"$|D_s|$ = {size:g}", ms=4)
             _band(ax, part["omega"].to_numpy(float), part["first_lo"], part["first_hi"], colors[size])
     ax.set_xlabel("guidance ω")
     ax.set_ylabel(f"{DIST_1}  ({metric_label(metric)})")
@@ -104,7 +104,7 @@ def plot_convergence(ax, conv: pd.DataFrame, best: pd.DataFrame, tolerance: floa
     bootstrap band, the best omega of each |D_s| starred."""
     colors = size_colors(conv["n_synth"].unique())
     for size, part in conv.sort_values("omega").groupby("n_synth"):
-        ax.plot(part["omega"], part["ratio"], "o-", color=colors[size], label=f"|D_s| = {size:g}", ms=4)
+        ax.plot(part["omega"], part["ratio"], "o-", color=colors[size], label=f"$|D_s|$ = {size:g}", ms=4)
         _band(ax, part["omega"].to_numpy(float), part["ratio_lo"], part["ratio_hi"], colors[size])
     for row in best.itertuples():
         ax.plot([row.best_omega], [row.best_ratio], "*", color=colors[row.n_synth], ms=13,
@@ -134,7 +134,7 @@ def plot_ratio_curves(ax, ratios: pd.DataFrame, conv: pd.DataFrame, size, best_o
     ax.axvline(int(conv["start"].iloc[0]), color="grey", lw=1, ls=":")
     ax.set_xlabel("generation t")
     ax.set_ylabel(RATIO_T)
-    ax.set_title(f"|D_s| = {size:g}: ratio curves, band {level:.0%} (dotted: window start)", fontsize=10)
+    ax.set_title(f"$|D_s|$ = {size:g}: ratio curves, band {level:.0%} (dotted: window start)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
 
@@ -180,7 +180,7 @@ def generations_figure(curves: pd.DataFrame, metric: str = "w2", level: float = 
             curve = part[np.isclose(part["omega"].astype(float), w)].sort_values("generation")
             ax.plot(curve["generation"], curve["mean"], color=colors[w], label=omega_label(w), lw=1.5)
             _band(ax, curve["generation"].to_numpy(), curve["lo"], curve["hi"], colors[w])
-        ax.set_title(f"|D_s| = {size:g}", fontsize=10)
+        ax.set_title(f"$|D_s|$ = {size:g}", fontsize=10)
         ax.set_xlabel("generation t")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -118,3 +118,28 @@ def test_report_help_explains_the_options(capsys):
     assert code == 0
     for option in ("--out", "--metric", "--start", "--tolerance", "--drift-tolerance", "--level", "--boot", "--sizes"):
         assert option in out
+
+
+def test_each_family_of_other_options_gets_its_own_figure(tmp_path, capsys):
+    from test_mad import flat, table
+
+    frame = pd.concat([table({(125, 0.0): flat(2.0, gens=25), (125, 3.0): flat(1.0, gens=25)}, n_aux=2000),
+                       table({(125, 0.0): flat(2.0, gens=25), (125, 3.0): flat(1.3, gens=25)}, n_aux=500)])
+    (tmp_path / "in").mkdir()
+    frame.to_parquet(tmp_path / "in" / "results.parquet")
+    code, out, err = report([str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--boot", "50"], capsys)
+    assert code == 0, err
+    for stem in ("figure5-n_aux500", "figure5-n_aux2000", "generations-n_aux500"):
+        assert (tmp_path / "out" / f"{stem}.png").exists()
+    best = pd.read_csv(tmp_path / "out" / "best_omega.csv")
+    assert dict(zip(best["n_aux"], best["best_ratio"])) == pytest.approx({500: 1.3, 2000: 1.0})
+    assert dict(zip(best["n_aux"], best["threshold"].fillna(-1))) == {500: -1, 2000: 125}
+
+
+def test_ratio_panels_keep_standard_and_best_omega():
+    from analysis.plots import pick_omegas, ratio_sizes
+
+    picked = pick_omegas([0, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 5], best=3.5, most=6)
+    assert len(picked) == 6 and {0.0, 3.5, 5.0} <= set(picked)
+    assert ratio_sizes([1000, 250, 500, 125]) == [125, 250]
+    assert ratio_sizes([500, 1000]) == [500, 1000]
