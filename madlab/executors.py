@@ -73,42 +73,43 @@ class LocalExecutor:
         return record(out, task, frame, failure)
 
     def _pool(self, out: Path, tasks: list[Task], done: Done) -> None:
-        """Run in a loky pool. If a worker dies, the pool breaks: the tasks it was running are
-        each retried alone, and one that kills its worker again is recorded as crashed."""
-        from joblib import Parallel, delayed
+        """Run in joblib's loky process pool. If a worker dies, the pool breaks: the tasks that
+        were running are each retried alone, and one that kills its worker again is recorded as
+        crashed; the tasks not yet started go on."""
+        from concurrent.futures import as_completed
+
+        from joblib.externals.loky import get_reusable_executor
         from joblib.externals.loky.process_executor import BrokenProcessPool
 
-        reported: set[str] = set()
         queue, alone = list(tasks), []
         while queue or alone:
             batch, isolated = (queue, False) if queue else ([alone.pop(0)], True)
-            try:
-                parallel = Parallel(n_jobs=min(self.jobs, len(batch)), backend="loky",
-                                    return_as="generator_unordered")
-                for outcome in parallel(delayed(self.target)(str(out), t, self.threads) for t in batch):
-                    reported.add(outcome["id"])
-                    done(outcome)
-            except BrokenProcessPool as err:
-                left = []
-                for task in batch:
+            pool = get_reusable_executor(max_workers=min(self.jobs, len(batch)))
+            futures = {pool.submit(self.target, str(out), t, self.threads): t for t in batch}
+            broken, left = None, []
+            for future in as_completed(futures):
+                task = futures[future]
+                try:
+                    done(future.result())
+                except BrokenProcessPool as err:
+                    broken = err
                     state = store.task_state(out, task.id)
-                    if state != "pending" and task.id not in reported:   # finished, not yet reported
-                        reported.add(task.id)
+                    if state != "pending":                 # recorded before the pool broke
                         done(_outcome_on_disk(out, task, state))
-                    elif state == "pending":
+                    else:
                         left.append(task)
-                if isolated:
-                    for task in left:
-                        reported.add(task.id)
-                        done(record_crash(out, task, _crash_message(err)))
-                    continue
-                running = [t for t in left if store.is_running(out, t.id)] or left
-                alone += running
-                queue = [t for t in left if t not in running]
-                store.clear_running(out, [t.id for t in left])
+            if broken is None:
+                if not isolated:
+                    queue = []
                 continue
-            if not isolated:
-                queue = []
+            if isolated:
+                for task in left:
+                    done(record_crash(out, task, _crash_message(broken)))
+                continue
+            running = [t for t in left if store.is_running(out, t.id)] or left
+            alone += running
+            queue = [t for t in left if t not in running]
+            store.clear_running(out, [t.id for t in left])
 
 
 def _outcome_on_disk(out: Path, task: Task, state: str) -> dict:

@@ -221,7 +221,7 @@ def test_a_run_directory_is_a_one_task_sweep(tmp_path, capsys):
 
 def test_a_sweep_killed_with_sigkill_and_rerun_loses_and_duplicates_no_row(tmp_path):
     out = tmp_path / "killed"
-    args = ["sweep", *DDPM, "--omega", "0,1,2,3", "--n-synth", "20,40", "--jobs", "2", "--quiet",
+    args = ["sweep", *DDPM, "--omega", "0,1,3", "--n-synth", "20,40", "--jobs", "2", "--quiet",
             "--out", str(out)]
     proc = subprocess.Popen([sys.executable, "-m", "madlab", *args], env=ENV, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -231,9 +231,8 @@ def test_a_sweep_killed_with_sigkill_and_rerun_loses_and_duplicates_no_row(tmp_p
             time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)                        # the driver, mid-sweep
         proc.wait()
-        _, tasks = json.loads((out / "sweep.json").read_text()), None
         done_at_kill = len(list((out / "tasks").glob("*.parquet")))
-        assert 0 < done_at_kill < 8
+        assert 0 < done_at_kill < 6
         assert not (out / "results.parquet").exists()
     finally:
         try:
@@ -247,9 +246,11 @@ def test_a_sweep_killed_with_sigkill_and_rerun_loses_and_duplicates_no_row(tmp_p
     # the uninterrupted sweep: every configuration run on its own, in one torch thread
     torch.set_num_threads(1)
     expected = []
-    for omega in (0.0, 1.0, 2.0, 3.0):
+    for omega in (0.0, 1.0, 3.0):
         for n_synth in (20, 40):
             values = dict(zip([a.lstrip("-").replace("-", "_") for a in DDPM[::2]], DDPM[1::2]))
             cfg = SweepSpec().override({k: parse_values(k, v) for k, v in values.items()}).base
             expected.append(run_config(RunConfig(**{**cfg, "omega": omega, "n_synth": n_synth})))
-    assert canonical(resumed).equals(canonical(pd.concat(expected)))
+    got, want = canonical(resumed), canonical(pd.concat(expected))
+    assert list(got.columns) == list(want.columns) and len(got) == len(want)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
