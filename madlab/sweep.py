@@ -8,12 +8,14 @@ same tasks, and a task's result file tells whether it is done.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import os
 import socket
 import time
+import threading
 import tomllib
 import traceback
 import types
@@ -298,9 +300,13 @@ def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], No
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
+    # warnings are process-global: collect them (POT's sign of NaN samples) only in the main
+    # thread, never from a threaded worker (dask) where they would mix with other tasks'
+    watch = threading.current_thread() is threading.main_thread()
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings.catch_warnings(record=True) if watch else contextlib.nullcontext([]) as caught:
+            if watch:
+                warnings.simplefilter("always")
             frame = run_config(task.run_config(), progress=progress)
         check_finite(frame, caught)
         frame["run"] = task.run
