@@ -35,7 +35,16 @@ def bootstrap_se(table: pd.DataFrame, column: str, start: int, draws: int = 200)
     return float(np.std(out))
 
 
-def summarize(frame: pd.DataFrame, start: int = 20) -> pd.DataFrame:
+def markdown(table: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def summarize(frame: pd.DataFrame, start: int = 20, g1: pd.DataFrame | None = None) -> pd.DataFrame:
+    """g1: optional gen-1 rows of a larger seed set of the same training settings (G^1 = A(D_r)
+    does not depend on |D_s|, and for standard training not on omega), used as a second,
+    less noisy denominator: column fd_ratio_g1 / w2_ratio_g1."""
     frame = frame.assign(w2sq=frame["w2"] ** 2)
     rows = []
     keys = ["candidate", "algo", "omega", "n_synth"]
@@ -45,12 +54,16 @@ def summarize(frame: pd.DataFrame, start: int = 20) -> pd.DataFrame:
             continue
         row = dict(zip(keys, key), seeds=group["seed"].nunique(), T=gens,
                    n_eval=int(group.loc[group["generation"] == 1, "n_eval"].iloc[0]))
-        g1 = group[group["generation"] == 1]
-        row["fd_G1"] = g1["fd"].mean()
-        row["w2_G1"] = g1["w2"].mean()
+        first = group[group["generation"] == 1]
+        row["fd_G1"] = first["fd"].mean()
+        row["w2_G1"] = first["w2"].mean()
         for col in ("fd", "w2", "w2sq"):
             row[f"{col}_ratio"] = ratio(group, col, start)
             row[f"{col}_se"] = bootstrap_se(group, col, start)
+        if g1 is not None and row["algo"] == "standard":
+            tail = group[group["generation"] >= start]
+            for col in ("fd", "w2"):
+                row[f"{col}_ratio_g1"] = tail.groupby("generation")[col].mean().mean() / g1[col].mean()
         if row["algo"] == "standard" or row["omega"] == 0:
             row["paper"] = PAPER_STANDARD.get(row["n_synth"])
         rows.append(row)
@@ -62,10 +75,15 @@ def main() -> None:
     p.add_argument("csv", nargs="+")
     p.add_argument("--from", dest="start", type=int, default=20)
     p.add_argument("--markdown", action="store_true")
+    p.add_argument("--g1", default=None, help="CSV of a gen-1-only run with more seeds (denominator)")
     a = p.parse_args()
     frame = pd.concat([pd.read_csv(f) for f in a.csv], ignore_index=True)
-    table = summarize(frame, a.start).round(3)
-    print(table.to_markdown(index=False) if a.markdown else table.to_string(index=False))
+    g1 = None
+    if a.g1:
+        g1 = pd.read_csv(a.g1)
+        g1 = g1[g1["generation"] == 1]
+    table = summarize(frame, a.start, g1).round(3)
+    print(markdown(table) if a.markdown else table.to_string(index=False))
 
 
 if __name__ == "__main__":
