@@ -143,3 +143,20 @@ def test_ratio_panels_keep_standard_and_best_omega():
     assert len(picked) == 6 and {0.0, 3.5, 5.0} <= set(picked)
     assert ratio_sizes([1000, 250, 500, 125]) == [125, 250]
     assert ratio_sizes([500, 1000]) == [500, 1000]
+
+
+@pytest.mark.parametrize("name, seeds, gens", [("figure5-quick", 6, 25), ("figure5-paper", 1000, 100)])
+def test_figure5_presets_are_the_papers_grid(name, seeds, gens):
+    from madlab import presets
+
+    points = list(presets.load(name).configs())
+    grid = {(cfg.n_synth, cfg.omega) for _, cfg in points}
+    assert {n for n, _ in grid} == set(mad.PAPER_STANDARD)                 # |D_s| = 125 .. 1000
+    assert {0.0, 3.0} <= {w for _, w in grid}                               # standard and w ~ 3
+    assert len(grid) == len(points)                                         # full Cartesian grid
+    for _, cfg in points:
+        cfg.validate()
+        assert (cfg.loop, cfg.algo, cfg.target, cfg.n_real, cfg.n_aux, cfg.epochs, cfg.aux_epochs) == \
+            ("augment", "sims", "gaussian2d", 1000, 2000, 100, 50)
+        assert (cfg.seeds, cfg.gens) == (seeds, gens)
+        assert cfg.gens > mad.PAPER_START   # `madlab report` works with its default window
