@@ -160,3 +160,14 @@ def test_figure5_presets_are_the_papers_grid(name, seeds, gens):
             ("augment", "sims", "gaussian2d", 1000, 2000, 100, 50)
         assert (cfg.seeds, cfg.gens) == (seeds, gens)
         assert cfg.gens > mad.PAPER_START   # `madlab report` works with its default window
+
+
+def test_report_reads_the_finished_tasks_of_a_running_sweep(tmp_path, capsys):
+    frame = pd.read_parquet(SWEEP / "results.parquet")
+    (tmp_path / "tasks").mkdir()
+    for i, (_, part) in enumerate(frame.groupby("run")):
+        part.to_parquet(tmp_path / "tasks" / f"t{i}.parquet")
+    code, _, err = report([str(tmp_path), "--start", str(START), "--boot", "50"], capsys)
+    assert code == 0, err
+    assert "reading its 6 finished task files" in err
+    assert len(pd.read_csv(tmp_path / "report" / "configurations.csv")) == 6

@@ -29,11 +29,16 @@ def load(directory: Path) -> pd.DataFrame:
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory; give a run or sweep directory")
     path = directory / RESULTS
-    if not path.exists():
+    tasks = sorted((directory / "tasks").glob("*.parquet")) if not path.exists() else []
+    if not path.exists() and not tasks:
         raise ConfigError(f"{directory} holds no {RESULTS}; run `madlab run --out {directory}` or "
                           f"`madlab sweep ... --out {directory}` first (or wait until it finishes)")
     try:
-        frame = pd.read_parquet(path)
+        if path.exists():
+            frame = pd.read_parquet(path)
+        else:  # a sweep still running: its finished tasks have the same schema
+            stderr.print(f"{directory} holds no {RESULTS} yet: reading its {len(tasks)} finished task files")
+            frame = pd.concat([pd.read_parquet(p) for p in tasks], ignore_index=True)
     except Exception as err:  # noqa: BLE001 - a corrupt file is bad input, not a crash
         raise ConfigError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
     if frame.empty:
@@ -192,7 +197,7 @@ def print_summary(a: Analysis) -> None:
             table.add_column(escape(col), justify="right")
         for r in best.itertuples():
             table.add_row(f"{r.n_synth:g}", f"{r.best_omega:g}", f"{r.best_ratio:.3f}",
-                          f"[{r.best_lo:.3f}, {r.best_hi:.3f}]", r.best_status, fmt(r.standard_ratio),
+                          f"{r.best_lo:.3f}–{r.best_hi:.3f}", r.best_status, fmt(r.standard_ratio),
                           r.standard_status or "–")
         Console().print(table)
         threshold = best["threshold"].iloc[0]
