@@ -137,7 +137,7 @@ class SlurmExecutor:
 
     def run(self, out: Path, tasks: list[Task], done: Done, step: Step | None = None) -> None:
         submitit = require("submitit")
-        folder = Path(out) / "slurm" / "%j"
+        folder = Path(out) / "slurm"                 # submitit: <job id>_<array index>_log.out/err
         executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster or "slurm")
         params = dict(timeout_min=self.time_min, gpus_per_node=self.gpus_per_task,
                       cpus_per_task=self.cpus_per_task, tasks_per_node=1, nodes=1,
