@@ -169,10 +169,10 @@ def figure5(conv: pd.DataFrame, ratios: pd.DataFrame, best: pd.DataFrame, metric
 def generations_figure(curves: pd.DataFrame, metric: str = "w2", level: float = 0.95, title: str = "") -> Figure:
     """E[dist(G^t, p_r)] over generations, one panel per |D_s|, one line per omega, normal band."""
     sizes = sorted(curves["n_synth"].unique())
-    cols = min(len(sizes), 4)
+    cols = min(len(sizes), 2 if len(sizes) <= 4 else 3)
     rows = int(np.ceil(len(sizes) / cols))
-    fig = new_figure((4.5 * cols, 3.8 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
+    fig = new_figure((6 * cols, 4.2 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     colors = omega_colors(curves["omega"].unique())
     for ax, size in zip(axes.flat, sizes):
         part = curves[curves["n_synth"] == size]
@@ -182,10 +182,9 @@ def generations_figure(curves: pd.DataFrame, metric: str = "w2", level: float = 
             _band(ax, curve["generation"].to_numpy(), curve["lo"], curve["hi"], colors[w])
         ax.set_title(f"$|D_s|$ = {size:g}", fontsize=10)
         ax.set_xlabel("generation t")
+        ax.set_ylabel(f"{DIST_T}  ({metric_label(metric)})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    for ax in axes[:, 0]:
-        ax.set_ylabel(f"{DIST_T}  ({metric_label(metric)})")
     for ax in list(axes.flat)[len(sizes):]:
         ax.axis("off")
     fig.suptitle((title + "\n" if title else "") + f"mean over seeds, band mean ± {level:.0%} normal interval",
