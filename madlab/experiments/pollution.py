@@ -170,8 +170,10 @@ def summarise(table: pd.DataFrame, s: Settings):
         f"{s.metrics[0]} SIMS-I (best) / ST-I": float(last["SIMS-I"] / last["ST-I"]),
         f"{s.metrics[0]} ST-P / ST-I at |D_p|={int(last.n_pollute)}": float(last["ST-P"] / last["ST-I"]),
         f"{s.metrics[0]} SIMS-P / ST-I at |D_p|={int(last.n_pollute)}": float(last["SIMS-P"] / last["ST-I"]),
-        "|D_p| where SIMS-P stops beating ST-I": (f"{cross:.0f} ({cross / s.n_real:.0%} of |D_r|)"
-                                                  if cross is not None else f"> {max(sizes)} (never on the grid)"),
+        "|D_p| where SIMS-P stops beating ST-I": (
+            f"> {max(sizes)} (beats ST-I on the whole grid)" if cross is None
+            else "0: SIMS-I itself does not beat ST-I" if cross == 0
+            else f"{cross:.0f} ({cross / s.n_real:.0%} of |D_r|)"),
     }
     return summary, headline
 

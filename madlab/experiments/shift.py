@@ -62,7 +62,7 @@ SCALES = {
 
 def assign_modes(x: torch.Tensor, mixture: GaussianMixture) -> torch.Tensor:
     """Mode index [N, n] of samples [N, n, d]: the argmax of the true posterior p(mode | x)."""
-    diff = x.to(torch.float64).unsqueeze(-2) - mixture.means          # [N, n, m, d]
+    diff = x.detach().cpu().to(torch.float64).unsqueeze(-2) - mixture.means          # [N, n, m, d]
     prec = torch.linalg.inv(mixture.covs)                             # [m, d, d]
     maha = torch.einsum("...mi,mij,...mj->...m", diff, prec, diff)
     logp = mixture.weights.log() - 0.5 * maha - 0.5 * torch.logdet(mixture.covs)
@@ -94,7 +94,7 @@ def curated_set(backend, base, mixture: GaussianMixture, s: Settings, streams: S
     """Draw from the base model until every seed can fill S with the curated shares."""
     xs, ms = [], []
     for step in range(MAX_DRAWS):
-        x = backend.sample(base, 2 * s.n_curated, streams.generators("aux-sample", 1, step))
+        x = backend.sample(base, 2 * s.n_curated, streams.generators("aux-sample", 1, step)).cpu()
         xs.append(x), ms.append(assign_modes(x, mixture))
         x, m = torch.cat(xs, 1), torch.cat(ms, 1)
         have = torch.stack([(m == j).sum(1) for j in range(2)], 1)     # [N, 2]
@@ -120,7 +120,7 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
     rows = []
     for i, omega in enumerate(s.omegas):
         progress(2 + i, total, f"sampling w = {omega:g}")
-        x = backend.sample(base, s.n_eval, g("eval", 1), guide=aux, omega=omega)
+        x = backend.sample(base, s.n_eval, g("eval", 1), guide=aux, omega=omega).cpu()
         modes = assign_modes(x, mixture)
         w2_hat = distances(["w2"], x[:, :s.n_ot], real_hat, p_hat)["w2"]
         for k, seed in enumerate(streams.seeds):
