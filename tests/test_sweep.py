@@ -221,9 +221,8 @@ def test_a_run_directory_is_a_one_task_sweep(tmp_path, capsys):
 
 def test_a_sweep_killed_with_sigkill_and_rerun_loses_and_duplicates_no_row(tmp_path):
     out = tmp_path / "killed"
-    args = ["sweep", *DDPM, "--omega", "0,1,3", "--n-synth", "20,40", "--jobs", "2", "--quiet",
-            "--out", str(out)]
-    proc = subprocess.Popen([sys.executable, "-m", "madlab", *args], env=ENV, start_new_session=True,
+    args = ["sweep", *DDPM, "--omega", "0,1,3", "--n-synth", "20,40", "--quiet", "--out", str(out)]
+    proc = subprocess.Popen([sys.executable, "-m", "madlab", *args, "--jobs", "2"], env=ENV, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         while not (out / "tasks").exists() or not list((out / "tasks").glob("*.parquet")):
@@ -239,8 +238,9 @@ def test_a_sweep_killed_with_sigkill_and_rerun_loses_and_duplicates_no_row(tmp_p
             os.killpg(proc.pid, signal.SIGKILL)                  # its orphaned pool workers
         except ProcessLookupError:
             pass
-    again = cli(*args)
+    again = cli(*args, "--jobs", "1")                             # the rerun, in one process
     assert again.returncode == 0, again.stderr
+    assert "already done before this run" in again.stderr
     resumed = pd.read_parquet(out / "results.parquet")
     assert not resumed.duplicated(KEY).any()
     # the uninterrupted sweep: every configuration run on its own, in one torch thread
