@@ -7,8 +7,9 @@ and the others go on; a worker that dies is recorded as the failure of the task 
 from __future__ import annotations
 
 import importlib
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -138,7 +139,10 @@ class SlurmExecutor:
     def run(self, out: Path, tasks: list[Task], done: Done, step: Step | None = None) -> None:
         submitit = require("submitit")
         folder = Path(out) / "slurm"                 # submitit: <job id>_<array index>_log.out/err
-        executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster or "slurm")
+        try:
+            executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster or "slurm")
+        except RuntimeError as err:                  # e.g. no srun: not a Slurm machine
+            raise ConfigError(f"--executor slurm: {err}") from None
         params = dict(timeout_min=self.time_min, gpus_per_node=self.gpus_per_task,
                       cpus_per_task=self.cpus_per_task, tasks_per_node=1, nodes=1,
                       name=f"madlab-{Path(out).name}", slurm_array_parallelism=self.array_parallelism)
@@ -185,16 +189,25 @@ class DaskExecutor:
     name = "dask"
     in_process = False
 
+    client: object = field(default=None, repr=False)   # set by connect()
+
+    def connect(self):
+        """Connect to the scheduler (once); ConfigError if it cannot be reached."""
+        if self.client is None:
+            distributed = require("distributed")
+            where = self.scheduler
+            try:
+                if where.endswith(".json") and Path(where).exists():
+                    self.client = distributed.Client(scheduler_file=where, timeout="30s")
+                else:
+                    self.client = distributed.Client(where, timeout="30s")
+            except (OSError, TimeoutError, ValueError) as err:
+                raise ConfigError(f"cannot reach the dask scheduler at {where}: {err}") from None
+        return self.client
+
     def run(self, out: Path, tasks: list[Task], done: Done, step: Step | None = None) -> None:
         distributed = require("distributed")
-        where = self.scheduler
-        try:
-            if where.endswith(".json") and Path(where).exists():
-                client = distributed.Client(scheduler_file=where, timeout="30s")
-            else:
-                client = distributed.Client(where, timeout="30s")
-        except (OSError, TimeoutError, ValueError) as err:
-            raise ConfigError(f"cannot reach the dask scheduler at {where}: {err}") from None
+        client = self.connect()
         try:
             futures = client.map(compute_task, tasks, threads=self.threads, pure=False)
             owner = {f.key: t for f, t in zip(futures, tasks)}
@@ -209,6 +222,7 @@ class DaskExecutor:
                 future.release()
         finally:
             client.close()
+            self.client = None
 
 
 def make_executor(name: str, *, jobs: int = 1, threads: int = 1, scheduler: str | None = None,
@@ -230,6 +244,9 @@ def make_executor(name: str, *, jobs: int = 1, threads: int = 1, scheduler: str 
         require("distributed")
         return DaskExecutor(scheduler=scheduler, threads=threads)
     require("submitit")
+    if cluster in (None, "slurm") and not (shutil.which("sbatch") and shutil.which("srun")):
+        raise ConfigError("--executor slurm: sbatch/srun not found; run the sweep on a Slurm "
+                          "login node (or use --executor local or dask)")
     if time_min < 1 or gpus_per_task < 0 or array_parallelism < 1:
         raise ConfigError("--time-min and --array-parallelism must be positive, --gpus-per-task non-negative")
     return SlurmExecutor(partition=partition, time_min=time_min, gpus_per_task=gpus_per_task,

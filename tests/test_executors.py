@@ -100,10 +100,31 @@ def test_a_missing_cluster_extra_is_named(monkeypatch, module, extra, name):
         make_executor(name, scheduler="tcp://127.0.0.1:8786")
 
 
-def test_executor_options_are_checked():
+def test_executor_options_are_checked(monkeypatch):
+    monkeypatch.setenv("PATH", "")                               # no sbatch here
+    with pytest.raises(ConfigError, match="sbatch/srun not found"):
+        make_executor("slurm")
     with pytest.raises(ConfigError, match="--scheduler"):
         make_executor("dask")
     with pytest.raises(ConfigError, match="--jobs"):
         make_executor("local", jobs=0)
     with pytest.raises(ConfigError, match="unknown executor"):
         make_executor("kubernetes")
+
+
+def test_the_sweep_command_drives_a_dask_scheduler(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    from madlab.cli import main
+
+    args = ["sweep", "--backend", "gaussian", "--gens", "2", "--seeds", "2", "--n-eval", "40",
+            "--omega", "0,1", "--quiet", "--out", str(tmp_path)]
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        with pytest.raises(SystemExit) as exit_:
+            main([*args, "--executor", "dask", "--scheduler", cluster.scheduler_address])
+    assert exit_.value.code == 0
+    by_dask = table(tmp_path)
+    assert len(by_dask) == 2 * 2 * 2 and set(by_dask["omega"]) == {0.0, 1.0}
+    with pytest.raises(SystemExit) as exit_:                     # same sweep, locally: nothing to do
+        main(args)
+    assert exit_.value.code == 0 and "2 of them already done" in capsys.readouterr().err

@@ -162,6 +162,8 @@ def register(app: typer.Typer) -> None:
                                partition=partition, time_min=time_min, gpus_per_task=gpus_per_task,
                                cpus_per_task=cpus_per_task, mem_gb=mem_gb,
                                array_parallelism=array_parallelism, cluster=slurm_cluster)
+        if hasattr(runner, "connect"):              # a scheduler that cannot be reached: nothing written
+            runner.connect()
         out_dir = out or default_out(spec, file is not None or preset is not None, tasks)
         all_tasks = open_sweep(out_dir, spec, tasks, extend=extend)
         counts = run_with_progress(out_dir, all_tasks, runner, f"{spec.name} ({runner.name})", progress)
