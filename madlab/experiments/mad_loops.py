@@ -239,7 +239,8 @@ def figure(curves: dict, s: Settings, gen: torch.Tensor):
     d.axhline(curves[ka]["drift_limit"], color="C1", ls="--", lw=0.8, label="AR(1) limit")
     d.plot(gen, ((curves[kf]["drift"]) - curves[kf]["drift"][:1]).mean(1), color="C0", alpha=0.6,
            label="fully synthetic, for contrast")
-    d.set(yscale="log", xlabel="generation t", ylabel="/ tr Σ", title="synthetic augmentation: bounded drift")
+    d.set(yscale="log", xlabel="generation t", ylabel="E|μ_t − μ_1|² / tr Σ",
+          title="synthetic augmentation: bounded drift")
     d.legend(fontsize=8)
     e.set(xlabel="generation t", ylabel="tr Σ_t / tr Σ",
           title="sampling bias λ in the augment loop\n(dashed: the biased fixed point)")
