@@ -366,3 +366,13 @@ def test_config_rejects_bad_image_options():
     assert cfg.metric == ["fid"] and cfg.fid_features == "classifier"
     assert RunConfig().validate().metric == ["w2"]
     assert "edm_net" not in RunConfig().validate().identity()   # toy run ids ignore image options
+
+
+def test_cli_bad_dataset_is_one_line_and_exit_2(tmp_path, capsys):
+    from madlab.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--backend", "edm", "--dataset", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "dataset" in lines[0] and not (tmp_path / "run").exists()
