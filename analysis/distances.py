@@ -1,10 +1,10 @@
 """Distances between a model and p_r, from samples (DESIGN.md section 2).
 
-w2, w1   exact optimal transport between two equal-weight sample sets:
-         W_p = (min_pi sum pi_ij |x_i - y_j|^p)^(1/p). For n = m the optimal plan is a permutation
-         (Birkhoff), so the exact assignment (scipy's linear_sum_assignment, about 2x faster than
-         POT's network simplex at n = 1000) is used; otherwise POT's `ot.emd2`. Between two finite samples of the same
-         distribution it is not 0: about 0.19 for W2 at 1000 vs 1000 points of the paper's target.
+w2, w1   exact optimal transport between two equal-weight sample sets (POT's network simplex):
+         W_p = (min_pi sum pi_ij |x_i - y_j|^p)^(1/p). (scipy's exact assignment solver gives the
+         same value for n = m and measured no faster at n = 1000: benchmarks/breakdown.py.)
+         Between two finite samples of the same distribution it is not 0: about 0.19 for W2 at
+         1000 vs 1000 points of the paper's target.
 gaussian_w2  closed form W2 between N(m1, S1) and N(m2, S2) (Dowson & Landau 1982):
          |m1 - m2|^2 + tr(S1 + S2 - 2 (S2^(1/2) S1 S2^(1/2))^(1/2)).
 fd       the Frechet distance: gaussian_w2 between the samples' mean and covariance and the true
@@ -15,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 import ot
 import torch
-from scipy.optimize import linear_sum_assignment
 
 METRICS = ("w2", "w1", "fd")
 NEEDS_REAL_SAMPLE = {"w2": True, "w1": True, "fd": False}
@@ -36,11 +35,7 @@ def wasserstein(x, y, p: int = 2) -> float:
         M = np.sqrt(M)
     elif p != 2:
         raise ValueError(f"p must be 1 or 2, got {p}")
-    if len(x) == len(y):  # exact: an optimal plan of equal-size uniform measures is a permutation
-        rows, cols = linear_sum_assignment(M)
-        cost = float(M[rows, cols].mean())
-    else:
-        cost = emd_cost(M)
+    cost = emd_cost(M)
     return cost if p == 1 else float(np.sqrt(max(cost, 0.0)))
 
 
