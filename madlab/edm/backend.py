@@ -166,7 +166,9 @@ class EDMBackend:
         """`steps` Adam steps of one member on its data [n, C, H, W], updating net and ema in place."""
         c = self.config
         data = data.to(self.device, torch.float32)
-        devices = [self.device] if self.device.type == "cuda" else []
+        devices = []
+        if self.device.type == "cuda":
+            devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(member_seed(g))  # dropout masks: this member's own stream
             net.train()
