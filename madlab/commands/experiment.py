@@ -57,26 +57,15 @@ def register(app: typer.Typer) -> None:
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--out {folder} exists and is not a folder")
         start = time.perf_counter()
-        if progress and not stderr.is_terminal:  # a log file: one plain line per step
-            def report(done: int, total: int, message: str) -> None:
-                stderr.print(f"[{done}/{total}] {name.value}: {message} ({time.perf_counter() - start:.0f} s)",
-                             soft_wrap=True, markup=False, highlight=False)
-
-            result = module.run(settings, report)
-        elif progress:
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                          TimeElapsedColumn(), console=stderr, transient=False) as bar:
-                task = bar.add_task(name.value, total=None)
-
-                def report(done: int, total: int, message: str) -> None:
-                    bar.update(task, completed=done, total=total, description=f"{name.value}: {message}")
-
-                result = module.run(settings, report)
-        else:
-            result = module.run(settings)
+        try:
+            result = _run(module, settings, name.value, progress, start)
+        except ConfigError:
+            raise
+        except ValueError as err:  # e.g. a curated set that the base model cannot fill
+            raise ConfigError(f"{name.value}: {err}") from None
         seconds = time.perf_counter() - start
         extra = {"seconds": round(seconds, 1), "torch_threads": threads}
-        if hasattr(settings, "device") and name.value != "mad-loops":
+        if name.value != "mad-loops":
             from toy.ddpm import DDPMConfig
             extra["ddpm"] = dataclasses.asdict(DDPMConfig(device=settings.device))
         paths = write_outputs(folder, name.value, scale.value, settings, extra, result)
@@ -86,3 +75,23 @@ def register(app: typer.Typer) -> None:
         for note in result.notes:
             print(f"note: {note}")
         print(f"wrote {', '.join(str(p) for p in paths)} ({seconds:.0f} s)")
+
+
+def _run(module, settings, name: str, progress: bool, start: float):
+    """module.run with progress on stderr: a bar on a terminal, plain lines in a log."""
+    if not progress:
+        return module.run(settings)
+    if not stderr.is_terminal:  # a log file: one plain line per step
+        def report(done: int, total: int, message: str) -> None:
+            stderr.print(f"[{done}/{total}] {name}: {message} ({time.perf_counter() - start:.0f} s)",
+                         soft_wrap=True, markup=False, highlight=False)
+
+        return module.run(settings, report)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=stderr, transient=False) as bar:
+        task = bar.add_task(name, total=None)
+
+        def report(done: int, total: int, message: str) -> None:
+            bar.update(task, completed=done, total=total, description=f"{name}: {message}")
+
+        return module.run(settings, report)
