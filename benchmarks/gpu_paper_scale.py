@@ -15,6 +15,7 @@ each per core), i.e. minutes per generation unless --ot-jobs spreads them over m
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -38,7 +39,7 @@ def main(argv=None) -> None:
 
     from madlab.config import ConfigError, RunConfig
     from madlab.runner import run_config
-    torch.set_num_threads(max(1, args.ot_jobs))  # make_evaluate uses as many OT workers
+    os.environ["MADLAB_OT_JOBS"] = str(max(1, args.ot_jobs))  # read by runner.make_evaluate
     print(machine())
     try:
         cfg = RunConfig(seeds=args.seeds, gens=args.gens, n_synth=args.n_synth,

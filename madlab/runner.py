@@ -1,6 +1,7 @@
 """Run one `RunConfig`: build target, backend and A(.), drive `Loop`, return tidy rows."""
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
@@ -9,7 +10,7 @@ import torch
 
 from analysis.distances import NEEDS_REAL_SAMPLE, per_seed
 from loops import Loop, SeedStreams, make_algorithm
-from madlab.config import RunConfig
+from madlab.config import ConfigError, RunConfig
 from toy.ddpm import ToyDDPM
 from toy.gaussian_fit import GaussianFit
 from toy.targets import make_target
@@ -45,6 +46,14 @@ def build_loop(cfg: RunConfig) -> Loop:
                 n_eval=cfg.n_eval)
 
 
+def ot_jobs() -> int:
+    """Worker processes for exact OT per seed (env MADLAB_OT_JOBS, default 1; docs/performance.md)."""
+    value = os.environ.get("MADLAB_OT_JOBS", "1") or "1"
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"MADLAB_OT_JOBS must be a positive integer, got {value!r}")
+    return int(value)
+
+
 def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
     """dist(G^t, p_r) for each configured metric; w1/w2 against a fresh real sample of n_eval;
     fid against the data set's cached reference statistics (madlab.edm.evaluate)."""
@@ -59,9 +68,9 @@ def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
         real = None
         if any(NEEDS_REAL_SAMPLE.get(m, False) for m in cfg.metric):
             real = target.sample(cfg.n_eval, streams.generators("eval-real", generation))
-        # exact OT per seed: as many worker processes as torch threads (1 thread: in process)
+        # exact OT per seed, in MADLAB_OT_JOBS worker processes (default 1: in this process)
         return {m: fid(samples) if m == "fid" else per_seed(m, samples.cpu(), real, target,
-                                                            n_jobs=torch.get_num_threads())
+                                                            n_jobs=ot_jobs())
                 for m in cfg.metric}
 
     return evaluate

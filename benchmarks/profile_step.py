@@ -1,0 +1,48 @@
+"""torch.profiler table of the toy DDPM's training and guided sampling, before or after.
+
+    nice -n 5 python -m benchmarks.profile_step --which before --seeds 64
+    nice -n 5 python -m benchmarks.profile_step --which after --seeds 64
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from benchmarks.before_after import BASE, load_before
+from benchmarks.common import machine, one_thread
+from loops.rng import SeedStreams
+from toy.ddpm import DDPMConfig, ToyDDPM
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--which", choices=("before", "after"), default="after")
+    ap.add_argument("--seeds", type=int, default=64)
+    ap.add_argument("--epochs", type=float, default=0.5)
+    ap.add_argument("--n-sample", type=int, default=250)
+    ap.add_argument("--rows", type=int, default=15, help="operators listed")
+    args = ap.parse_args(argv)
+    one_thread()
+    print(machine())
+    if args.which == "before":
+        mod = load_before(BASE)
+        b = mod.ToyDDPM(mod.DDPMConfig())
+    else:
+        b = ToyDDPM(DDPMConfig())
+    s = SeedStreams(range(args.seeds))
+    model = b.init(s.generators("init"))
+    data = torch.randn(args.seeds, 1250, 2)
+    b.train(model, data, 0.1, s.generators("train"))
+    for name, fn in (("train", lambda: b.train(model, data, args.epochs, s.generators("train"))),
+                     ("guided sampling", lambda: b.sample(model, args.n_sample, s.generators("eval"),
+                                                          guide=model, omega=3.0))):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+        print(f"--- {args.which}: {name}, N={args.seeds}")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+
+
+if __name__ == "__main__":
+    main()
