@@ -398,6 +398,8 @@ class ToyDDPM:
         c = self.config
         N = len(generators)
         guided = guide is not None and omega != 0
+        if n == 0:
+            return torch.empty(N, 0, self.dim, device=self.device)
         S = max(1, min(N, self.sample_rows // n))        # seeds per block
         P = min(n, max(1, self.sample_rows // S))        # points per block
         blocks = []
