@@ -145,7 +145,7 @@ def test_ratio_panels_keep_standard_and_best_omega():
     assert ratio_sizes([500, 1000]) == [500, 1000]
 
 
-@pytest.mark.parametrize("name, seeds, gens", [("figure5-quick", 6, 25), ("figure5-paper", 1000, 100)])
+@pytest.mark.parametrize("name, seeds, gens", [("figure5-quick", 5, 25), ("figure5-paper", 1000, 100)])
 def test_figure5_presets_are_the_papers_grid(name, seeds, gens):
     from madlab import presets
 

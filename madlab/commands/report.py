@@ -190,6 +190,7 @@ def write_report(directory: Path, out: Path, metric: Optional[str] = None, start
 
 
 def print_summary(a: Analysis) -> None:
+    console = Console(width=max(Console().width, 110))  # the table's 7 columns fit on one line
     for key, best in a.families(a.best):
         title = f"MAD summary ({a.metric}, t = {a.start}..T)" + (f": {family_name(key)}" if key else "")
         table = Table(title=escape(title))
@@ -199,9 +200,9 @@ def print_summary(a: Analysis) -> None:
             table.add_row(f"{r.n_synth:g}", f"{r.best_omega:g}", f"{r.best_ratio:.3f}",
                           f"{r.best_lo:.3f}–{r.best_hi:.3f}", r.best_status, fmt(r.standard_ratio),
                           r.standard_status or "–")
-        Console().print(table)
+        console.print(table)
         threshold = best["threshold"].iloc[0]
-        Console().print("prophylactic threshold (best ratio ≤ 1 + %g): %s" % (
+        console.print("prophylactic threshold (best ratio ≤ 1 + %g): %s" % (
             a.tolerance, f"|D_s| = {threshold:g}" if threshold is not None and not pd.isna(threshold) else "none"))
 
 
