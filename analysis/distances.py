@@ -30,6 +30,8 @@ def _as_numpy(x) -> np.ndarray:
 def wasserstein(x, y, p: int = 2) -> float:
     """Exact W_p between the empirical measures of x [n, d] and y [m, d] (uniform weights)."""
     x, y = _as_numpy(x), _as_numpy(y)
+    if not (np.isfinite(x).all() and np.isfinite(y).all()):
+        return float("nan")  # a diverged model: POT would report a meaningless cost (even 0)
     M = ot.dist(x, y, metric="sqeuclidean")
     if p == 1:
         M = np.sqrt(M)

@@ -93,3 +93,10 @@ def test_exact_w2_floor_between_two_real_samples_is_about_point_two():
     b = target.sample(1000, [torch.Generator().manual_seed(100 + k) for k in range(8)])
     floor = per_seed("w2", a, b).mean().item()
     assert 0.12 < floor < 0.3
+
+
+def test_diverged_samples_give_nan_not_a_number_that_looks_fine(cloud):
+    broken = cloud[:100].clone()
+    broken[3, 0] = float("nan")
+    assert np.isnan(w2(broken, cloud))
+    assert np.isnan(w1(cloud, broken))
