@@ -17,8 +17,9 @@ import os
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -44,35 +45,16 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()     # what open() would give; mkstemp alone gives 0600
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_parquet(frame: pd.DataFrame | pa.Table, path: Path) -> None:
-    """`frame` (pandas or pyarrow) to Parquet at `path` via a temporary file and a rename."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[str]:
+    """Yield a temporary path in `path`'s folder to write; then fsync it and rename it over
+    `path` (readers see the old file or the new one, never a part). On error nothing is left."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        if isinstance(frame, pa.Table):
-            pq.write_table(frame, tmp)
-        else:
-            frame.to_parquet(tmp, index=False)
+        yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, FILE_MODE)
@@ -81,6 +63,21 @@ def atomic_write_parquet(frame: pd.DataFrame | pa.Table, path: Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """`data` to `path` via a temporary file and a rename."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_parquet(frame: pd.DataFrame | pa.Table, path: Path) -> None:
+    """`frame` (pandas or pyarrow) to Parquet at `path` via a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        if isinstance(frame, pa.Table):
+            pq.write_table(frame, tmp)
+        else:
+            frame.to_parquet(tmp, index=False)
 
 
 def config_record(cfg: RunConfig) -> dict:
