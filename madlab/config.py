@@ -59,8 +59,8 @@ class RunConfig:
     time_embedding: str = "scaled"
     layer_norm: bool = True
     activation: str = "relu"
-    batch_size: int = 64
-    lr: float = 1e-3
+    batch_size: int = 2048            # full batch for |D| <= 2048 (docs/calibration.md)
+    lr: float = 3e-3
     lr_schedule: str = "linear"
     lr_end_factor: float = 0.01
     variance: str = "beta"

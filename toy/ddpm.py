@@ -51,8 +51,8 @@ class DDPMConfig:
     n_frequencies: int = 8            # sinusoidal embedding: frequencies
     layer_norm: bool = True           # LayerNorm inside each block
     activation: str = "relu"          # relu | silu | gelu | tanh
-    batch_size: int = 64              # minibatch size (>= |D| means full batch)
-    lr: float = 1e-3                  # Adam learning rate
+    batch_size: int = 2048            # minibatch size (>= |D| means full batch; calibrated, docs/calibration.md)
+    lr: float = 3e-3                  # Adam learning rate (calibrated with full batch)
     lr_schedule: str = "linear"       # linear decay to lr * lr_end_factor over one training call | constant
     lr_end_factor: float = 0.01
     variance: str = "beta"            # sampler variance sigma_t^2: beta_t | posterior beta-tilde_t
