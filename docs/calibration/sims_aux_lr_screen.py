@@ -1,6 +1,6 @@
 """Screen SIMS at generation 1 with a gentler auxiliary fine-tune: fd of G^1 against omega.
 
-Base: the default toy DDPM (batch 64, lr 1e-3 decaying linearly to 1e-5, 100 epochs on D_r).
+Base: the old default toy DDPM (batch 64, lr 1e-3 decaying linearly to 1e-5, 100 epochs on D_r).
 Auxiliary: base fine-tuned 50 epochs on n_s = 2000 of its own samples with the same batch but a
 smaller starting learning rate AUX_LR (madlab has no option for this yet: the fine-tune reuses the
 base's lr). One training serves every omega. Usage:
@@ -21,13 +21,13 @@ torch.set_num_threads(1)
 seeds, n_eval = int(sys.argv[1]), int(sys.argv[2])
 target, streams = paper_gaussian(), SeedStreams(range(seeds))
 data = target.sample(1000, streams.generators("real", 1))
-backend = ToyDDPM(DDPMConfig())
+backend = ToyDDPM(DDPMConfig(batch_size=64, lr=1e-3))
 base = backend.train(backend.init(streams.generators("init", 1)), data, 100,
                      streams.generators("train", 1))
 synthetic = backend.sample(base, 2000, streams.generators("aux-sample", 1))
 for aux_lr in sys.argv[3:]:
     tick = time.perf_counter()
-    tuner = ToyDDPM(DDPMConfig(lr=float(aux_lr)))
+    tuner = ToyDDPM(DDPMConfig(batch_size=64, lr=float(aux_lr)))
     aux = tuner.train(base, synthetic, 50, streams.generators("finetune", 1))
     cells = []
     for omega in OMEGAS:
