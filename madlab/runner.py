@@ -19,12 +19,13 @@ from toy.targets import make_target
 Progress = Callable[[int, int], None]
 
 
-def build_backend(cfg: RunConfig, dim: int, event_shape: tuple[int, ...] = ()):
+def build_backend(cfg: RunConfig, event_shape: tuple[int, ...]):
+    """The backend of `cfg` for data of one point's shape `event_shape`."""
     if cfg.backend == "edm":
         from madlab.edm.backend import EDMBackend
         return EDMBackend(cfg.edm(), event_shape)
     if cfg.backend == "toy-ddpm":
-        return ToyDDPM(cfg.ddpm(), dim=dim)
+        return ToyDDPM(cfg.ddpm(), dim=event_shape[0])
     if cfg.backend == "gaussian":
         return GaussianFit(estimator=cfg.estimator, bias=cfg.sampling_bias, device=cfg.device)
     raise ValueError(f"unknown backend {cfg.backend!r}")
@@ -41,7 +42,7 @@ def build_loop(cfg: RunConfig) -> Loop:
     target = build_target(cfg)
     algorithm = make_algorithm(cfg.algo, epochs=cfg.epochs, warm_start=cfg.warm_start,
                                omega=cfg.omega, n_aux=cfg.n_aux, aux_epochs=cfg.aux_epochs)
-    return Loop(kind=cfg.loop, algorithm=algorithm, backend=build_backend(cfg, target.event_shape[0], target.event_shape),
+    return Loop(kind=cfg.loop, algorithm=algorithm, backend=build_backend(cfg, target.event_shape),
                 target=target, n_real=cfg.n_real, n_synth=cfg.n_synth, generations=cfg.gens,
                 n_eval=cfg.n_eval)
 
