@@ -81,6 +81,14 @@ def check_positive(settings, *names: str) -> None:
                 f"{name} must be positive, got {value!r}")
 
 
+def check_evaluation(metrics, n_eval: int, device: str) -> None:
+    """The evaluation settings every DDPM experiment shares: metrics, sample size, device."""
+    require(bool(metrics) and all(m in ("w1", "w2", "fd") for m in metrics),
+            f"metrics must be among w1, w2, fd, got {metrics}")
+    require(n_eval >= 2, "n_eval must be at least 2")
+    check_device(device)
+
+
 def check_device(device: str) -> None:
     if device.startswith("cuda"):
         require(torch.cuda.is_available(), f"device {device!r} asked for, but torch sees no CUDA device")

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from loops import SeedStreams
-from madlab.experiments.common import (Progress, Result, check_device, check_positive, ddpm_backend,
+from madlab.experiments.common import (Progress, Result, check_evaluation, check_positive, ddpm_backend,
                                        distances, mean_se, no_progress, require)
 from toy.targets import paper_gaussian
 
@@ -41,10 +41,7 @@ class Settings:
                        "finetune_lr", "n_eval")
         require(0.0 in self.omega_a and 0.0 in self.omega_s, "both grids must contain 0 (the base model)")
         require(-1.0 in self.omega_a, "omega_a must contain -1 (the advanced model itself)")
-        require(bool(self.metrics) and all(m in ("w1", "w2", "fd") for m in self.metrics),
-                f"metrics must be among w1, w2, fd, got {self.metrics}")
-        require(self.n_eval >= 2, "n_eval must be at least 2")
-        check_device(self.device)
+        check_evaluation(self.metrics, self.n_eval, self.device)
         return self
 
 

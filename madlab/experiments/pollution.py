@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from loops import SeedStreams
-from madlab.experiments.common import (Progress, Result, check_device, check_positive, ddpm_backend,
+from madlab.experiments.common import (Progress, Result, check_evaluation, check_positive, ddpm_backend,
                                        distances, mean_se, no_progress, require)
 from toy.targets import paper_gaussian
 
@@ -43,10 +43,7 @@ class Settings:
                 f"n_pollute must be positive sizes, got {self.n_pollute}")
         require(bool(self.budgets) and all(b > 0 for b in self.budgets), f"budgets must be positive, got {self.budgets}")
         require(bool(self.omegas), "give at least one omega")
-        require(bool(self.metrics) and all(m in ("w1", "w2", "fd") for m in self.metrics),
-                f"metrics must be among w1, w2, fd, got {self.metrics}")
-        require(self.n_eval >= 2, "n_eval must be at least 2")
-        check_device(self.device)
+        check_evaluation(self.metrics, self.n_eval, self.device)
         return self
 
 
