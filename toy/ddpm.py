@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from loops.rng import rand, randn
+from toy import fused
 from toy.schedules import alpha_bar, betas_from_alpha_bar
 
 Params = dict[str, torch.Tensor]
@@ -59,6 +60,7 @@ class DDPMConfig:
     device: str = "cpu"
     seed_block: int | None = None     # speed only: seeds trained together (None: 16 on CPU, all on GPU)
     sample_rows: int | None = None    # speed only: seeds x points per sampling block (None: 1024 / all)
+    kernels: str | None = None        # speed only: auto | fused | torch (None: $MADLAB_KERNELS, else auto)
 
     def validate(self) -> "DDPMConfig":
         checks = [
@@ -76,6 +78,8 @@ class DDPMConfig:
              f"unknown sampler variance {self.variance!r}; choose one of {', '.join(VARIANCES)}"),
             (self.lr_schedule in LR_SCHEDULES,
              f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"),
+            (self.kernels in (None, *fused.MODES),
+             f"unknown kernels {self.kernels!r}; choose one of {', '.join(fused.MODES)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -110,6 +114,15 @@ class ToyDDPM:
         on_cpu = self.device.type == "cpu"
         self.seed_block = c.seed_block or (16 if on_cpu else 1 << 30)
         self.sample_rows = c.sample_rows or (1024 if on_cpu else 1 << 22)
+        # fused row kernels (toy/fused_mlp.c) for the default block: CPU, LayerNorm, ReLU
+        fusable = on_cpu and c.layer_norm and c.activation == "relu" and c.width <= fused.MAX_WIDTH
+        if c.kernels == "fused" and not fusable:
+            raise ValueError("kernels='fused' needs the CPU, layer_norm and the relu activation")
+        self.fused = fusable and fused.kernels(c.kernels) is not None
+
+    @property
+    def kernels(self) -> "fused.Kernels":
+        return fused.kernels(self.config.kernels)
 
     # ----------------------------------------------------------------- network
     def shapes(self) -> dict[str, tuple[int, ...]]:
@@ -295,6 +308,68 @@ class ToyDDPM:
         torch.sum(dh, 1, keepdim=True, out=grad["in.b"])
 
     @staticmethod
+    def _buf(ws: dict, name: str, *shape: int) -> torch.Tensor:
+        """A scratch tensor reused across steps (fresh allocations of activation-sized tensors
+        cost as much as a pass over them on a CPU: page faults)."""
+        t = ws.get(name)
+        if t is None or t.shape != shape:
+            t = ws[name] = torch.empty(shape)
+        return t
+
+    def _forward_fused(self, p: Params, x: torch.Tensor, emb: torch.Tensor, keep: bool, ws: dict):
+        """`_forward` with each block's bias, time input, LayerNorm, affine, ReLU and residual add
+        done by the fused row kernels (toy/fused_mlp.c); the matrix products stay with torch.
+        Activations live in the scratch dict `ws` (valid until the next call with it)."""
+        K, emb, buf = self.kernels, emb.contiguous(), self._buf
+        S, B, _ = x.shape
+        W = self.config.width
+        h = buf(ws, "h0", S, B, W)
+        if emb.shape[1] == 1:  # one time for all rows (sampling): it folds into the bias
+            torch.baddbmm(torch.baddbmm(p["in.b"], emb, p["in.we"]), x, p["in.wx"], out=h)
+        else:
+            torch.baddbmm(p["in.b"], x, p["in.wx"], out=h).baddbmm_(emb, p["in.we"])
+        saved = []
+        for i in range(self.config.depth):
+            r1 = torch.bmm(h, p[f"b{i}.w1x"], out=buf(ws, f"r1.{i}", S, B, W))
+            n1, rstd1 = (buf(ws, f"n1.{i}", S, B, W), buf(ws, f"s1.{i}", S, B)) if keep else (None, None)
+            K.fwd(r1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], p[f"b{i}.g1"], p[f"b{i}.h1"], r1, n1, rstd1)
+            u2 = torch.bmm(r1, p[f"b{i}.w2"], out=buf(ws, "u2", S, B, W))
+            n2, rstd2 = (buf(ws, f"n2.{i}", S, B, W), buf(ws, f"s2.{i}", S, B)) if keep else (None, None)
+            h_next = buf(ws, f"h{i + 1}", S, B, W) if keep else h
+            K.fwd(u2, p[f"b{i}.b2"], None, None, p[f"b{i}.g2"], p[f"b{i}.h2"], None, n2, rstd2,
+                  res_in=h, res_out=h_next)
+            if keep:
+                saved.append((h, n1, rstd1, r1, n2, rstd2))
+            h = h_next
+        out = torch.baddbmm(p["out.b"], h, p["out.w"], out=buf(ws, "out", S, B, self.dim))
+        return out, (saved, h)
+
+    def _backward_fused(self, p: Params, grad: Params, x: torch.Tensor, emb: torch.Tensor, saved,
+                        dout: torch.Tensor, ws: dict) -> None:
+        """`_backward` for `_forward_fused`: every element of `grad` written."""
+        K, emb, buf = self.kernels, emb.contiguous(), self._buf
+        blocks, h = saved
+        S, B, W = h.shape
+        tr = lambda a: a.transpose(1, 2)  # noqa: E731
+        torch.bmm(tr(h), dout, out=grad["out.w"])
+        torch.sum(dout, 1, keepdim=True, out=grad["out.b"])
+        dh = torch.bmm(dout, tr(p["out.w"]), out=buf(ws, "dh", S, B, W))
+        dv, du = buf(ws, "dv", S, B, W), buf(ws, "du", S, B, W)
+        for i in reversed(range(self.config.depth)):
+            h, n1, rstd1, r1, n2, rstd2 = blocks[i]
+            K.bwd(dh, n2, rstd2, p[f"b{i}.g2"], p[f"b{i}.h2"], None, grad[f"b{i}.g2"],
+                  grad[f"b{i}.h2"], grad[f"b{i}.b2"], None, dv)
+            torch.bmm(tr(r1), dv, out=grad[f"b{i}.w2"])
+            torch.bmm(dv, tr(p[f"b{i}.w2"]), out=du)
+            K.bwd(du, n1, rstd1, p[f"b{i}.g1"], p[f"b{i}.h1"], emb, grad[f"b{i}.g1"],
+                  grad[f"b{i}.h1"], grad[f"b{i}.b1"], grad[f"b{i}.w1e"], du)
+            torch.bmm(tr(h), du, out=grad[f"b{i}.w1x"])
+            dh.baddbmm_(du, tr(p[f"b{i}.w1x"]))
+        torch.bmm(tr(x), dh, out=grad["in.wx"])
+        torch.bmm(tr(emb), dh, out=grad["in.we"])
+        torch.sum(dh, 1, keepdim=True, out=grad["in.b"])
+
+    @staticmethod
     def _adam(param, grad, exp_avg, exp_avg_sq, step: torch.Tensor, lr: float,
               beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         """torch.optim.Adam's update (defaults, no weight decay) on one flat buffer, in place:
@@ -349,6 +424,12 @@ class ToyDDPM:
             blocks.append((s0, s1, flat, views, gflat, self._views(gflat, s1 - s0),
                            torch.zeros_like(flat), torch.zeros_like(flat)))
         step_t = torch.zeros((), device=self.device)  # Adam's step count, where its kernel reads it
+        if self.fused:
+            ws: dict = {}
+            forward = lambda p, x, emb, keep: self._forward_fused(p, x, emb, keep, ws)  # noqa: E731
+            backward = lambda *a: self._backward_fused(*a, ws)  # noqa: E731
+        else:
+            forward, backward = self._forward, self._backward
         step = 0
         for chunk_start in range(0, n_epochs, RANDOM_CHUNK):
             chunk = min(RANDOM_CHUNK, n_epochs - chunk_start)
@@ -369,9 +450,9 @@ class ToyDDPM:
                         b = k * batch
                         xt, emb = xt_all[s0:s1, b:b + batch], emb_all[s0:s1, b:b + batch]
                         eps = eps_all[s0:s1, b:b + batch]
-                        pred, saved = self._forward(p, xt, emb, keep=True)
+                        pred, saved = forward(p, xt, emb, keep=True)
                         dout = pred.sub_(eps).mul_(2.0 / (eps.shape[1] * d))
-                        self._backward(p, g, xt, emb, saved, dout)
+                        backward(p, g, xt, emb, saved, dout)
                         s = step + k  # steps already taken: lr decays linearly after each one
                         lr = c.lr * (1 + (c.lr_end_factor - 1) * s / total_steps) \
                             if c.lr_schedule == "linear" else c.lr
@@ -382,11 +463,14 @@ class ToyDDPM:
             self._unpack(p, out, s0, s1)
         return out
 
-    def _eps_block(self, p: Params, x: torch.Tensor, t: int, S: int, omega: float | None):
+    def _eps_block(self, p: Params, x: torch.Tensor, t: int, S: int, omega: float | None,
+                   ws: dict):
         """eps at integer step t for a block: p stacks S models (and S guides after them when
-        omega is not None); x [S, P, d]."""
+        omega is not None); x [S, P, d]; ws: scratch for the fused path."""
         emb = self.embed(torch.full((p["in.b"].shape[0], 1), t, device=self.device))
-        out, _ = self._forward(p, x if omega is None else torch.cat([x, x]), emb, keep=False)
+        x = x if omega is None else torch.cat([x, x])
+        out, _ = (self._forward_fused(p, x, emb, False, ws) if self.fused
+                  else self._forward(p, x, emb, keep=False))
         if omega is None:
             return out
         return (1 + omega) * out[:S] - omega * out[S:]
@@ -411,6 +495,7 @@ class ToyDDPM:
                 _, p = self._pack(model, s0, s1)
             blocks.append((s0, s1, p))
         x = torch.empty(N, n, self.dim, device=self.device)
+        ws: dict = {}
         for chunk_start in range(0, c.T + 1, RANDOM_CHUNK):
             steps = min(RANDOM_CHUNK, c.T + 1 - chunk_start)
             z = randn(generators, (steps, n, self.dim), device=self.device)
@@ -423,7 +508,7 @@ class ToyDDPM:
                             xb.copy_(z[s0:s1, 0, q0:q0 + P])
                             continue
                         t = c.T + 1 - i
-                        eps = self._eps_block(p, xb, t, s1 - s0, omega if guided else None)
+                        eps = self._eps_block(p, xb, t, s1 - s0, omega if guided else None, ws)
                         beta, ab = self.betas[t], self.alpha_bar[t]
                         xn = (xb - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
                         if t > 1:

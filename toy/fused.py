@@ -1,0 +1,141 @@
+"""The fused CPU row kernels of toy/fused_mlp.c: compiled once per machine, loaded with ctypes.
+
+The toy DDPM's step on a CPU is bound by memory passes of LayerNorm, ReLU and the residual add,
+not by its matrix products (docs/performance.md). `fused_mlp.c` does each block's
+bias + time input + LayerNorm + affine + ReLU (+ residual) in one pass over the rows, forward and
+backward; the matrix products stay with torch's BLAS.
+
+The C file is compiled with the system C compiler (`$CC`, else `cc`) at first use into
+`$MADLAB_CACHE` (default `~/.cache/madlab`), one shared library per source, compiler and CPU
+(`-march=native`: a cluster with mixed CPUs gets one file per CPU model). Where no compiler
+works, `kernels()` returns None and the toy DDPM runs on torch ops: the same numbers up to
+float rounding, about 2x slower. `MADLAB_KERNELS=torch` forces torch ops, `MADLAB_KERNELS=fused`
+makes a missing compiler an error.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("fused_mlp.c")
+FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=c99"]
+MODES = ("auto", "fused", "torch")
+MAX_WIDTH = 4096  # MAXW in fused_mlp.c
+
+_LIB: dict[str, object] = {}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("MADLAB_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "madlab"
+    return Path(base)
+
+
+def _cpu_signature() -> str:
+    """CPU model and ISA flags: a -march=native library is only reused on the same kind of CPU."""
+    fields = {}
+    try:
+        for line in open("/proc/cpuinfo"):
+            key = line.split(":", 1)[0].strip()
+            if key in ("model name", "flags") and key not in fields:
+                fields[key] = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return f"{platform.machine()}|{fields.get('model name', '')}|{fields.get('flags', '')}"
+
+
+def _compile() -> Path:
+    cc = os.environ.get("CC", "cc")
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, " ".join([cc, *FLAGS]).encode(),
+                                     _cpu_signature().encode()])).hexdigest()[:16]
+    target = cache_dir() / f"fused_mlp_{key}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(f"{cc} failed: {done.stderr.strip()[:500]}")
+        os.replace(tmp, target)  # atomic: concurrent workers may compile at the same time
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+class Kernels:
+    """ctypes wrappers of fused_mlp.c's two functions (float32, contiguous CPU tensors)."""
+
+    def __init__(self, path: Path):
+        lib = ctypes.CDLL(str(path))
+        L, P = ctypes.c_long, ctypes.c_void_p
+        lib.fwd_ln_relu.argtypes = [L, L, L, L, P, P, P, L, P, P, P, P, P, P, P, P]
+        lib.bwd_relu_ln.argtypes = [L, L, L, L, P, P, P, P, P, P, L, P, P, P, P, P]
+        lib.fwd_ln_relu.restype = lib.bwd_relu_ln.restype = None
+        self.lib, self.path = lib, path
+
+    @staticmethod
+    def _ptr(t: torch.Tensor | None):
+        if t is None:
+            return None
+        if not (t.is_contiguous() and t.dtype == torch.float32 and t.device.type == "cpu"):
+            raise ValueError("fused kernels need contiguous float32 CPU tensors")
+        return t.data_ptr()
+
+    def fwd(self, u, bias, emb, we, g, beta, out, n_save=None, rstd_save=None,
+            res_in=None, res_out=None) -> None:
+        """y = relu(LayerNorm(u + bias + emb @ we) * g + beta) per row, into `out`, or
+        res_out = res_in + y when res_out is given; see fused_mlp.c."""
+        S, B, W = u.shape
+        E = 0 if emb is None else emb.shape[-1]
+        q = self._ptr
+        self.lib.fwd_ln_relu(S, B, W, E, q(u), q(bias), q(emb), 0 if emb is None else emb.shape[1],
+                             q(we), q(g), q(beta), q(n_save), q(rstd_save), q(res_in), q(res_out),
+                             q(out))
+
+    def bwd(self, dy, n, rstd, g, beta, emb, dg, dbeta, db, dwe, dv) -> None:
+        """Gradients of fwd: dg, dbeta, db (and dwe) written; dv = d loss / d u."""
+        S, B, W = dy.shape
+        E = 0 if emb is None else emb.shape[-1]
+        q = self._ptr
+        self.lib.bwd_relu_ln(S, B, W, E, q(dy), q(n), q(rstd), q(g), q(beta), q(emb),
+                             0 if emb is None else emb.shape[1], q(dg), q(dbeta), q(db), q(dwe),
+                             q(dv))
+
+
+def mode() -> str:
+    value = os.environ.get("MADLAB_KERNELS", "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"MADLAB_KERNELS must be one of {', '.join(MODES)}, got {value!r}")
+    return value
+
+
+def kernels(requested: str | None = None) -> Kernels | None:
+    """The loaded kernels, or None when torch ops are requested or no C compiler works."""
+    wanted = requested or mode()
+    if wanted == "torch":
+        return None
+    if "lib" not in _LIB:
+        try:
+            _LIB["lib"] = Kernels(_compile())
+        except (OSError, subprocess.SubprocessError) as err:
+            _LIB["lib"] = None
+            _LIB["error"] = str(err)
+            if wanted == "auto":
+                warnings.warn(f"madlab: fused CPU kernels unavailable ({err}); the toy DDPM runs "
+                              "on torch ops (same numbers, slower; docs/performance.md)",
+                              RuntimeWarning, stacklevel=2)
+    if _LIB["lib"] is None and wanted == "fused":
+        raise RuntimeError(f"MADLAB_KERNELS=fused but the kernels could not be built: {_LIB['error']}")
+    return _LIB["lib"]
