@@ -13,7 +13,9 @@ Speed (docs/performance.md): `eps` is the readable reference network; `train` an
 same network through a hand-written forward/backward (no autograd, no concatenation of the time
 input, LayerNorm by its closed-form gradient) and Adam on one flat parameter buffer, on blocks of
 `seed_block` seeds (and `sample_rows` rows when sampling) so each step's working set stays in the
-CPU cache. Blocks only reorder independent work: no number changes beyond float rounding.
+CPU cache. On the CPU, each block's bias, time input, LayerNorm, ReLU and residual add run as one
+fused C pass per row (toy/fused.py; torch ops where no C compiler is found). Blocks and kernels
+only reorder independent work: no number changes beyond float rounding.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu": F.gelu, "tanh": torch.tan
 VARIANCES = ("beta", "posterior")
 LR_SCHEDULES = ("linear", "constant")
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # torch >= 2.0 (CPU kernel since 2.4)
+FUSED_BLOCK_ROWS = 5000  # rows (seeds x batch) per training block on the fused CPU path (measured)
 RANDOM_CHUNK = 8  # epochs (training) or steps (sampling) drawn per call: fixed, so seeds stay independent of N
 
 
@@ -58,8 +61,10 @@ class DDPMConfig:
     lr_end_factor: float = 0.01
     variance: str = "beta"            # sampler variance sigma_t^2: beta_t | posterior beta-tilde_t
     device: str = "cpu"
-    seed_block: int | None = None     # speed only: seeds trained together (None: 16 on CPU, all on GPU)
-    sample_rows: int | None = None    # speed only: seeds x points per sampling block (None: 1024 / all)
+    seed_block: int | None = None     # speed only: seeds trained together (None: ~5000 rows per block
+                                      # fused on CPU, 16 seeds with torch ops on CPU, all on GPU)
+    sample_rows: int | None = None    # speed only: seeds x points per sampling block (None: 4096
+                                      # fused / 1024 torch ops on CPU, all on GPU)
     kernels: str | None = None        # speed only: auto | fused | torch (None: $MADLAB_KERNELS, else auto)
 
     def validate(self) -> "DDPMConfig":
@@ -110,15 +115,16 @@ class ToyDDPM:
         self.sigmas = (betas if c.variance == "beta" else posterior).sqrt().to(**to)
         self.act = ACTIVATIONS[c.activation]
         self.embed_dim = {"scaled": 1, "raw": 1, "sinusoidal": 2 * c.n_frequencies}[c.time_embedding]
-        # blocks sized for a CPU core's cache (measured: benchmarks/); a GPU wants one big block
-        on_cpu = self.device.type == "cpu"
-        self.seed_block = c.seed_block or (16 if on_cpu else 1 << 30)
-        self.sample_rows = c.sample_rows or (1024 if on_cpu else 1 << 22)
         # fused row kernels (toy/fused_mlp.c) for the default block: CPU, LayerNorm, ReLU
+        on_cpu = self.device.type == "cpu"
         fusable = on_cpu and c.layer_norm and c.activation == "relu" and c.width <= fused.MAX_WIDTH
         if c.kernels == "fused" and not fusable:
             raise ValueError("kernels='fused' needs the CPU, layer_norm and the relu activation")
         self.fused = fusable and fused.kernels(c.kernels) is not None
+        # blocks sized for a CPU core's cache (measured: docs/performance.md); a GPU wants one
+        # big block. None: decided per training call from the batch size (fused: ~5000 rows).
+        self.seed_block = c.seed_block or (None if self.fused else 16 if on_cpu else 1 << 30)
+        self.sample_rows = c.sample_rows or (1 << 22 if not on_cpu else 4096 if self.fused else 1024)
 
     @property
     def kernels(self) -> "fused.Kernels":
@@ -324,10 +330,7 @@ class ToyDDPM:
         S, B, _ = x.shape
         W = self.config.width
         h = buf(ws, "h0", S, B, W)
-        if emb.shape[1] == 1:  # one time for all rows (sampling): it folds into the bias
-            torch.baddbmm(torch.baddbmm(p["in.b"], emb, p["in.we"]), x, p["in.wx"], out=h)
-        else:
-            torch.baddbmm(p["in.b"], x, p["in.wx"], out=h).baddbmm_(emb, p["in.we"])
+        K.fwd_in(x.contiguous(), p["in.wx"], p["in.b"], emb, p["in.we"], h)
         saved = []
         for i in range(self.config.depth):
             r1 = torch.bmm(h, p[f"b{i}.w1x"], out=buf(ws, f"r1.{i}", S, B, W))
@@ -365,9 +368,7 @@ class ToyDDPM:
                   grad[f"b{i}.h1"], grad[f"b{i}.b1"], grad[f"b{i}.w1e"], du)
             torch.bmm(tr(h), du, out=grad[f"b{i}.w1x"])
             dh.baddbmm_(du, tr(p[f"b{i}.w1x"]))
-        torch.bmm(tr(x), dh, out=grad["in.wx"])
-        torch.bmm(tr(emb), dh, out=grad["in.we"])
-        torch.sum(dh, 1, keepdim=True, out=grad["in.b"])
+        K.bwd_in(dh, x.contiguous(), emb, grad["in.wx"], grad["in.b"], grad["in.we"])
 
     @staticmethod
     def _adam(param, grad, exp_avg, exp_avg_sq, step: torch.Tensor, lr: float,
@@ -418,7 +419,7 @@ class ToyDDPM:
         sqrt_ab, sqrt_1mab = self.alpha_bar.sqrt(), (1 - self.alpha_bar).sqrt()
         seeds = torch.arange(N, device=self.device).unsqueeze(-1)
         blocks = []  # per block of seeds: (s0, s1, params, views, grads, grad views, m, v)
-        for s0, s1 in self._blocks(N, self.seed_block):
+        for s0, s1 in self._blocks(N, self.seed_block or max(1, round(FUSED_BLOCK_ROWS / batch))):
             flat, views = self._pack(model, s0, s1)
             gflat = torch.empty_like(flat)
             blocks.append((s0, s1, flat, views, gflat, self._views(gflat, s1 - s0),

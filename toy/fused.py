@@ -82,7 +82,10 @@ class Kernels:
         L, P = ctypes.c_long, ctypes.c_void_p
         lib.fwd_ln_relu.argtypes = [L, L, L, L, P, P, P, L, P, P, P, P, P, P, P, P]
         lib.bwd_relu_ln.argtypes = [L, L, L, L, P, P, P, P, P, P, L, P, P, P, P, P]
-        lib.fwd_ln_relu.restype = lib.bwd_relu_ln.restype = None
+        lib.fwd_in.argtypes = [L, L, L, L, L, P, P, P, P, L, P, P]
+        lib.bwd_in.argtypes = [L, L, L, L, L, P, P, P, L, P, P, P]
+        for f in (lib.fwd_ln_relu, lib.bwd_relu_ln, lib.fwd_in, lib.bwd_in):
+            f.restype = None
         self.lib, self.path = lib, path
 
     @staticmethod
@@ -103,6 +106,20 @@ class Kernels:
         self.lib.fwd_ln_relu(S, B, W, E, q(u), q(bias), q(emb), 0 if emb is None else emb.shape[1],
                              q(we), q(g), q(beta), q(n_save), q(rstd_save), q(res_in), q(res_out),
                              q(out))
+
+    def fwd_in(self, x, wx, bias, emb, we, out) -> None:
+        """out = x @ wx + bias + emb @ we per row (the input layer: few inputs)."""
+        S, B, D = x.shape
+        q = self._ptr
+        self.lib.fwd_in(S, B, out.shape[-1], D, emb.shape[-1], q(x), q(wx), q(bias), q(emb),
+                        emb.shape[1], q(we), q(out))
+
+    def bwd_in(self, dh, x, emb, dwx, db, dwe) -> None:
+        """Gradients of fwd_in given dh: dwx, db, dwe written."""
+        S, B, W = dh.shape
+        q = self._ptr
+        self.lib.bwd_in(S, B, W, x.shape[-1], emb.shape[-1], q(dh), q(x), q(emb), emb.shape[1],
+                        q(dwx), q(db), q(dwe))
 
     def bwd(self, dy, n, rstd, g, beta, emb, dg, dbeta, db, dwe, dv) -> None:
         """Gradients of fwd: dg, dbeta, db (and dwe) written; dv = d loss / d u."""
