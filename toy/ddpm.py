@@ -323,9 +323,10 @@ class ToyDDPM:
         return t
 
     def _forward_fused(self, p: Params, x: torch.Tensor, emb: torch.Tensor, keep: bool, ws: dict):
-        """`_forward` with each block's bias, time input, LayerNorm, affine, ReLU and residual add
-        done by the fused row kernels (toy/fused_mlp.c); the matrix products stay with torch.
-        Activations live in the scratch dict `ws` (valid until the next call with it)."""
+        """`_forward` with the input layer, each block's bias, time input, LayerNorm, affine,
+        ReLU and residual add, and the output layer done by the fused row kernels
+        (toy/fused_mlp.c); the 64 x 64 matrix products stay with torch. Activations live in the
+        scratch dict `ws` (valid until the next call with it)."""
         K, emb, buf = self.kernels, emb.contiguous(), self._buf
         S, B, _ = x.shape
         W = self.config.width
@@ -333,18 +334,23 @@ class ToyDDPM:
         K.fwd_in(x.contiguous(), p["in.wx"], p["in.b"], emb, p["in.we"], h)
         saved = []
         for i in range(self.config.depth):
-            r1 = torch.bmm(h, p[f"b{i}.w1x"], out=buf(ws, f"r1.{i}", S, B, W))
-            n1, rstd1 = (buf(ws, f"n1.{i}", S, B, W), buf(ws, f"s1.{i}", S, B)) if keep else (None, None)
-            K.fwd(r1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], p[f"b{i}.g1"], p[f"b{i}.h1"], r1, n1, rstd1)
-            u2 = torch.bmm(r1, p[f"b{i}.w2"], out=buf(ws, "u2", S, B, W))
-            n2, rstd2 = (buf(ws, f"n2.{i}", S, B, W), buf(ws, f"s2.{i}", S, B)) if keep else (None, None)
+            u1 = torch.bmm(h, p[f"b{i}.w1x"], out=buf(ws, f"u1.{i}", S, B, W))
+            r1 = buf(ws, f"r1.{i}", S, B, W) if keep else u1
+            st1 = (buf(ws, f"m1.{i}", S, B), buf(ws, f"s1.{i}", S, B)) if keep else (None, None)
+            K.fwd(u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], p[f"b{i}.g1"], p[f"b{i}.h1"], r1, *st1)
+            u2 = torch.bmm(r1, p[f"b{i}.w2"], out=buf(ws, f"u2.{i}", S, B, W))
+            st2 = (buf(ws, f"m2.{i}", S, B), buf(ws, f"s2.{i}", S, B)) if keep else (None, None)
             h_next = buf(ws, f"h{i + 1}", S, B, W) if keep else h
-            K.fwd(u2, p[f"b{i}.b2"], None, None, p[f"b{i}.g2"], p[f"b{i}.h2"], None, n2, rstd2,
+            K.fwd(u2, p[f"b{i}.b2"], None, None, p[f"b{i}.g2"], p[f"b{i}.h2"], None, *st2,
                   res_in=h, res_out=h_next)
             if keep:
-                saved.append((h, n1, rstd1, r1, n2, rstd2))
+                saved.append((h, u1, st1, r1, u2, st2))
             h = h_next
-        out = torch.baddbmm(p["out.b"], h, p["out.w"], out=buf(ws, "out", S, B, self.dim))
+        out = buf(ws, "out", S, B, self.dim)
+        if self.dim <= fused.MAX_OUT:
+            K.fwd_out(h, p["out.w"], p["out.b"], out)
+        else:
+            torch.baddbmm(p["out.b"], h, p["out.w"], out=out)
         return out, (saved, h)
 
     def _backward_fused(self, p: Params, grad: Params, x: torch.Tensor, emb: torch.Tensor, saved,
@@ -354,18 +360,22 @@ class ToyDDPM:
         blocks, h = saved
         S, B, W = h.shape
         tr = lambda a: a.transpose(1, 2)  # noqa: E731
-        torch.bmm(tr(h), dout, out=grad["out.w"])
-        torch.sum(dout, 1, keepdim=True, out=grad["out.b"])
-        dh = torch.bmm(dout, tr(p["out.w"]), out=buf(ws, "dh", S, B, W))
+        dh = buf(ws, "dh", S, B, W)
+        if self.dim <= fused.MAX_OUT:
+            K.bwd_out(dout.contiguous(), h, p["out.w"], dh, grad["out.w"], grad["out.b"])
+        else:
+            torch.bmm(tr(h), dout, out=grad["out.w"])
+            torch.sum(dout, 1, keepdim=True, out=grad["out.b"])
+            torch.bmm(dout, tr(p["out.w"]), out=dh)
         dv, du = buf(ws, "dv", S, B, W), buf(ws, "du", S, B, W)
         for i in reversed(range(self.config.depth)):
-            h, n1, rstd1, r1, n2, rstd2 = blocks[i]
-            K.bwd(dh, n2, rstd2, p[f"b{i}.g2"], p[f"b{i}.h2"], None, grad[f"b{i}.g2"],
-                  grad[f"b{i}.h2"], grad[f"b{i}.b2"], None, dv)
+            h, u1, st1, r1, u2, st2 = blocks[i]
+            K.bwd(dh, u2, p[f"b{i}.b2"], None, None, *st2, p[f"b{i}.g2"], p[f"b{i}.h2"],
+                  grad[f"b{i}.g2"], grad[f"b{i}.h2"], grad[f"b{i}.b2"], None, dv)
             torch.bmm(tr(r1), dv, out=grad[f"b{i}.w2"])
             torch.bmm(dv, tr(p[f"b{i}.w2"]), out=du)
-            K.bwd(du, n1, rstd1, p[f"b{i}.g1"], p[f"b{i}.h1"], emb, grad[f"b{i}.g1"],
-                  grad[f"b{i}.h1"], grad[f"b{i}.b1"], grad[f"b{i}.w1e"], du)
+            K.bwd(du, u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], *st1, p[f"b{i}.g1"], p[f"b{i}.h1"],
+                  grad[f"b{i}.g1"], grad[f"b{i}.h1"], grad[f"b{i}.b1"], grad[f"b{i}.w1e"], du)
             torch.bmm(tr(h), du, out=grad[f"b{i}.w1x"])
             dh.baddbmm_(du, tr(p[f"b{i}.w1x"]))
         K.bwd_in(dh, x.contiguous(), emb, grad["in.wx"], grad["in.b"], grad["in.we"])

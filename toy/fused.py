@@ -28,7 +28,8 @@ import torch
 SOURCE = Path(__file__).with_name("fused_mlp.c")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=c99"]
 MODES = ("auto", "fused", "torch")
-MAX_WIDTH = 4096  # MAXW in fused_mlp.c
+MAX_WIDTH = 1024  # MAXW in fused_mlp.c
+MAX_OUT = 4  # MAXD in fused_mlp.c: outputs of the fused output layer
 
 _LIB: dict[str, object] = {}
 
@@ -81,10 +82,13 @@ class Kernels:
         lib = ctypes.CDLL(str(path))
         L, P = ctypes.c_long, ctypes.c_void_p
         lib.fwd_ln_relu.argtypes = [L, L, L, L, P, P, P, L, P, P, P, P, P, P, P, P]
-        lib.bwd_relu_ln.argtypes = [L, L, L, L, P, P, P, P, P, P, L, P, P, P, P, P]
+        lib.bwd_relu_ln.argtypes = [L, L, L, L, P, P, P, P, L, P, P, P, P, P, P, P, P, P, P]
+        lib.fwd_out.argtypes = [L, L, L, L, P, P, P, P]
+        lib.bwd_out.argtypes = [L, L, L, L, P, P, P, P, P, P]
         lib.fwd_in.argtypes = [L, L, L, L, L, P, P, P, P, L, P, P]
         lib.bwd_in.argtypes = [L, L, L, L, L, P, P, P, L, P, P, P]
-        for f in (lib.fwd_ln_relu, lib.bwd_relu_ln, lib.fwd_in, lib.bwd_in):
+        for f in (lib.fwd_ln_relu, lib.bwd_relu_ln, lib.fwd_in, lib.bwd_in, lib.fwd_out,
+                  lib.bwd_out):
             f.restype = None
         self.lib, self.path = lib, path
 
@@ -96,16 +100,17 @@ class Kernels:
             raise ValueError("fused kernels need contiguous float32 CPU tensors")
         return t.data_ptr()
 
-    def fwd(self, u, bias, emb, we, g, beta, out, n_save=None, rstd_save=None,
+    def fwd(self, u, bias, emb, we, g, beta, out, mean_save=None, rstd_save=None,
             res_in=None, res_out=None) -> None:
         """y = relu(LayerNorm(u + bias + emb @ we) * g + beta) per row, into `out`, or
-        res_out = res_in + y when res_out is given; see fused_mlp.c."""
+        res_out = res_in + y when res_out is given; with mean_save/rstd_save each row's
+        statistics are kept for `bwd` (u must then be kept too); see fused_mlp.c."""
         S, B, W = u.shape
         E = 0 if emb is None else emb.shape[-1]
         q = self._ptr
         self.lib.fwd_ln_relu(S, B, W, E, q(u), q(bias), q(emb), 0 if emb is None else emb.shape[1],
-                             q(we), q(g), q(beta), q(n_save), q(rstd_save), q(res_in), q(res_out),
-                             q(out))
+                             q(we), q(g), q(beta), q(mean_save), q(rstd_save), q(res_in),
+                             q(res_out), q(out))
 
     def fwd_in(self, x, wx, bias, emb, we, out) -> None:
         """out = x @ wx + bias + emb @ we per row (the input layer: few inputs)."""
@@ -121,14 +126,27 @@ class Kernels:
         self.lib.bwd_in(S, B, W, x.shape[-1], emb.shape[-1], q(dh), q(x), q(emb), emb.shape[1],
                         q(dwx), q(db), q(dwe))
 
-    def bwd(self, dy, n, rstd, g, beta, emb, dg, dbeta, db, dwe, dv) -> None:
-        """Gradients of fwd: dg, dbeta, db (and dwe) written; dv = d loss / d u."""
+    def bwd(self, dy, u, bias, emb, we, mean, rstd, g, beta, dg, dbeta, db, dwe, dv) -> None:
+        """Gradients of fwd from its u and saved statistics: dg, dbeta, db (and dwe) written;
+        dv = d loss / d u (may be dy itself)."""
         S, B, W = dy.shape
         E = 0 if emb is None else emb.shape[-1]
         q = self._ptr
-        self.lib.bwd_relu_ln(S, B, W, E, q(dy), q(n), q(rstd), q(g), q(beta), q(emb),
-                             0 if emb is None else emb.shape[1], q(dg), q(dbeta), q(db), q(dwe),
-                             q(dv))
+        self.lib.bwd_relu_ln(S, B, W, E, q(dy), q(u), q(bias), q(emb),
+                             0 if emb is None else emb.shape[1], q(we), q(mean), q(rstd), q(g),
+                             q(beta), q(dg), q(dbeta), q(db), q(dwe), q(dv))
+
+    def fwd_out(self, h, w, bias, out) -> None:
+        """out = h @ w + bias per row (the output layer: few outputs)."""
+        S, B, W = h.shape
+        q = self._ptr
+        self.lib.fwd_out(S, B, W, out.shape[-1], q(h), q(w), q(bias), q(out))
+
+    def bwd_out(self, dout, h, w, dh, dw, db) -> None:
+        """Gradients of fwd_out given dout: dh, dw, db written."""
+        S, B, W = h.shape
+        q = self._ptr
+        self.lib.bwd_out(S, B, W, dout.shape[-1], q(dout), q(h), q(w), q(dh), q(dw), q(db))
 
 
 def mode() -> str:

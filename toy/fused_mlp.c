@@ -16,15 +16,32 @@
 #include <math.h>
 #include <string.h>
 
-#define MAXW 4096
+#define MAXW 1024
+#define MAXD 4
+
+/* v = u + bias + e W_e for one row. */
+static inline __attribute__((always_inline)) void
+row_v(const long W, long E, const float *ur, const float *bs, const float *er, const float *wes,
+      float *v)
+{
+#pragma omp simd
+    for (long j = 0; j < W; j++) v[j] = ur[j] + bs[j];
+    for (long k = 0; k < E; k++) {
+        const float ek = er[k];
+        const float *wk = wes + k * W;
+#pragma omp simd
+        for (long j = 0; j < W; j++) v[j] += ek * wk[j];
+    }
+}
 
 /* Forward. y = relu(n g + beta); if res_out: res_out = res_in + y (the residual add; may alias
-   res_in), else out = y (may alias u). If n_save: the normalized n and 1/std are kept for the
-   backward pass, which recomputes the ReLU mask from them. */
+   res_in), else out = y (may alias u unless the statistics are saved). If mean_save: each row's
+   mean and 1/std are kept, and u must stay as it is: the backward pass recomputes n from them
+   (cheaper than storing n: one pass less over memory). */
 static inline __attribute__((always_inline)) void
 fwd_body(long S, long B, const long W, long E, const float *u, const float *bias,
          const float *emb, long emb_rows, const float *we, const float *g, const float *beta,
-         float *n_save, float *rstd_save, const float *res_in, float *res_out, float *out)
+         float *mean_save, float *rstd_save, const float *res_in, float *res_out, float *out)
 {
     float v[MAXW];
     for (long s = 0; s < S; s++) {
@@ -32,19 +49,9 @@ fwd_body(long S, long B, const long W, long E, const float *u, const float *bias
         const float *wes = E ? we + s * E * W : 0;
         for (long b = 0; b < B; b++) {
             const long r = s * B + b;
-            const float *ur = u + r * W;
+            const float *er = E ? emb + (s * emb_rows + (emb_rows == 1 ? 0 : b)) * E : 0;
+            row_v(W, E, u + r * W, bs, er, wes, v);
             float mean = 0.0f, var = 0.0f;
-#pragma omp simd
-            for (long j = 0; j < W; j++) v[j] = ur[j] + bs[j];
-            if (E) {
-                const float *er = emb + (s * emb_rows + (emb_rows == 1 ? 0 : b)) * E;
-                for (long k = 0; k < E; k++) {
-                    const float ek = er[k];
-                    const float *wk = wes + k * W;
-#pragma omp simd
-                    for (long j = 0; j < W; j++) v[j] += ek * wk[j];
-                }
-            }
 #pragma omp simd reduction(+ : mean)
             for (long j = 0; j < W; j++) mean += v[j];
             mean /= (float)W;
@@ -54,12 +61,9 @@ fwd_body(long S, long B, const long W, long E, const float *u, const float *bias
                 var += v[j] * v[j];
             }
             const float rstd = 1.0f / sqrtf(var / (float)W + 1e-5f);
-            float *outr = out ? out + r * W : 0;
-            if (n_save) {
-                float *nr = n_save + r * W;
+            if (mean_save) {
+                mean_save[r] = mean;
                 rstd_save[r] = rstd;
-#pragma omp simd
-                for (long j = 0; j < W; j++) nr[j] = v[j] * rstd;
             }
             if (res_out) {
                 const float *ri = res_in + r * W;
@@ -70,6 +74,7 @@ fwd_body(long S, long B, const long W, long E, const float *u, const float *bias
                     ro[j] = ri[j] + (y < 0.0f ? 0.0f : y);
                 }
             } else {
+                float *outr = out + r * W;
 #pragma omp simd
                 for (long j = 0; j < W; j++) {
                     const float nj = v[j] * rstd, y = nj * gs[j] + hs[j];
@@ -80,17 +85,20 @@ fwd_body(long S, long B, const long W, long E, const float *u, const float *bias
     }
 }
 
-/* Backward of fwd_ln_relu given dy = d loss / d y: writes (not accumulates) the parameter
-   gradients dg, dbeta, db [S, W] and dwe [S, E, W], and dv = d loss / d u [S, B, W] (dv may
-   alias dy). The ReLU mask is n g + beta > 0, the same expression as the forward's. */
+/* Backward of fwd_ln_relu given dy = d loss / d y, the forward's u and its saved statistics:
+   writes (not accumulates) the parameter gradients dg, dbeta, db [S, W] and dwe [S, E, W], and
+   dv = d loss / d u [S, B, W] (dv may alias dy). n is recomputed by the forward's own
+   expressions, so the ReLU mask n g + beta > 0 is the forward's. */
 static inline __attribute__((always_inline)) void
-bwd_body(long S, long B, const long W, long E, const float *dy, const float *n,
-         const float *rstd, const float *g, const float *beta, const float *emb, long emb_rows,
-         float *dg, float *dbeta, float *db, float *dwe, float *dv)
+bwd_body(long S, long B, const long W, long E, const float *dy, const float *u,
+         const float *bias, const float *emb, long emb_rows, const float *we, const float *mean,
+         const float *rstd, const float *g, const float *beta, float *dg, float *dbeta,
+         float *db, float *dwe, float *dv)
 {
-    float dn[MAXW];
+    float n[MAXW], dn[MAXW];
     for (long s = 0; s < S; s++) {
-        const float *gs = g + s * W, *hs = beta + s * W;
+        const float *bs = bias + s * W, *gs = g + s * W, *hs = beta + s * W;
+        const float *wes = E ? we + s * E * W : 0;
         float *dgs = dg + s * W, *dhs = dbeta + s * W, *dbs = db + s * W;
         float *dwes = E ? dwe + s * E * W : 0;
         memset(dgs, 0, W * sizeof(float));
@@ -99,35 +107,36 @@ bwd_body(long S, long B, const long W, long E, const float *dy, const float *n,
         if (E) memset(dwes, 0, E * W * sizeof(float));
         for (long b = 0; b < B; b++) {
             const long r = s * B + b;
-            const float *dyr = dy + r * W, *nr = n + r * W;
+            const float *er = E ? emb + (s * emb_rows + (emb_rows == 1 ? 0 : b)) * E : 0;
+            row_v(W, E, u + r * W, bs, er, wes, n);
+            const float mu = mean[r], rs = rstd[r];
+            const float *dyr = dy + r * W;
             float m1 = 0.0f, m2 = 0.0f;
 #pragma omp simd reduction(+ : m1, m2)
             for (long j = 0; j < W; j++) {
-                const float du = nr[j] * gs[j] + hs[j] > 0.0f ? dyr[j] : 0.0f;
-                dgs[j] += du * nr[j];
+                const float vj = n[j] - mu, nj = vj * rs;
+                const float du = nj * gs[j] + hs[j] > 0.0f ? dyr[j] : 0.0f;
+                n[j] = nj;
+                dgs[j] += du * nj;
                 dhs[j] += du;
                 dn[j] = du * gs[j];
                 m1 += dn[j];
-                m2 += dn[j] * nr[j];
+                m2 += dn[j] * nj;
             }
             m1 /= (float)W;
             m2 /= (float)W;
-            const float rs = rstd[r];
             float *dvr = dv + r * W;
 #pragma omp simd
             for (long j = 0; j < W; j++) {
-                const float x = rs * (dn[j] - m1 - nr[j] * m2);
+                const float x = rs * (dn[j] - m1 - n[j] * m2);
                 dvr[j] = x;
                 dbs[j] += x;
             }
-            if (E) {
-                const float *er = emb + (s * emb_rows + (emb_rows == 1 ? 0 : b)) * E;
-                for (long k = 0; k < E; k++) {
-                    const float ek = er[k];
-                    float *dk = dwes + k * W;
+            for (long k = 0; k < E; k++) {
+                const float ek = er[k];
+                float *dk = dwes + k * W;
 #pragma omp simd
-                    for (long j = 0; j < W; j++) dk[j] += ek * dvr[j];
-                }
+                for (long j = 0; j < W; j++) dk[j] += ek * dvr[j];
             }
         }
     }
@@ -196,29 +205,112 @@ bwd_in_body(long S, long B, const long W, long D, long E, const float *dh, const
     }
 }
 
+/* The output layer, out = h W + b with few outputs (D <= MAXD): D dot products per row. */
+static inline __attribute__((always_inline)) void
+fwd_out_body(long S, long B, const long W, long D, const float *h, const float *w,
+             const float *bias, float *out)
+{
+    float wt[MAXD * MAXW];
+    for (long s = 0; s < S; s++) {
+        const float *ws = w + s * W * D, *bs = bias + s * D;
+        for (long j = 0; j < W; j++)
+            for (long k = 0; k < D; k++) wt[k * W + j] = ws[j * D + k];
+        for (long b = 0; b < B; b++) {
+            const long r = s * B + b;
+            const float *hr = h + r * W;
+            for (long k = 0; k < D; k++) {
+                const float *wk = wt + k * W;
+                float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                for (long j = 0; j < W; j++) acc += hr[j] * wk[j];
+                out[r * D + k] = acc + bs[k];
+            }
+        }
+    }
+}
+
+/* Its gradients from dout [S, B, D]: dh = dout W^T [S, B, W] and dw [S, W, D], db [S, D]
+   (written). */
+static inline __attribute__((always_inline)) void
+bwd_out_body(long S, long B, const long W, long D, const float *dout, const float *h,
+             const float *w, float *dh, float *dw, float *db)
+{
+    float wt[MAXD * MAXW], dwt[MAXD * MAXW];
+    for (long s = 0; s < S; s++) {
+        const float *ws = w + s * W * D;
+        float *dbs = db + s * D;
+        for (long j = 0; j < W; j++)
+            for (long k = 0; k < D; k++) wt[k * W + j] = ws[j * D + k];
+        memset(dwt, 0, D * W * sizeof(float));
+        memset(dbs, 0, D * sizeof(float));
+        for (long b = 0; b < B; b++) {
+            const long r = s * B + b;
+            const float *hr = h + r * W, *dr = dout + r * D;
+            float *dhr = dh + r * W;
+#pragma omp simd
+            for (long j = 0; j < W; j++) dhr[j] = 0.0f;
+            for (long k = 0; k < D; k++) {
+                const float dk = dr[k];
+                const float *wk = wt + k * W;
+                float *gk = dwt + k * W;
+                dbs[k] += dk;
+#pragma omp simd
+                for (long j = 0; j < W; j++) {
+                    dhr[j] += dk * wk[j];
+                    gk[j] += dk * hr[j];
+                }
+            }
+        }
+        float *dws = dw + s * W * D;
+        for (long j = 0; j < W; j++)
+            for (long k = 0; k < D; k++) dws[j * D + k] = dwt[k * W + j];
+    }
+}
+
 /* The entry points: the default width 64 gets its own copy, compiled with a constant trip count
    (fully unrolled, no remainder loops); any other width runs the generic copy. */
 void fwd_ln_relu(long S, long B, long W, long E, const float *u, const float *bias,
                  const float *emb, long emb_rows, const float *we, const float *g,
-                 const float *beta, float *n_save, float *rstd_save, const float *res_in,
+                 const float *beta, float *mean_save, float *rstd_save, const float *res_in,
                  float *res_out, float *out)
 {
     if (W == 64)
-        fwd_body(S, B, 64, E, u, bias, emb, emb_rows, we, g, beta, n_save, rstd_save, res_in,
+        fwd_body(S, B, 64, E, u, bias, emb, emb_rows, we, g, beta, mean_save, rstd_save, res_in,
                  res_out, out);
     else
-        fwd_body(S, B, W, E, u, bias, emb, emb_rows, we, g, beta, n_save, rstd_save, res_in,
+        fwd_body(S, B, W, E, u, bias, emb, emb_rows, we, g, beta, mean_save, rstd_save, res_in,
                  res_out, out);
 }
 
-void bwd_relu_ln(long S, long B, long W, long E, const float *dy, const float *n,
-                 const float *rstd, const float *g, const float *beta, const float *emb,
-                 long emb_rows, float *dg, float *dbeta, float *db, float *dwe, float *dv)
+void bwd_relu_ln(long S, long B, long W, long E, const float *dy, const float *u,
+                 const float *bias, const float *emb, long emb_rows, const float *we,
+                 const float *mean, const float *rstd, const float *g, const float *beta,
+                 float *dg, float *dbeta, float *db, float *dwe, float *dv)
 {
     if (W == 64)
-        bwd_body(S, B, 64, E, dy, n, rstd, g, beta, emb, emb_rows, dg, dbeta, db, dwe, dv);
+        bwd_body(S, B, 64, E, dy, u, bias, emb, emb_rows, we, mean, rstd, g, beta, dg, dbeta, db,
+                 dwe, dv);
     else
-        bwd_body(S, B, W, E, dy, n, rstd, g, beta, emb, emb_rows, dg, dbeta, db, dwe, dv);
+        bwd_body(S, B, W, E, dy, u, bias, emb, emb_rows, we, mean, rstd, g, beta, dg, dbeta, db,
+                 dwe, dv);
+}
+
+void fwd_out(long S, long B, long W, long D, const float *h, const float *w, const float *bias,
+             float *out)
+{
+    if (W == 64)
+        fwd_out_body(S, B, 64, D, h, w, bias, out);
+    else
+        fwd_out_body(S, B, W, D, h, w, bias, out);
+}
+
+void bwd_out(long S, long B, long W, long D, const float *dout, const float *h, const float *w,
+             float *dh, float *dw, float *db)
+{
+    if (W == 64)
+        bwd_out_body(S, B, 64, D, dout, h, w, dh, dw, db);
+    else
+        bwd_out_body(S, B, W, D, dout, h, w, dh, dw, db);
 }
 
 void fwd_in(long S, long B, long W, long D, long E, const float *x, const float *wx,
