@@ -17,8 +17,10 @@ import numpy as np
 import ot
 import torch
 
+from analysis.distances import w2
 from benchmarks import peer
-from benchmarks.common import Timer, machine, one_thread
+from benchmarks.common import Timer, best_of, machine, one_thread
+from benchmarks.flops import forward_flops, matmul_peak
 from madlab.config import RunConfig
 from madlab.runner import run_config
 from toy.ddpm import ToyDDPM
@@ -90,6 +92,26 @@ def main(argv=None) -> None:
           f"train {per_sg['train']:.3f}, synth {per_sg['synth']:.3f}, eval {per_sg['eval']:.3f})")
     print(f"RATIO vectorized / one-at-a-time: {(vec_sg / tv.wall) / (peer_sg / tp.wall):.1f}x wall, "
           f"{(vec_sg / tv.cpu) / (peer_sg / tp.cpu):.1f}x CPU time")
+
+    # The ceiling: what any implementation on this core would cost at 100 % of the matmul peak.
+    fwd = forward_flops(ToyDDPM(cfg.ddpm()))
+    train_rows = cfg.epochs * (cfg.n_real + cfg.n_synth) + (cfg.aux_epochs * cfg.n_aux
+                                                            if cfg.algo != "standard" else 0)
+    guided = 2 if cfg.algo != "standard" else 1
+    sample_rows = cfg.T * ((cfg.n_aux if cfg.algo != "standard" else 0)
+                           + guided * (cfg.n_synth + cfg.n_eval))
+    flops = 3 * fwd * train_rows + fwd * sample_rows
+    peak = matmul_peak("cpu")
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(cfg.n_eval, 2, generator=g), torch.randn(cfg.n_eval, 2, generator=g)
+    _, ot_cpu = best_of(lambda: w2(x, y))
+    floor = flops / peak + ot_cpu
+    peer_cost = tp.cpu / peer_sg
+    print(f"CEILING: a seed-generation is {flops / 1e9:.1f} GFLOP of matrix products (steady state, "
+          f"|D| = {cfg.n_real + cfg.n_synth}); at the matmul peak ({peak / 1e9:.0f} GFLOP/s, one core) "
+          f"that is {flops / peak:.3f} CPU s, plus {ot_cpu:.3f} s of exact W2 = {floor:.3f} s: no "
+          f"implementation can beat one-at-a-time by more than {peer_cost / floor:.1f}x here "
+          f"({peer_cost / (flops / peak):.1f}x with free OT); measured {peer_cost / (tv.cpu / vec_sg):.1f}x")
 
 
 if __name__ == "__main__":
