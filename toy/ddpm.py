@@ -37,7 +37,7 @@ ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu": F.gelu, "tanh": torch.tan
 VARIANCES = ("beta", "posterior")
 LR_SCHEDULES = ("linear", "constant")
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # torch >= 2.0 (CPU kernel since 2.4)
-FUSED_BLOCK_ROWS = 5000  # rows (seeds x batch) per training block on the fused CPU path (measured)
+FUSED_BLOCK_ROWS = 10000  # rows (seeds x batch) per training block on the fused CPU path (benchmarks.blocks)
 RANDOM_CHUNK = 8  # epochs (training) or steps (sampling) drawn per call: fixed, so seeds stay independent of N
 
 
@@ -61,7 +61,7 @@ class DDPMConfig:
     lr_end_factor: float = 0.01
     variance: str = "beta"            # sampler variance sigma_t^2: beta_t | posterior beta-tilde_t
     device: str = "cpu"
-    seed_block: int | None = None     # speed only: seeds trained together (None: ~5000 rows per block
+    seed_block: int | None = None     # speed only: seeds trained together (None: ~10000 rows per block
                                       # fused on CPU, 16 seeds with torch ops on CPU, all on GPU)
     sample_rows: int | None = None    # speed only: seeds x points per sampling block (None: 4096
                                       # fused / 1024 torch ops on CPU, all on GPU)
@@ -122,7 +122,7 @@ class ToyDDPM:
             raise ValueError("kernels='fused' needs the CPU, layer_norm and the relu activation")
         self.fused = fusable and fused.kernels(c.kernels) is not None
         # blocks sized for a CPU core's cache (measured: docs/performance.md); a GPU wants one
-        # big block. None: decided per training call from the batch size (fused: ~5000 rows).
+        # big block. None: decided per training call from the batch size (fused: ~10000 rows).
         self.seed_block = c.seed_block or (None if self.fused else 16 if on_cpu else 1 << 30)
         self.sample_rows = c.sample_rows or (1 << 22 if not on_cpu else 4096 if self.fused else 1024)
 

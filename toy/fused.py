@@ -2,11 +2,13 @@
 
 The toy DDPM's step on a CPU is bound by memory passes of LayerNorm, ReLU and the residual add,
 not by its matrix products (docs/performance.md). `fused_mlp.c` does each block's
-bias + time input + LayerNorm + affine + ReLU (+ residual) in one pass over the rows, forward and
-backward; the matrix products stay with torch's BLAS.
+bias + time input + LayerNorm + affine + ReLU (+ residual), and the thin input and output layers,
+in one pass over the rows, forward and backward; the 64 x 64 matrix products stay with torch's
+BLAS.
 
-The C file is compiled with the system C compiler (`$CC`, else `cc`) at first use into
-`$MADLAB_CACHE` (default `~/.cache/madlab`), one shared library per source, compiler and CPU
+The C file is compiled with the system C compiler (`$CC`, else `cc`) at first use (about a
+second) into `$MADLAB_CACHE` (default `~/.cache/madlab`; the temporary directory when that is not
+writable), one shared library per source, compiler and CPU
 (`-march=native`: a cluster with mixed CPUs gets one file per CPU model). Where no compiler
 works, `kernels()` returns None and the toy DDPM runs on torch ops: the same numbers up to
 float rounding, about 2x slower. `MADLAB_KERNELS=torch` forces torch ops, `MADLAB_KERNELS=fused`
@@ -58,10 +60,17 @@ def _compile() -> Path:
     source = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([source, " ".join([cc, *FLAGS]).encode(),
                                      _cpu_signature().encode()])).hexdigest()[:16]
-    target = cache_dir() / f"fused_mlp_{key}.so"
-    if target.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    name = f"fused_mlp_{key}.so"
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"madlab-{os.getuid()}"):
+        if (folder / name).exists():
+            return folder / name
+        try:  # a read-only home (some clusters) falls back to the temporary directory
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                break
+        except OSError:
+            continue
+    target = folder / name
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:

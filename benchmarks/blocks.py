@@ -1,0 +1,58 @@
+"""Training-step time of the toy DDPM by seed-block size, side by side (alternating rounds, best
+CPU time of each), against the large-matmul peak measured in the same rounds.
+
+    nice -n 5 python -m benchmarks.blocks --seeds 16 --blocks 2,4,8,16
+"""
+from __future__ import annotations
+
+import argparse
+import math
+
+import torch
+
+from benchmarks.common import Timer, machine, one_thread
+from benchmarks.flops import forward_flops
+from loops.rng import SeedStreams
+from toy.ddpm import DDPMConfig, ToyDDPM
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, default=16)
+    ap.add_argument("--blocks", default="2,4,8,16", help="seed-block sizes compared")
+    ap.add_argument("--kernels", default="fused", choices=("fused", "torch"))
+    ap.add_argument("--epochs", type=float, default=10, help="epochs over |D| = 1250 per timing")
+    ap.add_argument("--rounds", type=int, default=4)
+    args = ap.parse_args(argv)
+    one_thread()
+    print(machine())
+    variants = {sb: ToyDDPM(DDPMConfig(seed_block=sb, kernels=args.kernels))
+                for sb in (int(s) for s in args.blocks.split(","))}
+    any_b = next(iter(variants.values()))
+    streams = SeedStreams(range(args.seeds))
+    model = any_b.init(streams.generators("init"))
+    data = torch.randn(args.seeds, 1250, 2)
+    batch = min(any_b.config.batch_size, 1250)
+    steps = args.epochs * math.ceil(1250 / batch)
+    a = torch.randn(2048, 2048)
+    best = dict.fromkeys(variants, math.inf)
+    peak_s = math.inf
+    for _ in range(args.rounds):
+        for sb, b in variants.items():
+            with Timer() as t:
+                b.train(model, data, args.epochs, streams.generators("train"))
+            best[sb] = min(best[sb], t.cpu)
+        with Timer() as t:
+            a @ a
+        peak_s = min(peak_s, t.cpu)
+    peak = 2 * 2048 ** 3 / peak_s
+    flops = 3 * forward_flops(any_b) * batch * args.seeds * steps
+    print(f"peak (2048x2048 fp32 matmul, best of {args.rounds}): {peak / 1e9:.1f} GFLOP/s; "
+          f"{args.kernels} kernels, N={args.seeds}, batch {batch}, {steps:g} steps")
+    for sb, t in best.items():
+        print(f"seed block {sb:>3}: {t / steps / args.seeds * 1e3:.2f} ms per seed-step, "
+              f"{flops / t / 1e9:.1f} GFLOP/s = {flops / t / peak:.1%} of peak")
+
+
+if __name__ == "__main__":
+    main()
