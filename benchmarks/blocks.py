@@ -1,7 +1,8 @@
-"""Training-step time of the toy DDPM by seed-block size, side by side (alternating rounds, best
-CPU time of each), against the large-matmul peak measured in the same rounds.
+"""Training-step time of the toy DDPM by seed-block size, and guided-sampling time by block rows
+(seeds x points), side by side (alternating rounds, best CPU time of each), against the
+large-matmul peak measured in the same rounds.
 
-    nice -n 5 python -m benchmarks.blocks --seeds 16 --blocks 2,4,8,16
+    nice -n 5 python -m benchmarks.blocks --seeds 16 --blocks 2,4,8,16 --sample-rows 1024,4096,16384
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def main(argv=None) -> None:
     ap.add_argument("--kernels", default="fused", choices=("fused", "torch"))
     ap.add_argument("--epochs", type=float, default=10, help="epochs over |D| = 1250 per timing")
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--sample-rows", default="", help="sampling block rows compared (\"\": none)")
+    ap.add_argument("--n-sample", type=int, default=1000, help="points sampled per seed")
     args = ap.parse_args(argv)
     one_thread()
     print(machine())
@@ -52,6 +55,20 @@ def main(argv=None) -> None:
     for sb, t in best.items():
         print(f"seed block {sb:>3}: {t / steps / args.seeds * 1e3:.2f} ms per seed-step, "
               f"{flops / t / 1e9:.1f} GFLOP/s = {flops / t / peak:.1%} of peak")
+
+    samplers = {r: ToyDDPM(DDPMConfig(sample_rows=r, kernels=args.kernels))
+                for r in (int(s) for s in args.sample_rows.split(",") if s)}
+    best = dict.fromkeys(samplers, math.inf)
+    for _ in range(args.rounds if samplers else 0):
+        for r, b in samplers.items():
+            with Timer() as t:
+                b.sample(model, args.n_sample, streams.generators("eval"), guide=model, omega=3.0)
+            best[r] = min(best[r], t.cpu)
+    flops = forward_flops(any_b) * 2 * any_b.config.T * args.n_sample * args.seeds
+    for r, t in best.items():
+        print(f"sampling rows {r:>6}: {t / args.n_sample / args.seeds * 1e6:.1f} us per seed-point "
+              f"(guided, {args.n_sample} points), {flops / t / 1e9:.1f} GFLOP/s = "
+              f"{flops / t / peak:.1%} of peak")
 
 
 if __name__ == "__main__":
