@@ -12,24 +12,25 @@ from toy.ddpm import DDPMConfig, ToyDDPM
 needs_kernels = pytest.mark.skipif(fused.kernels("auto") is None,
                                    reason="no C compiler: the fused kernels cannot be built")
 
-CASES = {  # config, rows per seed, time input per row (training) or per seed (sampling)
-    "default-train": (dict(), 50, True),
-    "default-sample": (dict(), 37, False),
-    "sinusoidal-width16-depth3": (dict(time_embedding="sinusoidal", width=16, depth=3), 29, True),
-    "raw-width100": (dict(time_embedding="raw", width=100, depth=1), 17, False),
+CASES = {  # config, data dimension, rows per seed, time input per row (training) or per seed
+    "default-train": (dict(), 2, 50, True),
+    "default-sample": (dict(), 2, 37, False),
+    "sinusoidal-width16-depth3": (dict(time_embedding="sinusoidal", width=16, depth=3), 2, 29, True),
+    "raw-width100-dim3": (dict(time_embedding="raw", width=100, depth=1), 3, 17, False),
+    "dim5-torch-output-layer": (dict(), 5, 21, True),  # more outputs than fused.MAX_OUT
 }
 
 
 def _case(name, seeds=3):
-    overrides, rows, per_row = CASES[name]
-    backend = ToyDDPM(DDPMConfig(kernels="fused", **overrides))
+    overrides, dim, rows, per_row = CASES[name]
+    backend = ToyDDPM(DDPMConfig(kernels="fused", **overrides), dim=dim)
     g = torch.Generator().manual_seed(5)
     params = backend.init(SeedStreams(range(seeds)).generators("init"))
     params = {k: v + 0.3 * torch.randn(v.shape, generator=g) for k, v in params.items()}
     _, p = backend._pack(params, 0, seeds)
-    x = torch.randn(seeds, rows, 2, generator=g)
+    x = torch.randn(seeds, rows, dim, generator=g)
     t = torch.randint(1, backend.config.T + 1, (seeds, rows if per_row else 1), generator=g)
-    return backend, p, x, backend.embed(t), torch.randn(seeds, rows, 2, generator=g)
+    return backend, p, x, backend.embed(t), torch.randn(seeds, rows, dim, generator=g)
 
 
 @needs_kernels
