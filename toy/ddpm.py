@@ -23,6 +23,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,6 +40,14 @@ LR_SCHEDULES = ("linear", "constant")
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # torch >= 2.0 (CPU kernel since 2.4)
 FUSED_BLOCK_ROWS = 10000  # rows (seeds x batch) per training block on the fused CPU path (benchmarks.blocks)
 RANDOM_CHUNK = 8  # epochs (training) or steps (sampling) drawn per call: fixed, so seeds stay independent of N
+
+
+def _argsort_rows(keys: torch.Tensor) -> torch.Tensor:
+    """argsort along the last dimension: numpy's on the CPU (5x faster than torch's here; the
+    keys are continuous draws, so both give the same permutation but for exact ties)."""
+    if keys.device.type == "cpu":
+        return torch.from_numpy(np.argsort(keys.numpy(), axis=-1))
+    return torch.argsort(keys, dim=-1)
 
 
 @dataclass
@@ -452,7 +461,7 @@ class ToyDDPM:
                     break
                 eps_all = z[:, e, :, :d]
                 t_all = (torch.special.ndtr(z[:, e, :, d]) * c.T).long().clamp(0, c.T - 1) + 1
-                order = torch.argsort(z[:, e, :, d + 1], dim=1)
+                order = _argsort_rows(z[:, e, :, d + 1])
                 x_all = data[seeds, order]
                 xt_all = sqrt_ab[t_all].unsqueeze(-1) * x_all + sqrt_1mab[t_all].unsqueeze(-1) * eps_all
                 emb_all = self.embed(t_all)
