@@ -328,7 +328,7 @@ class ToyDDPM:
         cost as much as a pass over them on a CPU: page faults)."""
         t = ws.get(name)
         if t is None or t.shape != shape:
-            t = ws[name] = torch.empty(shape)
+            t = ws[name] = torch.empty(shape, dtype=torch.float32)
         return t
 
     def _forward_fused(self, p: Params, x: torch.Tensor, emb: torch.Tensor, keep: bool, ws: dict):
