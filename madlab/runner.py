@@ -11,6 +11,7 @@ import torch
 from analysis.distances import NEEDS_REAL_SAMPLE, per_seed
 from loops import Loop, SeedStreams, make_algorithm
 from madlab.config import ConfigError, RunConfig
+from toy import fused
 from toy.ddpm import ToyDDPM
 from toy.gaussian_fit import GaussianFit
 from toy.targets import make_target
@@ -53,6 +54,15 @@ def ot_jobs() -> int:
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"MADLAB_OT_JOBS must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_environment() -> None:
+    """The environment variables madlab reads, checked before any work starts (one-line error)."""
+    ot_jobs()
+    try:
+        fused.mode()
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):

@@ -86,6 +86,24 @@ def test_bad_input_is_one_line_and_exit_two(tmp_path, capsys, args, says):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", [["run"], ["sweep", "--omega", "0,1"],
+                                     ["experiment", "shift", "--scale", "smoke"]])
+@pytest.mark.parametrize("variable, value, says", [
+    ("MADLAB_OT_JOBS", "x", "MADLAB_OT_JOBS must be a positive integer"),
+    ("MADLAB_KERNELS", "fast", "MADLAB_KERNELS must be one of"),
+])
+def test_bad_environment_is_one_line_and_exit_two_before_any_work(tmp_path, capsys, monkeypatch,
+                                                                   command, variable, value, says):
+    monkeypatch.setenv(variable, value)
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as exit_:
+        main([*command, "--out", str(out)])
+    assert exit_.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0]
+    assert not out.exists()
+
+
 def test_help_explains_every_option(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["run", "--help"])

@@ -15,6 +15,7 @@ from typing_extensions import Annotated
 from madlab.config import ConfigError
 from madlab.experiments import EXPERIMENTS, load
 from madlab.experiments.common import SCALES, override, to_markdown, write_outputs
+from madlab.runner import check_environment
 
 Name = Enum("Name", {k: k for k in EXPERIMENTS}, type=str)
 Scale = Enum("Scale", {k: k for k in SCALES}, type=str)
@@ -53,6 +54,7 @@ def register(app: typer.Typer) -> None:
             settings.validate()
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        check_environment()
         folder = out or Path("runs") / "experiments" / f"{name.value}-{scale.value}"
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--out {folder} exists and is not a folder")

@@ -18,6 +18,7 @@ from loops.kinds import LOOP_KINDS
 from madlab.config import BACKENDS, RunConfig
 from madlab.commands.sweep import run_with_progress
 from madlab.executors import LocalExecutor
+from madlab.runner import check_environment
 from madlab.store import check_run_dir, load_results, read_failure, write_config
 from madlab.sweep import SweepSpec, chunk_tasks, needs_merge, normalized, open_sweep, states
 from toy.targets import TARGETS
@@ -115,6 +116,7 @@ def register(app: typer.Typer) -> None:
         values = {k: v for k, v in locals().items() if k not in ("out", "progress")}
         values = {k: (v.value if isinstance(v, Enum) else v) for k, v in values.items()}
         cfg = normalized(RunConfig(**values).validate())   # every field its declared type: stable run id
+        check_environment()
         out_dir = out or Path("runs") / f"{cfg.loop}-{cfg.algo}-{cfg.run_id()}"
         # the run directory is a one-configuration sweep (madlab.sweep): tasks = chunks of seeds
         check_run_dir(out_dir, cfg)          # a different run there: one line, exit 2, nothing written

@@ -17,6 +17,7 @@ from typing_extensions import Annotated
 from madlab import presets
 from madlab.config import ConfigError, RunConfig
 from madlab.executors import EXECUTORS, make_executor
+from madlab.runner import check_environment
 from madlab.store import read_failure, task_state
 from madlab.sweep import FIELDS, SweepSpec, load_tasks, open_sweep, option, parse_values, run_sweep
 
@@ -157,6 +158,7 @@ def register(app: typer.Typer) -> None:
         madlab sweep my.toml --out sweeps/c --executor dask --scheduler tcp://10.0.0.1:8786
         """
         spec = build_spec(file, preset, grid)
+        check_environment()
         tasks = spec.tasks()
         runner = make_executor(executor.value, jobs=jobs, threads=threads, scheduler=scheduler,
                                partition=partition, time_min=time_min, gpus_per_task=gpus_per_task,
