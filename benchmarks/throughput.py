@@ -62,11 +62,15 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=float, default=10, help="base epochs (default experiment: 100)")
     ap.add_argument("--aux-epochs", type=float, default=5, help="SIMS fine-tune epochs (default: 50)")
     ap.add_argument("--n-eval", type=int, default=1000, help="evaluation points per seed")
+    ap.add_argument("--batch-size", type=int, default=RunConfig.batch_size,
+                    help="minibatch (default: the calibrated full batch; 64 = the earlier default)")
+    ap.add_argument("--lr", type=float, default=RunConfig.lr, help="Adam learning rate")
     args = ap.parse_args(argv)
     one_thread()
     print(machine())
     cfg = RunConfig(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
-                    aux_epochs=args.aux_epochs, n_eval=args.n_eval, metric=["w2"]).validate()
+                    aux_epochs=args.aux_epochs, n_eval=args.n_eval, metric=["w2"],
+                    batch_size=args.batch_size, lr=args.lr).validate()
     print(f"experiment: loop={cfg.loop} algo={cfg.algo} omega={cfg.omega} |D_r|={cfg.n_real} "
           f"|D_s|={cfg.n_synth} n_s={cfg.n_aux} epochs={cfg.epochs} aux_epochs={cfg.aux_epochs} "
           f"gens={cfg.gens} n_eval={cfg.n_eval} T={cfg.T} width={cfg.width} depth={cfg.depth} "
