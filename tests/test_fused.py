@@ -106,3 +106,19 @@ def test_without_a_compiler_torch_ops_take_over(monkeypatch, tmp_path):
     assert x.shape == (1, 5, 2) and torch.isfinite(x).all()
     with pytest.raises(RuntimeError, match="could not be built"):
         ToyDDPM(DDPMConfig(kernels="fused"))
+
+
+@needs_kernels
+def test_a_compiler_without_march_native_still_builds_the_kernels(monkeypatch, tmp_path):
+    """Some compilers (older clang) reject -march=native: the portable flags are tried next."""
+    cc = tmp_path / "cc-no-native"
+    cc.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = "-march=native" ] && exit 1; done\n'
+                  'exec cc "$@"\n')
+    cc.chmod(0o755)
+    monkeypatch.setattr(fused, "_LIB", {})
+    monkeypatch.setenv("MADLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(cc))
+    backend, p, x, emb, _ = _case("default-train")
+    assert backend.fused and backend.kernels.path.parent == tmp_path / "cache"
+    out, _ = backend._forward_fused(p, x, emb, False, {})
+    torch.testing.assert_close(out, backend._forward(p, x, emb, keep=False)[0], atol=1e-5, rtol=1e-5)

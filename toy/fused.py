@@ -61,7 +61,8 @@ def _compile() -> Path:
     key = hashlib.sha256(b"\0".join([source, " ".join([cc, *FLAGS]).encode(),
                                      _cpu_signature().encode()])).hexdigest()[:16]
     name = f"fused_mlp_{key}.so"
-    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"madlab-{os.getuid()}"):
+    user = getattr(os, "getuid", lambda: "user")()  # no getuid on Windows
+    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"madlab-{user}"):
         if (folder / name).exists():
             return folder / name
         try:  # a read-only home (some clusters) falls back to the temporary directory
@@ -74,8 +75,13 @@ def _compile() -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([cc, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True)
-        if done.returncode != 0:
+        # -march=native where the compiler knows it (not every clang does): else portable -O3
+        for flags in (FLAGS, [f for f in FLAGS if f != "-march=native"]):
+            done = subprocess.run([cc, *flags, str(SOURCE), "-o", tmp], capture_output=True,
+                                  text=True)
+            if done.returncode == 0:
+                break
+        else:
             raise OSError(f"{cc} failed: {done.stderr.strip()[:500]}")
         os.replace(tmp, target)  # atomic: concurrent workers may compile at the same time
     finally:
