@@ -386,8 +386,17 @@ class ToyDDPM:
             K.bwd(du, u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], *st1, p[f"b{i}.g1"], p[f"b{i}.h1"],
                   grad[f"b{i}.g1"], grad[f"b{i}.h1"], grad[f"b{i}.b1"], grad[f"b{i}.w1e"], du)
             torch.bmm(tr(h), du, out=grad[f"b{i}.w1x"])
-            dh.baddbmm_(du, tr(p[f"b{i}.w1x"]))
-        K.bwd_in(dh, x.contiguous(), emb, grad["in.wx"], grad["in.b"], grad["in.we"])
+            if i > 0:
+                dh.baddbmm_(du, tr(p[f"b{i}.w1x"]))
+        x = x.contiguous()
+        K.bwd_in(dh, x, emb, grad["in.wx"], grad["in.b"], grad["in.we"])
+        if self.config.depth:  # the first block's share of d loss / d h, (du W^T), reaches the
+            # input layer's gradients as (x^T du) W^T etc.: [d + 2, 64] products instead of a
+            # [rows, 64] x [64, 64] one
+            parts = [buf(ws, key, *grad[key].shape) for key in ("in.wx", "in.b", "in.we")]
+            K.bwd_in(du, x, emb, *parts)
+            for key, part in zip(("in.wx", "in.b", "in.we"), parts):
+                grad[key].baddbmm_(part, tr(p["b0.w1x"]))
 
     @staticmethod
     def _adam(param, grad, exp_avg, exp_avg_sq, step: torch.Tensor, lr: float,
