@@ -204,3 +204,23 @@ def test_settings_override_types():
     assert override(mad_loops.SCALES["smoke"], ["initial_sizes=4,8"]).initial_sizes == [4, 8]
     with pytest.raises(ValueError, match="cannot read '1.5' as int"):
         override(shift.SCALES["smoke"], ["seeds=1.5"])
+
+
+@pytest.mark.parametrize("module", [landscape, pollution, shift])
+def test_toy_ddpm_batch_and_lr_are_settings(module, monkeypatch):
+    """`--set batch_size=64 lr=0.001` reaches the toy DDPM the experiment trains (the docs quote
+    runs with those earlier defaults)."""
+    built = []
+    real = module.ddpm_backend
+
+    def recording(device, **overrides):
+        backend = real(device, **overrides)
+        built.append(backend.config)
+        raise RuntimeError("stop after building the backend")
+    monkeypatch.setattr(module, "ddpm_backend", recording)
+    s = override(module.SCALES["smoke"], ["batch_size=64", "lr=0.001"]).validate()
+    with pytest.raises(RuntimeError, match="stop after building"):
+        module.run(s)
+    assert built[0].batch_size == 64 and built[0].lr == 0.001
+    with pytest.raises(ValueError, match="batch_size"):
+        override(module.SCALES["smoke"], ["batch_size=0"]).validate()

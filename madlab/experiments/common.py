@@ -96,12 +96,11 @@ def check_device(device: str) -> None:
         require(device in ("cpu", "mps"), f"unknown device {device!r}; use cpu, cuda or cuda:N")
 
 
-def ddpm_backend(device: str, lr: float | None = None) -> ToyDDPM:
-    """The toy DDPM with madlab's calibrated defaults; `lr` overrides the learning rate (fine-tuning)."""
-    config = DDPMConfig(device=device)
-    if lr is not None:
-        config = dataclasses.replace(config, lr=lr)
-    return ToyDDPM(config, dim=2)
+def ddpm_backend(device: str, *, batch_size: int | None = None, lr: float | None = None) -> ToyDDPM:
+    """The toy DDPM with madlab's calibrated defaults; `batch_size` and `lr` override them (the
+    experiments' `batch_size`/`lr` settings; a smaller fine-tuning lr)."""
+    overrides = {k: v for k, v in (("batch_size", batch_size), ("lr", lr)) if v is not None}
+    return ToyDDPM(DDPMConfig(device=device, **overrides), dim=2)
 
 
 def distances(metrics: list[str], samples: torch.Tensor, real: torch.Tensor | None, target) -> dict:
