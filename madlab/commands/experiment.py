@@ -1,7 +1,6 @@
 """`madlab experiment NAME`: one of the paper's other experiments as a toy analogue -> figure + table."""
 from __future__ import annotations
 
-import dataclasses
 import time
 from enum import Enum
 from pathlib import Path
@@ -67,9 +66,10 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"{name.value}: {err}") from None
         seconds = time.perf_counter() - start
         extra = {"seconds": round(seconds, 1), "torch_threads": threads}
-        if name.value != "mad-loops":
-            from toy.ddpm import DDPMConfig
-            extra["ddpm"] = dataclasses.asdict(DDPMConfig(device=settings.device))
+        if name.value != "mad-loops":  # the toy DDPM as the experiment built it
+            from madlab.experiments.common import ddpm_backend
+            extra["ddpm"] = ddpm_backend(settings.device, batch_size=settings.batch_size,
+                                         lr=settings.lr).config.to_dict()
         paths = write_outputs(folder, name.value, scale.value, settings, extra, result)
         print(to_markdown(result.summary), end="")
         for key, value in result.headline.items():
