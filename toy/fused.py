@@ -91,7 +91,8 @@ def _compile() -> Path:
 
 
 class Kernels:
-    """ctypes wrappers of fused_mlp.c's two functions (float32, contiguous CPU tensors)."""
+    """ctypes wrappers of fused_mlp.c's entry points (float32, contiguous CPU tensors): each
+    residual block's LayerNorm + ReLU forward and backward, the input and the output layer."""
 
     def __init__(self, path: Path):
         lib = ctypes.CDLL(str(path))
@@ -187,5 +188,6 @@ def kernels(requested: str | None = None) -> Kernels | None:
                               "on torch ops (same numbers, slower; docs/performance.md)",
                               RuntimeWarning, stacklevel=2)
     if _LIB["lib"] is None and wanted == "fused":
-        raise RuntimeError(f"MADLAB_KERNELS=fused but the kernels could not be built: {_LIB['error']}")
+        raise RuntimeError(f"fused kernels requested (MADLAB_KERNELS or kernels='fused') but they "
+                           f"could not be built: {_LIB['error']}")
     return _LIB["lib"]
