@@ -1,4 +1,5 @@
-/* Fused row kernels of the toy DDPM's residual block on the CPU (loaded by toy/fused.py).
+/* Fused row kernels of the toy DDPM on the CPU (loaded by toy/fused.py): each residual block's
+   bias + time input + LayerNorm + ReLU (+ residual add), and the thin input and output layers.
 
    A residual block computes, per row (one training point or sample of one seed),
        v = u + b + e W_e            (u = h W_h, the matrix product, done by torch's BLAS)
