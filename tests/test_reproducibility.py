@@ -1,7 +1,9 @@
 """Same command, same numbers; seed k's trajectory does not depend on the seeds beside it."""
 import numpy as np
 import pandas as pd
+import torch
 
+from loops.rng import SeedStreams, rand, randn
 from madlab.config import RunConfig
 from madlab.runner import run_config
 
@@ -37,3 +39,28 @@ def test_different_seeds_give_different_numbers():
     a = values(run_config(RunConfig(algo="standard", seeds=2, **TINY)))
     b = values(run_config(RunConfig(algo="standard", seeds=2, first_seed=2, **TINY)))
     assert not np.allclose(a.to_numpy(), b.to_numpy())
+
+
+def test_stream_rows_are_torchs_own_draws_from_each_generator():
+    """Row k of randn/rand is exactly torch.randn/torch.rand(shape, generator=g_k): anyone can
+    reproduce one seed's numbers with plain torch and that seed's generator."""
+    streams = SeedStreams([5, 2, 9])
+    for ours, theirs in ((randn, torch.randn), (rand, torch.rand)):
+        for shape in ((7,), (2, 3, 4)):
+            got = ours(streams.generators("train", 3, 1), shape)
+            for row, g in zip(got, streams.generators("train", 3, 1)):
+                assert torch.equal(row, theirs(shape, generator=g))
+
+
+def test_threaded_draws_are_the_serial_draws():
+    """With several torch threads the rows are drawn in parallel; the numbers do not change."""
+    streams = SeedStreams(range(40))
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        serial = randn(streams.generators("eval"), (3, 50)), rand(streams.generators("eval"), (9,))
+        torch.set_num_threads(4)
+        threaded = randn(streams.generators("eval"), (3, 50)), rand(streams.generators("eval"), (9,))
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(serial[0], threaded[0]) and torch.equal(serial[1], threaded[1])
