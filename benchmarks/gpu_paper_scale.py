@@ -33,13 +33,15 @@ def main(argv=None) -> None:
     ap.add_argument("--aux-epochs", type=float, default=50, help="SIMS fine-tune epochs")
     ap.add_argument("--omega", type=float, default=3.0, help="SIMS guidance weight")
     ap.add_argument("--metric", default="fd", help="fd | w2 | w1 (comma-separated allowed)")
-    ap.add_argument("--ot-jobs", type=int, default=1, help="CPU worker processes for exact OT")
+    ap.add_argument("--ot-jobs", type=int, default=0,
+                    help="CPU threads for exact OT (0: torch's thread count, i.e. all cores)")
     ap.add_argument("--out", default=None, help="optional: write the results table here (.parquet)")
     args = ap.parse_args(argv)
 
     from madlab.config import ConfigError, RunConfig
     from madlab.runner import run_config
-    os.environ["MADLAB_OT_JOBS"] = str(max(1, args.ot_jobs))  # read by runner.make_evaluate
+    if args.ot_jobs > 0:
+        os.environ["MADLAB_OT_JOBS"] = str(args.ot_jobs)  # read by runner.make_evaluate
     print(machine())
     try:
         cfg = RunConfig(seeds=args.seeds, gens=args.gens, n_synth=args.n_synth,

@@ -49,8 +49,11 @@ def build_loop(cfg: RunConfig) -> Loop:
 
 
 def ot_jobs() -> int:
-    """Worker processes for exact OT per seed (env MADLAB_OT_JOBS, default 1; docs/performance.md)."""
-    value = os.environ.get("MADLAB_OT_JOBS", "1") or "1"
+    """Threads for exact OT per seed: env MADLAB_OT_JOBS, else torch's thread count (one in a
+    sweep task, all cores for `madlab run` on a many-core host; docs/performance.md)."""
+    value = os.environ.get("MADLAB_OT_JOBS", "").strip()
+    if not value:
+        return max(1, torch.get_num_threads())
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"MADLAB_OT_JOBS must be a positive integer, got {value!r}")
     return int(value)
@@ -79,7 +82,7 @@ def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
         real = None
         if any(NEEDS_REAL_SAMPLE.get(m, False) for m in cfg.metric):
             real = target.sample(cfg.n_eval, streams.generators("eval-real", generation))
-        # exact OT per seed, in MADLAB_OT_JOBS worker processes (default 1: in this process)
+        # exact OT per seed, in ot_jobs() threads
         return {m: fid(samples) if m == "fid" else per_seed(m, samples.cpu(), real, target,
                                                             n_jobs=ot_jobs())
                 for m in cfg.metric}

@@ -114,3 +114,18 @@ def test_help_explains_every_option(capsys):
                  "--metric", "--n-eval", "--device", "--out", "fully-synthetic", "accumulate",
                  "sims-param"]:
         assert flag in result.out, flag
+
+
+def test_ot_threads_default_to_torchs_thread_count(monkeypatch):
+    import torch
+
+    from madlab.runner import ot_jobs
+    monkeypatch.delenv("MADLAB_OT_JOBS", raising=False)
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        assert ot_jobs() == 3
+        monkeypatch.setenv("MADLAB_OT_JOBS", "5")
+        assert ot_jobs() == 5
+    finally:
+        torch.set_num_threads(previous)

@@ -175,5 +175,6 @@ def test_w1_w2_are_exact_optimal_transport():
         assert w2(a, b) ** 2 == pytest.approx(M[rows, cols].mean(), rel=1e-10)
         rows, cols = linear_sum_assignment(np.sqrt(M))
         assert w1(a, b) == pytest.approx(np.sqrt(M)[rows, cols].mean(), rel=1e-10)
-    torch.testing.assert_close(per_seed("w2", x, y), torch.tensor([w2(a, b) for a, b in zip(x, y)],
-                                                                  dtype=torch.float64))
+    one_by_one = torch.tensor([w2(a, b) for a, b in zip(x, y)], dtype=torch.float64)
+    torch.testing.assert_close(per_seed("w2", x, y), one_by_one)
+    assert torch.equal(per_seed("w2", x, y, n_jobs=3), one_by_one)  # threads: the same values
