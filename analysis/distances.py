@@ -91,7 +91,7 @@ def per_seed(metric: str, samples: torch.Tensor, real: torch.Tensor | None = Non
              target=None, n_jobs: int = 1) -> torch.Tensor:
     """dist(G, p_r) for each seed: samples [N, n, d]; real [N, m, d] for w1/w2; target for fd;
     n_jobs > 1 solves the seeds' OT problems in that many threads (POT's exact solver releases
-    the GIL: 2 threads are 2x on 2 cores; the values do not depend on n_jobs)."""
+    the GIL: 2 threads 1.9x on 2 cores; the values do not depend on n_jobs)."""
     if metric == "fd":
         return frechet_to_gaussian(samples, target.mean, target.cov)
     if metric not in ("w1", "w2"):
