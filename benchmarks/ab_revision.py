@@ -7,12 +7,11 @@ time of each: for checking that a change to toy/ddpm.py or the kernels is faster
 from __future__ import annotations
 
 import argparse
-import math
 
 import torch
 
 from benchmarks.before_after import load_before
-from benchmarks.common import Timer, machine, one_thread
+from benchmarks.common import best_interleaved, machine, one_thread
 from loops.rng import SeedStreams
 from toy import ddpm
 
@@ -43,14 +42,10 @@ def main(argv=None) -> None:
     print(machine())
     steps = {args.rev: block_step(load_before(args.rev), args.seeds, args.rows),
              "working tree": block_step(ddpm, args.seeds, args.rows)}
-    best = dict.fromkeys(steps, math.inf)
-    for _ in range(args.rounds):
-        for name, step in steps.items():
-            step()
-            with Timer() as t:
-                for _ in range(10):
-                    step()
-            best[name] = min(best[name], t.cpu / 10 / args.seeds)
+    for step in steps.values():
+        step()  # warm: first-call allocations and kernel loading
+    ten = {name: (lambda step=step: [step() for _ in range(10)]) for name, step in steps.items()}
+    best = {name: t / 10 / args.seeds for name, t in best_interleaved(ten, args.rounds).items()}
     for name, t in best.items():
         print(f"{name:>14}: {t * 1e6:7.0f} us CPU per seed-step (fwd + bwd)")
     print(f"RATIO {args.rev} / working tree: {best[args.rev] / best['working tree']:.3f}x")

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from benchmarks.common import Timer, machine, one_thread
+from benchmarks.common import best_interleaved, machine, one_thread
 from benchmarks.flops import forward_flops
 from loops.rng import SeedStreams
 from toy.ddpm import DDPMConfig, ToyDDPM
@@ -38,17 +38,10 @@ def main(argv=None) -> None:
     batch = min(any_b.config.batch_size, 1250)
     steps = args.epochs * math.ceil(1250 / batch)
     a = torch.randn(2048, 2048)
-    best = dict.fromkeys(variants, math.inf)
-    peak_s = math.inf
-    for _ in range(args.rounds):
-        for sb, b in variants.items():
-            with Timer() as t:
-                b.train(model, data, args.epochs, streams.generators("train"))
-            best[sb] = min(best[sb], t.cpu)
-        with Timer() as t:
-            a @ a
-        peak_s = min(peak_s, t.cpu)
-    peak = 2 * 2048 ** 3 / peak_s
+    fns = {sb: (lambda b=b: b.train(model, data, args.epochs, streams.generators("train")))
+           for sb, b in variants.items()}
+    best = best_interleaved({**fns, "peak": lambda: a @ a}, args.rounds)
+    peak = 2 * 2048 ** 3 / best.pop("peak")
     flops = 3 * forward_flops(any_b) * batch * args.seeds * steps
     print(f"peak (2048x2048 fp32 matmul, best of {args.rounds}): {peak / 1e9:.1f} GFLOP/s; "
           f"{args.kernels} kernels, N={args.seeds}, batch {batch}, {steps:g} steps")
@@ -58,12 +51,9 @@ def main(argv=None) -> None:
 
     samplers = {r: ToyDDPM(DDPMConfig(sample_rows=r, kernels=args.kernels))
                 for r in (int(s) for s in args.sample_rows.split(",") if s)}
-    best = dict.fromkeys(samplers, math.inf)
-    for _ in range(args.rounds if samplers else 0):
-        for r, b in samplers.items():
-            with Timer() as t:
-                b.sample(model, args.n_sample, streams.generators("eval"), guide=model, omega=3.0)
-            best[r] = min(best[r], t.cpu)
+    best = best_interleaved({r: (lambda b=b: b.sample(model, args.n_sample, streams.generators("eval"),
+                                                       guide=model, omega=3.0))
+                             for r, b in samplers.items()}, args.rounds)
     flops = forward_flops(any_b) * 2 * any_b.config.T * args.n_sample * args.seeds
     for r, t in best.items():
         print(f"sampling rows {r:>6}: {t / args.n_sample / args.seeds * 1e6:.1f} us per seed-point "

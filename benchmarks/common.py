@@ -58,6 +58,18 @@ def best_of(fn, repeats: int = 3) -> tuple[float, float]:
     return min(walls), min(cpus)
 
 
+def best_interleaved(fns: dict, rounds: int) -> dict:
+    """{name: min CPU s of fn()} with the functions run in turn, round after round, so that a
+    shared machine's slow spells hit every variant alike (side-by-side comparisons)."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            with Timer() as t:
+                fn()
+            best[name] = min(best[name], t.cpu)
+    return best
+
+
 def peak_rss_gib() -> float:
     """Peak resident memory of this process so far, GiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
