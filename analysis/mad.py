@@ -33,21 +33,13 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from analysis.paper import (BOOT_SEED, DRIFT_TOLERANCE, LEVEL, N_BOOT, PAPER_SETTING,  # noqa: F401
+                            PAPER_SIMS_BEST, PAPER_STANDARD, PAPER_START, PAPER_THRESHOLD, TOLERANCE)
+
 # columns of the results table that vary inside one configuration (everything else is config)
 ROW_COLUMNS = ("run", "seed", "generation", "metric", "value", "train_size", "ensemble", "metric_set")
 TIMING = re.compile(r"time_\w+_s")  # time_train_s, time_eval_s, ... (time_embedding is config)
 AXES = ("n_synth", "omega")           # the two axes of Figure 5
-PAPER_START = 20                      # E[dist(G^inf)] = mean over t = 20..100 in the paper
-TOLERANCE = 0.05                      # rho <= 1.05 counts as prevented (paper: 1.013 at 250 prevents, 1.078 at 500 does not)
-DRIFT_TOLERANCE = 0.10                # still rising by more than 0.1 x m_1 across the window: MAD
-LEVEL = 0.95                          # confidence level of every band
-N_BOOT = 1000                         # bootstrap resamples of the seeds
-BOOT_SEED = 0                         # bootstrap generator seed: reports are reproducible
-
-# the published Figure 5 numbers (SIMS paper section 4.2.1), |D_s| -> ratio
-PAPER_STANDARD = {125: 1.71, 250: 2.46, 500: 3.99, 1000: 6.69}
-PAPER_SIMS_BEST = {125: 0.996, 250: 1.013, 500: 1.078, 1000: 1.204}
-PAPER_THRESHOLD = 250
 
 
 @dataclass

@@ -35,8 +35,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     one_thread()
     print(machine())
-    cfg = RunConfig(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
-                    aux_epochs=args.aux_epochs, metric=["w2"]).validate()
+    cfg = RunConfig.from_flat(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
+                              aux_epochs=args.aux_epochs, metric=["w2"]).validate()
     with Timer() as t:
         frame = run_config(cfg)
     per_gen = frame.drop_duplicates(["generation"])

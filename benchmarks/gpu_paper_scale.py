@@ -44,10 +44,10 @@ def main(argv=None) -> None:
         os.environ["MADLAB_OT_JOBS"] = str(args.ot_jobs)  # read by runner.make_evaluate
     print(machine())
     try:
-        cfg = RunConfig(seeds=args.seeds, gens=args.gens, n_synth=args.n_synth,
-                        epochs=args.epochs, aux_epochs=args.aux_epochs, omega=args.omega,
-                        algo="sims", loop="augment", metric=args.metric, device=args.device,
-                        seed_chunk=max(args.seeds, 1)).validate()
+        cfg = RunConfig.from_flat(seeds=args.seeds, gens=args.gens, n_synth=args.n_synth,
+                                  epochs=args.epochs, aux_epochs=args.aux_epochs, omega=args.omega,
+                                  algo="sims", loop="augment", metric=args.metric, device=args.device,
+                                  seed_chunk=max(args.seeds, 1)).validate()
     except ConfigError as err:
         raise SystemExit(f"error: {err}")
     print(f"config: {args.seeds} seeds x {args.gens} generations, augment, SIMS w={args.omega}, "
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     seconds = time.perf_counter() - started
     last = frame[frame.generation == frame.generation.max()]
     first = frame[frame.generation == 1]
-    for metric in cfg.metric:
+    for metric in cfg.evaluation.metric:
         e1 = first[first.metric == metric].value.mean()
         eT = last[last.metric == metric].value.mean()
         print(f"{metric}: E[dist(G^1)] = {e1:.4f}, E[dist(G^{args.gens})] = {eT:.4f}, "

@@ -25,7 +25,7 @@ def child(spec: dict) -> None:
     one_thread()
     from madlab.config import RunConfig
     from madlab.runner import run_config
-    cfg = RunConfig(**spec).validate()
+    cfg = RunConfig.from_flat(spec).validate()
     with Timer() as t:
         frame = run_config(cfg)
     phases = {k: float(frame.drop_duplicates(["generation"])[f"time_{k}_s"].sum())

@@ -23,29 +23,29 @@ from benchmarks.common import Timer, best_of, machine, one_thread
 from benchmarks.flops import forward_flops, matmul_peak
 from madlab.config import RunConfig
 from madlab.runner import run_config
-from toy.ddpm import ToyDDPM
+from toy.ddpm import DDPMConfig, ToyDDPM
 from toy.targets import make_target
 
 
 def peer_run(cfg: RunConfig, seed: int) -> dict[str, float]:
     """One seed of the default experiment, the peers' way; returns seconds per phase."""
     g = torch.Generator().manual_seed(seed)
-    backend = ToyDDPM(cfg.ddpm())
-    target = make_target(cfg.target)
-    real = target.sample(cfg.n_real, [g])[0]
+    backend, o = ToyDDPM(cfg.ddpm()), cfg.flat()
+    target = make_target(o["target"])
+    real = target.sample(o["n_real"], [g])[0]
     synthetic, seconds = None, {"train": 0.0, "synth": 0.0, "eval": 0.0}
-    for t in range(1, cfg.gens + 1):
+    for t in range(1, o["gens"] + 1):
         data = real if synthetic is None else torch.cat([real, synthetic])
         with Timer() as tt:
-            base = peer.train(peer.EpsNet(backend), data, cfg.epochs, generator=g)
-            aux_set = peer.sample(base, cfg.n_aux, generator=g)
-            aux = peer.train(copy.deepcopy(base), aux_set, cfg.aux_epochs, generator=g)
+            base = peer.train(peer.EpsNet(backend), data, o["epochs"], generator=g)
+            aux_set = peer.sample(base, o["n_aux"], generator=g)
+            aux = peer.train(copy.deepcopy(base), aux_set, o["aux_epochs"], generator=g)
         with Timer() as ts:
-            if t < cfg.gens:
-                synthetic = peer.sample(base, cfg.n_synth, aux, cfg.omega, generator=g)
+            if t < o["gens"]:
+                synthetic = peer.sample(base, o["n_synth"], aux, o["omega"], generator=g)
         with Timer() as te:
-            x = peer.sample(base, cfg.n_eval, aux, cfg.omega, generator=g).double().numpy()
-            y = target.sample(cfg.n_eval, [g])[0].double().numpy()
+            x = peer.sample(base, o["n_eval"], aux, o["omega"], generator=g).double().numpy()
+            y = target.sample(o["n_eval"], [g])[0].double().numpy()
             n = len(x)
             ot.emd2(np.full(n, 1 / n), np.full(n, 1 / n), ot.dist(x, y), numItermax=10_000_000)
         for k, tm in (("train", tt), ("synth", ts), ("eval", te)):
@@ -62,19 +62,20 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=float, default=10, help="base epochs (default experiment: 100)")
     ap.add_argument("--aux-epochs", type=float, default=5, help="SIMS fine-tune epochs (default: 50)")
     ap.add_argument("--n-eval", type=int, default=1000, help="evaluation points per seed")
-    ap.add_argument("--batch-size", type=int, default=RunConfig.batch_size,
+    ap.add_argument("--batch-size", type=int, default=DDPMConfig.batch_size,
                     help="minibatch (default: the calibrated full batch; 64 = the earlier default)")
-    ap.add_argument("--lr", type=float, default=RunConfig.lr, help="Adam learning rate")
+    ap.add_argument("--lr", type=float, default=DDPMConfig.lr, help="Adam learning rate")
     args = ap.parse_args(argv)
     one_thread()
     print(machine())
-    cfg = RunConfig(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
-                    aux_epochs=args.aux_epochs, n_eval=args.n_eval, metric=["w2"],
-                    batch_size=args.batch_size, lr=args.lr).validate()
-    print(f"experiment: loop={cfg.loop} algo={cfg.algo} omega={cfg.omega} |D_r|={cfg.n_real} "
-          f"|D_s|={cfg.n_synth} n_s={cfg.n_aux} epochs={cfg.epochs} aux_epochs={cfg.aux_epochs} "
-          f"gens={cfg.gens} n_eval={cfg.n_eval} T={cfg.T} width={cfg.width} depth={cfg.depth} "
-          f"batch={cfg.batch_size}")
+    cfg = RunConfig.from_flat(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
+                              aux_epochs=args.aux_epochs, n_eval=args.n_eval, metric=["w2"],
+                              batch_size=args.batch_size, lr=args.lr).validate()
+    o = cfg.flat()
+    print(f"experiment: loop={o['loop']} algo={o['algo']} omega={o['omega']} |D_r|={o['n_real']} "
+          f"|D_s|={o['n_synth']} n_s={o['n_aux']} epochs={o['epochs']} aux_epochs={o['aux_epochs']} "
+          f"gens={o['gens']} n_eval={o['n_eval']} T={o['T']} width={o['width']} depth={o['depth']} "
+          f"batch={o['batch_size']}")
 
     with Timer() as tv:
         frame = run_config(cfg)
@@ -99,20 +100,20 @@ def main(argv=None) -> None:
 
     # The ceiling: what any implementation on this core would cost at 100 % of the matmul peak.
     fwd = forward_flops(ToyDDPM(cfg.ddpm()))
-    train_rows = cfg.epochs * (cfg.n_real + cfg.n_synth) + (cfg.aux_epochs * cfg.n_aux
-                                                            if cfg.algo != "standard" else 0)
-    guided = 2 if cfg.algo != "standard" else 1
-    sample_rows = cfg.T * ((cfg.n_aux if cfg.algo != "standard" else 0)
-                           + guided * (cfg.n_synth + cfg.n_eval))
+    train_rows = o["epochs"] * (o["n_real"] + o["n_synth"]) + (o["aux_epochs"] * o["n_aux"]
+                                                            if o["algo"] != "standard" else 0)
+    guided = 2 if o["algo"] != "standard" else 1
+    sample_rows = o["T"] * ((o["n_aux"] if o["algo"] != "standard" else 0)
+                           + guided * (o["n_synth"] + o["n_eval"]))
     flops = 3 * fwd * train_rows + fwd * sample_rows
     peak = matmul_peak("cpu")
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(cfg.n_eval, 2, generator=g), torch.randn(cfg.n_eval, 2, generator=g)
+    x, y = torch.randn(o["n_eval"], 2, generator=g), torch.randn(o["n_eval"], 2, generator=g)
     _, ot_cpu = best_of(lambda: w2(x, y))
     floor = flops / peak + ot_cpu
     peer_cost = tp.cpu / peer_sg
     print(f"CEILING: a seed-generation is {flops / 1e9:.1f} GFLOP of matrix products (steady state, "
-          f"|D| = {cfg.n_real + cfg.n_synth}); at the matmul peak ({peak / 1e9:.0f} GFLOP/s, one core) "
+          f"|D| = {o['n_real'] + o['n_synth']}); at the matmul peak ({peak / 1e9:.0f} GFLOP/s, one core) "
           f"that is {flops / peak:.3f} CPU s, plus {ot_cpu:.3f} s of exact W2 = {floor:.3f} s: no "
           f"implementation can beat one-at-a-time by more than {peer_cost / floor:.1f}x here "
           f"({peer_cost / (flops / peak):.1f}x with free OT); measured {peer_cost / (tv.cpu / vec_sg):.1f}x")

@@ -12,10 +12,9 @@ from typing import Any, Sequence
 
 import torch
 
+from loops.config import AlgoConfig, LoopConfig
 from loops.protocol import Backend
 from loops.rng import SeedStreams
-
-ALGORITHMS = ("standard", "sims", "sims-param")
 
 
 @dataclass
@@ -38,8 +37,8 @@ class Trained:
 class Standard:
     """Algorithm 2 of the SIMS paper."""
 
-    epochs: float = 100
-    warm_start: bool = False  # start generation t from G^{t-1}'s weights instead of a fresh init
+    epochs: float = LoopConfig.epochs
+    warm_start: bool = LoopConfig.warm_start  # start generation t from G^{t-1}'s weights, not a fresh init
 
     def train_base(self, backend: Backend, data: torch.Tensor, streams: SeedStreams,
                    generation: int, previous: Trained | None):
@@ -58,9 +57,9 @@ class Standard:
 class Sims(Standard):
     """Algorithm 1 of the SIMS paper, function-space guidance (Eq. 5)."""
 
-    omega: float = 3.0
-    n_aux: int = 2000         # n_s = |S|, the auxiliary synthetic set
-    aux_epochs: float = 50    # training budget B, in epochs over S
+    omega: float = AlgoConfig.omega
+    n_aux: int = AlgoConfig.n_aux              # n_s = |S|, the auxiliary synthetic set
+    aux_epochs: float = AlgoConfig.aux_epochs  # training budget B, in epochs over S
 
     def auxiliary(self, backend: Backend, base, streams: SeedStreams, generation: int):
         synthetic = backend.sample(base, self.n_aux, streams.generators("aux-sample", generation))
@@ -86,15 +85,23 @@ class SimsParam(Sims):
         return Trained(backend, base, sampling_model=combined)
 
 
-def make_algorithm(name: str, *, epochs: float = 100, warm_start: bool = False,
-                   omega: float = 3.0, n_aux: int = 2000, aux_epochs: float = 50) -> Standard:
-    """Build A(.) by name."""
-    if name == "standard":
-        return Standard(epochs=epochs, warm_start=warm_start)
-    if name == "sims":
-        return Sims(epochs=epochs, warm_start=warm_start, omega=omega, n_aux=n_aux,
-                    aux_epochs=aux_epochs)
-    if name == "sims-param":
-        return SimsParam(epochs=epochs, warm_start=warm_start, omega=omega, n_aux=n_aux,
-                         aux_epochs=aux_epochs)
-    raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}")
+ALGORITHM_CLASSES = {"standard": Standard, "sims": Sims, "sims-param": SimsParam}
+
+
+def make_algorithm(algo: AlgoConfig | str, loop: LoopConfig | None = None, **options) -> Standard:
+    """A(.) from its configs: `algo` (name and SIMS options) and `loop` (epochs, warm start).
+
+    Shorthand: make_algorithm("sims", epochs=3, omega=1.0) takes any AlgoConfig or LoopConfig
+    field by keyword; the others keep the configs' defaults."""
+    loop_fields = {k: options.pop(k) for k in ("epochs", "warm_start") if k in options}
+    if isinstance(algo, str):
+        algo = AlgoConfig(name=algo, **options)
+    elif options:
+        raise TypeError(f"unexpected options {', '.join(options)} beside an AlgoConfig")
+    algo.validate()
+    loop = LoopConfig(**loop_fields) if loop is None else loop
+    common = dict(epochs=float(loop.epochs), warm_start=loop.warm_start)
+    if algo.name == "standard":
+        return Standard(**common)
+    return ALGORITHM_CLASSES[algo.name](**common, omega=algo.omega, n_aux=algo.n_aux,
+                                        aux_epochs=algo.aux_epochs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-LOOP_KINDS = ("fully-synthetic", "augment", "fresh", "accumulate")
+from loops.config import LOOP_KINDS
 
 
 def training_set(kind: str, generation: int, real: torch.Tensor,

@@ -1,202 +1,182 @@
-"""`RunConfig`: every option of one run, validated, resolved and hashable.
+"""`RunConfig`: every option of one run, as a tree of the components' own configs.
 
-The config is flat on purpose: a sweep can vary any field by name, and every field becomes a
-column of the results table.
+    RunConfig
+      loop        LoopConfig         loops/config.py       loop, gens, n_real, n_synth, epochs, warm_start
+      algo        AlgoConfig         loops/config.py       algo, omega, n_aux, aux_epochs
+      seeds, first_seed, backend, target
+      toy_ddpm    DDPMConfig         toy/config.py         T, schedule, width, depth, ... (--backend toy-ddpm)
+      gaussian    GaussianFitConfig  toy/config.py         estimator, sampling_bias   (--backend gaussian)
+      edm         EDMConfig          madlab/edm/config.py  dataset, edm_net, edm_lr, ... (--backend edm)
+      evaluation  EvalConfig         here                  metric, n_eval
+      device, seed_chunk
+
+Each option is declared once, in its component's dataclass (`loops.options.option`), and has one
+**flat name** (the flag without dashes: `omega`, `n_synth`, `width`, `edm_lr`): the key in sweep
+files and the results column. Its dotted path (`toy_ddpm.width`) is accepted as an alias.
+`config.json` and every results row carry the run's options and the active backend's only.
+
+The stable API (tests, notebooks, scripts):
+
+    cfg = RunConfig.from_flat(backend="gaussian", gens=3, omega=1.0)   # or from_flat({...})
+    cfg.validate()          # types, choices, ranges; ConfigError (one line) otherwise
+    cfg.loop.gens, cfg.algo.omega, cfg.toy_ddpm.width                  # the tree itself
+    cfg.flat()              # {flat name: value}, the active backend's options only
+    cfg.to_dict()           # the same, nested as the tree; RunConfig.from_dict() reads it back
+    cfg.run_id()            # hash of what changes the numbers (not device, seed_chunk, checkpoints)
+    cfg.seed_list()         # [first_seed, ..., first_seed + seeds - 1]
+    cfg.backend_config()    # the active backend's config, device filled in (cfg.ddpm(): toy DDPM)
+    OPTIONS, option_spec(name)   # every option: flat name, flag, path, type, default, help, panel
+
+Torch-free: `madlab --help` reads this without importing torch.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
 
-from analysis.distances import METRICS
-from loops.algorithms import ALGORITHMS
-from loops.kinds import LOOP_KINDS
-from toy.ddpm import ACTIVATIONS, LR_SCHEDULES, TIME_EMBEDDINGS, VARIANCES, DDPMConfig
-from toy.gaussian_fit import ESTIMATORS
-from toy.schedules import SCHEDULES
-from toy.targets import TARGETS
+from analysis.metrics import IMAGE_METRICS, METRICS
+from loops.config import AlgoConfig, LoopConfig
+from loops.options import (ConfigError, Spec, check, check_unique, coerce, get_path, lookup,
+                           nested, non_negative, option, positive, require, set_path, specs)
+from madlab.edm.config import EDMConfig
+from toy.config import TARGET_NAMES, DDPMConfig, GaussianFitConfig
+
+__all__ = ["BACKENDS", "ConfigError", "EvalConfig", "OPTIONS", "RunConfig", "option_spec"]
 
 BACKENDS = ("toy-ddpm", "gaussian", "edm")
-IMAGE_METRICS = ("fid", "w2", "w1")  # what the edm backend can measure (w1/w2: exact OT on pixels)
-EDM_FIELDS = ("dataset", "edm_net", "edm_precond", "edm_budget", "edm_batch", "edm_lr", "edm_ema_kimg",
-              "edm_steps", "edm_churn", "guide_sigma_lo", "guide_sigma_hi", "fid_features",
-              "fid_weights", "edm_checkpoints")
+BACKEND_FIELDS = {"toy-ddpm": "toy_ddpm", "gaussian": "gaussian", "edm": "edm"}
+LOOP_PANEL = "Loop"
+EVAL_PANEL = "Evaluation and output"
 
 
-class ConfigError(ValueError):
-    """Bad user input: reported as one line on stderr with exit code 2."""
+@dataclass
+class EvalConfig:
+    """How dist(G^t, p_r) is measured every generation."""
+
+    PANEL: ClassVar[str] = EVAL_PANEL
+
+    metric: list[str] = option(default_factory=list, choices=tuple(dict.fromkeys(METRICS + IMAGE_METRICS)), help=(
+        "dist(G^t, p_r), one or several comma-separated: w2 / w1 (exact OT against n-eval fresh "
+        "real points), fd (Frechet distance to the true mean and covariance), fid (--backend edm: "
+        "Frechet distance of features to the whole data set's). Empty: w2, or fid for --backend edm."))
+    n_eval: int = option(1000, help=(
+        "Model samples per seed per generation used to measure the distance (and real samples, "
+        "for w1/w2)."))
+
+    def validate(self) -> "EvalConfig":
+        check(self)
+        positive(self, "n_eval")
+        return self
 
 
 @dataclass
 class RunConfig:
-    # the loop
-    loop: str = "augment"             # fully-synthetic | augment | fresh | accumulate
-    algo: str = "sims"                # standard | sims | sims-param
-    omega: float = 3.0                # SIMS guidance weight w
-    gens: int = 100                   # generations T
-    seeds: int = 16                   # independent runs, vectorized
-    first_seed: int = 0               # seeds are first_seed .. first_seed + seeds - 1
-    n_real: int = 1000                # |D_r|
-    n_synth: int = 250                # |D_s^t| per generation
-    n_aux: int = 2000                 # SIMS n_s = |S|
-    aux_epochs: float = 50            # SIMS budget B, epochs of fine-tuning on S
-    epochs: float = 100               # epochs of base training per generation
-    warm_start: bool = False          # start G^t from G^{t-1} instead of a fresh init
-    backend: str = "toy-ddpm"         # toy-ddpm | gaussian | edm
-    target: str = "gaussian2d"        # gaussian2d | mixture2d
-    metric: list[str] = field(default_factory=list)  # w2 | w1 | fd | fid (one or more); empty: w2 (toy), fid (edm)
-    n_eval: int = 1000                # model samples (and real samples for w1/w2) per evaluation
-    device: str = "cpu"
-    seed_chunk: int = 1024            # most seeds trained together in one tensor
-    # toy DDPM
-    T: int = 40
-    schedule: str = "cosine"
-    width: int = 64
-    depth: int = 2
-    time_embedding: str = "scaled"
-    layer_norm: bool = True
-    activation: str = "relu"
-    batch_size: int = 2048            # full batch for |D| <= 2048 (docs/calibration.md)
-    lr: float = 3e-3
-    lr_schedule: str = "linear"
-    lr_end_factor: float = 0.01
-    variance: str = "beta"
-    # Gaussian fit
-    estimator: str = "mle"
-    sampling_bias: float = 1.0        # lambda: sample N(mu, lambda Sigma)
-    # EDM image backend (madlab.edm)
-    dataset: str = "digits"           # digits | PATH.npz | PATH/ (folder of images)
-    edm_net: str = "tiny"             # U-Net size: tiny | small | medium | ddpmpp-cifar10
-    edm_precond: str = "edm"          # edm | vp preconditioning and loss
-    edm_budget: str = "epochs"        # unit of epochs / aux_epochs: epochs over D^t | kimg (thousands of images)
-    edm_batch: int = 64
-    edm_lr: float = 1e-3
-    edm_ema_kimg: float = 2.0         # EMA half-life in thousands of images; 0: no EMA
-    edm_steps: int = 18               # Heun steps
-    edm_churn: float = 0.0            # S_churn of the sampler
-    guide_sigma_lo: float = 0.0       # SIMS guidance only for guide_sigma_lo <= sigma <= guide_sigma_hi
-    guide_sigma_hi: float = float("inf")
-    fid_features: str = "auto"        # auto | classifier | pixels | inception
-    fid_weights: str = ""             # Inception TorchScript file ('' = the one madlab[fid] installs)
-    edm_checkpoints: str = ""         # folder for checkpoints of every trained ensemble ('' = none)
+    """One run: a loop, an algorithm, a backend, an evaluation, and how many seeds."""
 
-    # ------------------------------------------------------------------
-    def validate(self) -> "RunConfig":
-        def choice(name, options):
-            value = getattr(self, name)
-            if value not in options:
-                raise ConfigError(f"unknown {name.replace('_', ' ')} {value!r}; choose one of "
-                                  f"{', '.join(options)}")
+    PANEL: ClassVar[str] = LOOP_PANEL
 
-        choice("loop", LOOP_KINDS)
-        choice("algo", ALGORITHMS)
-        choice("backend", BACKENDS)
-        choice("target", tuple(TARGETS))
-        choice("schedule", SCHEDULES)
-        choice("time_embedding", TIME_EMBEDDINGS)
-        choice("activation", tuple(ACTIVATIONS))
-        choice("lr_schedule", LR_SCHEDULES)
-        choice("variance", VARIANCES)
-        choice("estimator", ESTIMATORS)
-        if isinstance(self.metric, str):
-            self.metric = [m for m in self.metric.split(",") if m]
-        if not self.metric:
-            self.metric = ["fid"] if self.backend == "edm" else ["w2"]
-        allowed = IMAGE_METRICS if self.backend == "edm" else METRICS
-        for m in self.metric:
-            if m not in allowed:
-                raise ConfigError(f"unknown metric {m!r} for backend {self.backend}; choose one of {', '.join(allowed)}")
-        if self.backend == "edm":
-            self.validate_edm()
-        for name in ("gens", "seeds", "n_real", "n_synth", "n_aux", "n_eval", "T", "width",
-                     "batch_size", "seed_chunk"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        for name in ("epochs", "aux_epochs", "lr", "sampling_bias"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value > 0 and value == value):
-                raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {value}")
-        if not isinstance(self.omega, (int, float)) or self.omega != self.omega:
-            raise ConfigError(f"omega must be a number, got {self.omega!r}")
-        if self.first_seed < 0:
-            raise ConfigError(f"first-seed must be non-negative, got {self.first_seed}")
-        if self.depth < 0:
-            raise ConfigError(f"depth must be non-negative, got {self.depth}")
-        if self.n_eval < 2 and "fd" in self.metric:
-            raise ConfigError("fd needs n-eval >= 2")
-        if self.device.startswith("cuda"):
-            import torch
-            if not torch.cuda.is_available():
-                raise ConfigError(f"device {self.device!r} asked for, but torch sees no CUDA device")
-        elif self.device not in ("cpu", "mps"):
-            raise ConfigError(f"unknown device {self.device!r}; use cpu, cuda or cuda:N")
-        return self
+    loop: LoopConfig = nested(LoopConfig)
+    seeds: int = option(16, help="Independent runs, trained together as one tensor.")
+    first_seed: int = option(0, help=(
+        "Seeds are FIRST_SEED .. FIRST_SEED+SEEDS-1; seed k's numbers do not depend on the others."))
+    backend: str = option("toy-ddpm", choices=BACKENDS, help=(
+        "Model family: toy-ddpm (vectorized DDPM), gaussian (closed-form fit, classic MAD "
+        "analytics) or edm (image diffusion, Karras et al. 2022, on --dataset)."))
+    target: str = option("gaussian2d", choices=TARGET_NAMES, branch=("toy-ddpm", "gaussian"), help=(
+        "p_r of the toy backends: gaussian2d = N(0, [[2,1],[1,2]]) as in the paper; mixture2d = "
+        "two modes at (±3, 0)."))
+    algo: AlgoConfig = nested(AlgoConfig)
+    toy_ddpm: DDPMConfig = nested(DDPMConfig, branch="toy-ddpm")
+    gaussian: GaussianFitConfig = nested(GaussianFitConfig, branch="gaussian")
+    edm: EDMConfig = nested(EDMConfig, branch="edm")
+    evaluation: EvalConfig = nested(EvalConfig)
+    device: str = option("cpu", identity=False, panel=EVAL_PANEL, help="cpu, cuda or cuda:N.")
+    seed_chunk: int = option(1024, identity=False, panel=EVAL_PANEL, help=(
+        "Most seeds trained together in one tensor (memory knob; numbers do not change)."))
 
-    def validate_edm(self) -> None:
-        from madlab.edm.data import load_images_cached
-        from madlab.edm.features import FEATURES, find_inception_weights, resolve_features
-        from madlab.edm.networks import make_unet
-
-        for name in ("edm_batch", "edm_steps"):
-            if int(getattr(self, name)) <= 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
-        if self.fid_features not in FEATURES:
-            raise ConfigError(f"unknown fid features {self.fid_features!r}; choose one of {', '.join(FEATURES)}")
-        self.fid_features = resolve_features(self.fid_features, self.dataset)
-        try:
-            self.edm().validate()
-            images = load_images_cached(self.dataset)
-            make_unet(self.edm_net, images.images.shape[2], images.images.shape[1])
-            if images.images.shape[2] != images.images.shape[3]:
-                raise ValueError(f"dataset {self.dataset!r}: square images only")
-            if "fid" in self.metric and self.fid_features == "classifier" and images.labels is None:
-                raise ValueError(f"dataset {self.dataset!r} has no labels for the classifier features; "
-                                 "use --fid-features pixels or inception")
-            if "fid" in self.metric and self.fid_features == "inception":
-                find_inception_weights(self.fid_weights or None)
-        except (ValueError, FileNotFoundError) as e:
-            raise ConfigError(str(e)) from None
-
-    def edm(self):
-        """The EDM backend's config (madlab.edm.backend.EDMConfig)."""
-        from madlab.edm.backend import EDMConfig
-
-        return EDMConfig(net=self.edm_net, precond=self.edm_precond, budget=self.edm_budget,
-                         batch_size=self.edm_batch, lr=self.edm_lr, ema_kimg=self.edm_ema_kimg,
-                         num_steps=self.edm_steps, S_churn=self.edm_churn,
-                         guide_sigma_lo=self.guide_sigma_lo, guide_sigma_hi=self.guide_sigma_hi,
-                         checkpoint_dir=self.edm_checkpoints or None, device=self.device)
-
-    def ddpm(self) -> DDPMConfig:
-        return DDPMConfig(T=self.T, schedule=self.schedule, width=self.width, depth=self.depth,
-                          time_embedding=self.time_embedding, layer_norm=self.layer_norm,
-                          activation=self.activation, batch_size=self.batch_size, lr=self.lr,
-                          lr_schedule=self.lr_schedule, lr_end_factor=self.lr_end_factor,
-                          variance=self.variance, device=self.device)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_flat(cls, options: Mapping[str, Any] | None = None, **more: Any) -> "RunConfig":
+        """A config from options by flat name (`omega`, `n-synth`) or dotted path
+        (`toy_ddpm.width`); the others keep their defaults. Not validated yet."""
+        cfg = cls()
+        for key, value in {**dict(options or {}), **more}.items():
+            spec = lookup(key, OPTIONS)
+            set_path(cfg, spec.path, coerce(spec, value))
+        return cfg
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
-        return cls(**data)
+    def from_dict(cls, data: Mapping[str, Any]) -> "RunConfig":
+        """The inverse of `to_dict()` (nested); flat names are accepted at any level too."""
+        flat: dict[str, Any] = {}
+
+        def walk(prefix: tuple[str, ...], part: Mapping[str, Any]) -> None:
+            for key, value in part.items():
+                if isinstance(value, Mapping):
+                    walk(prefix + (key,), value)
+                else:
+                    flat[".".join(prefix + (key,))] = value
+
+        walk((), data)
+        return cls.from_flat(flat)
+
+    # ------------------------------------------------------------------ checking
+    def validate(self) -> "RunConfig":
+        """Check every option the run uses (types strictly, choices, ranges) and resolve the
+        defaults that depend on other options; ConfigError (one line) for bad input."""
+        check(self)
+        positive(self, "seeds", "seed_chunk")
+        non_negative(self, "first_seed")
+        self.loop.validate()
+        self.algo.validate()
+        self.evaluation.validate()
+        getattr(self, BACKEND_FIELDS[self.backend]).validate()   # the other backends' are unused
+        ev = self.evaluation
+        if not ev.metric:
+            ev.metric = ["fid"] if self.backend == "edm" else ["w2"]
+        allowed = IMAGE_METRICS if self.backend == "edm" else METRICS
+        for m in ev.metric:
+            require(m in allowed, f"unknown metric {m!r} for backend {self.backend}; choose one of "
+                                  f"{', '.join(allowed)}")
+        require(ev.n_eval >= 2 or "fd" not in ev.metric, "fd needs n-eval >= 2")
+        if self.backend == "edm":
+            self.edm.check_data(ev.metric)
+        if self.device.startswith("cuda"):
+            import torch
+            require(torch.cuda.is_available(),
+                    f"device {self.device!r} asked for, but torch sees no CUDA device")
+        else:
+            require(self.device in ("cpu", "mps"), f"unknown device {self.device!r}; use cpu, cuda or cuda:N")
+        return self
+
+    # ------------------------------------------------------------------ views
+    def is_active(self, spec: Spec) -> bool:
+        """Whether option `spec` applies to this run (it belongs to no backend or to this one)."""
+        return spec.branch is None or self.backend in spec.branch
+
+    def flat(self, active_only: bool = True) -> dict[str, Any]:
+        """{flat name: value} of the run's options (with active_only, the active backend's only)."""
+        return {s.flat: get_path(self, s.path) for s in OPTIONS if not active_only or self.is_active(s)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run's options (the active backend's only), nested as the tree: config.json."""
+        out: dict[str, Any] = {}
+        for s in OPTIONS:
+            if self.is_active(s):
+                part = out
+                for name in s.path[:-1]:
+                    part = part.setdefault(name, {})
+                value = get_path(self, s.path)
+                part[s.path[-1]] = list(value) if isinstance(value, list) else value
+        return out
 
     def identity(self) -> dict[str, Any]:
-        """The fields that change the numbers (device and chunking only change speed)."""
-        d = self.to_dict()
-        for key in ("device", "seed_chunk", "edm_checkpoints"):
-            d.pop(key)
-        if d["backend"] != "edm":  # the image backend's options change nothing elsewhere
-            for key in EDM_FIELDS:
-                d.pop(key, None)
-        return d
+        """What changes the numbers, by flat name: the active options but device, seed_chunk
+        and checkpoint folders (they only change speed or where files go)."""
+        return {s.flat: get_path(self, s.path) for s in OPTIONS if s.identity and self.is_active(s)}
 
     def run_id(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True, default=str)
@@ -204,3 +184,23 @@ class RunConfig:
 
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    def backend_config(self, backend: str | None = None):
+        """The config of `backend` (default: the active one), with the run's device filled in."""
+        part = getattr(self, BACKEND_FIELDS[backend or self.backend])
+        if any(f.name == "device" for f in dataclasses.fields(part)):
+            part = dataclasses.replace(part, device=self.device)
+        return part
+
+    def ddpm(self) -> DDPMConfig:
+        """The toy DDPM's config with the run's device (what `toy.ddpm.ToyDDPM` takes)."""
+        return self.backend_config("toy-ddpm")
+
+
+OPTIONS: list[Spec] = specs(RunConfig)
+check_unique(OPTIONS)
+
+
+def option_spec(name: str) -> Spec:
+    """The option called `name` (flat name, with dashes or underscores, or dotted path)."""
+    return lookup(name, OPTIONS)

@@ -24,28 +24,28 @@ def build_backend(cfg: RunConfig, event_shape: tuple[int, ...]):
     """The backend of `cfg` for data of one point's shape `event_shape`."""
     if cfg.backend == "edm":
         from madlab.edm.backend import EDMBackend
-        return EDMBackend(cfg.edm(), event_shape)
+        return EDMBackend(cfg.backend_config(), event_shape)
     if cfg.backend == "toy-ddpm":
         return ToyDDPM(cfg.ddpm(), dim=event_shape[0])
     if cfg.backend == "gaussian":
-        return GaussianFit(estimator=cfg.estimator, bias=cfg.sampling_bias, device=cfg.device)
+        fit = cfg.gaussian
+        return GaussianFit(estimator=fit.estimator, bias=fit.sampling_bias, device=cfg.device)
     raise ValueError(f"unknown backend {cfg.backend!r}")
 
 
 def build_target(cfg: RunConfig):
     if cfg.backend == "edm":
         from madlab.edm.data import ImageTarget, load_images_cached
-        return ImageTarget(load_images_cached(cfg.dataset))
+        return ImageTarget(load_images_cached(cfg.edm.dataset))
     return make_target(cfg.target)
 
 
 def build_loop(cfg: RunConfig) -> Loop:
     target = build_target(cfg)
-    algorithm = make_algorithm(cfg.algo, epochs=cfg.epochs, warm_start=cfg.warm_start,
-                               omega=cfg.omega, n_aux=cfg.n_aux, aux_epochs=cfg.aux_epochs)
-    return Loop(kind=cfg.loop, algorithm=algorithm, backend=build_backend(cfg, target.event_shape),
-                target=target, n_real=cfg.n_real, n_synth=cfg.n_synth, generations=cfg.gens,
-                n_eval=cfg.n_eval)
+    loop = cfg.loop
+    return Loop(kind=loop.kind, algorithm=make_algorithm(cfg.algo, loop),
+                backend=build_backend(cfg, target.event_shape), target=target, n_real=loop.n_real,
+                n_synth=loop.n_synth, generations=loop.gens, n_eval=cfg.evaluation.n_eval)
 
 
 def ot_jobs() -> int:
@@ -71,26 +71,28 @@ def check_environment() -> None:
 def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
     """dist(G^t, p_r) for each configured metric; w1/w2 against a fresh real sample of n_eval;
     fid against the data set's cached reference statistics (madlab.edm.evaluate)."""
-    fid = None
-    if "fid" in cfg.metric:
+    fid, metrics, n_eval = None, cfg.evaluation.metric, cfg.evaluation.n_eval
+    if "fid" in metrics:
         from madlab.edm.evaluate import FidMetric
         from madlab.edm.features import make_features
-        fid = FidMetric(target.data, make_features(cfg.fid_features, target.data,
-                                                   weights=cfg.fid_weights or None, device=cfg.device))
+        fid = FidMetric(target.data, make_features(cfg.edm.fid_features, target.data,
+                                                   weights=cfg.edm.fid_weights or None, device=cfg.device))
 
     def evaluate(samples: torch.Tensor, generation: int) -> dict[str, torch.Tensor]:
         real = None
-        if any(NEEDS_REAL_SAMPLE.get(m, False) for m in cfg.metric):
-            real = target.sample(cfg.n_eval, streams.generators("eval-real", generation))
+        if any(NEEDS_REAL_SAMPLE.get(m, False) for m in metrics):
+            real = target.sample(n_eval, streams.generators("eval-real", generation))
         # exact OT per seed, in ot_jobs() threads
         return {m: fid(samples) if m == "fid" else per_seed(m, samples.cpu(), real, target,
                                                             n_jobs=ot_jobs())
-                for m in cfg.metric}
+                for m in metrics}
 
     return evaluate
 
 
 def config_columns(cfg: RunConfig) -> dict:
+    """The run's options that change numbers, by flat name (the active backend's only): one
+    column each, beside every row."""
     cols = cfg.identity()
     for key in ("seeds", "first_seed"):
         cols.pop(key)
@@ -105,7 +107,7 @@ def run_config(cfg: RunConfig, progress: Progress | None = None) -> pd.DataFrame
     loop = build_loop(cfg)
     seeds = cfg.seed_list()
     run_id, columns = cfg.run_id(), config_columns(cfg)
-    rows, done, total = [], 0, len(seeds) * cfg.gens
+    rows, done, total = [], 0, len(seeds) * cfg.loop.gens
     started = time.perf_counter()
     for start in range(0, len(seeds), cfg.seed_chunk):
         chunk = seeds[start:start + cfg.seed_chunk]

@@ -1,13 +1,14 @@
 """Run and sweep directories on disk: configs, per-task Parquet and one merged table, all atomic.
 
 A sweep directory (a `madlab run` directory is a one-configuration sweep) holds
-  sweep.json               the manifest: every task's id, run id, grid point and full RunConfig
+  sweep.json               the manifest: every task's id, run id, grid point and options (flat names)
   tasks/<id>.parquet       a finished task's rows (written to a temporary file, then renamed)
   tasks/<id>.error.json    a failed task's error (removed when a rerun succeeds)
   tasks/<id>.running       a task a worker has started (pid, host); gone once it is recorded
   results.parquet          every finished task's rows merged: `pd.read_parquet(path)` loads it,
                            one row per (run, seed, generation, metric)
-  config.json              (runs only) the fully resolved RunConfig, run id and madlab version
+  config.json              (runs only) the fully resolved RunConfig (RunConfig.to_dict(): the run's
+                           and the active backend's options, nested), run id and madlab version
 """
 from __future__ import annotations
 
@@ -19,11 +20,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
-
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from madlab import __version__
 from madlab.config import ConfigError, RunConfig
@@ -34,6 +31,10 @@ MANIFEST = "sweep.json"
 TASKS = "tasks"
 LOCK = ".lock"
 MERGED_KEY = b"madlab.tasks"      # results.parquet metadata: the task ids merged into it
+
+if TYPE_CHECKING:   # pandas and pyarrow load where tables are read or written (fast `madlab --help`)
+    import pandas as pd
+    import pyarrow as pa
 
 
 def _umask() -> int:
@@ -73,6 +74,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_parquet(frame: pd.DataFrame | pa.Table, path: Path) -> None:
     """`frame` (pandas or pyarrow) to Parquet at `path` via a temporary file and a rename."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     with atomic_path(path) as tmp:
         if isinstance(frame, pa.Table):
             pq.write_table(frame, tmp)
@@ -82,6 +86,23 @@ def atomic_write_parquet(frame: pd.DataFrame | pa.Table, path: Path) -> None:
 
 def config_record(cfg: RunConfig) -> dict:
     return {"run": cfg.run_id(), "madlab": __version__, "config": cfg.to_dict()}
+
+
+def written_by_0_1(record: dict) -> bool:
+    """Whether a config.json or sweep.json record was written by madlab 0.1 (one flat config of
+    every backend's options, run ids hashed from it)."""
+    return str(record.get("madlab", "0.1")).startswith("0.1")
+
+
+def check_format(out: Path, record: dict) -> None:
+    """Refuse (one line, nothing written) to resume a directory madlab 0.1 wrote: its run and
+    task ids were hashed from the old flat config, so this version would run every task again
+    beside the old ones."""
+    if written_by_0_1(record):
+        raise ConfigError(f"--out {out} was written by madlab {record.get('madlab', '0.1')}, whose run "
+                          f"ids this version ({__version__}) does not reproduce (options are now grouped by "
+                          "component); it cannot resume there: choose another --out (madlab report and "
+                          "madlab status still read it)")
 
 
 def check_run_dir(out: Path, cfg: RunConfig) -> bool:
@@ -101,7 +122,10 @@ def check_run_dir(out: Path, cfg: RunConfig) -> bool:
         return False
     try:
         stored = json.loads(config_path.read_text())
+        check_format(out, stored)
         held = RunConfig.from_dict(stored["config"]).run_id()
+    except ConfigError:
+        raise
     except (ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"--out {out} holds an unreadable {CONFIG} ({err}); choose another --out")
     if held != cfg.run_id():
@@ -120,6 +144,8 @@ def write_results(out: Path, frame: pd.DataFrame) -> None:
 
 
 def load_results(out: Path) -> pd.DataFrame:
+    import pandas as pd
+
     path = Path(out) / RESULTS
     if not path.exists():
         raise ConfigError(f"{out} holds no {RESULTS}")
@@ -231,6 +257,9 @@ def merge_task_results(out: Path, task_ids: Iterable[str]) -> int:
     """Concatenate the finished tasks' tables in `task_ids` order into `out/results.parquet`
     (atomically); returns the number of rows. Columns missing from some tasks are filled with
     nulls."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     merged = [t for t in task_ids if task_paths(out, t)["done"].exists()]
     tables = [pq.read_table(task_paths(out, t)["done"]) for t in merged]
     if not tables:
@@ -243,6 +272,9 @@ def merge_task_results(out: Path, task_ids: Iterable[str]) -> int:
 
 def merged_tasks(out: Path) -> list[str] | None:
     """The task ids `out/results.parquet` was merged from (None: no merged table)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = Path(out) / RESULTS
     try:
         metadata = pq.read_schema(path).metadata or {}
@@ -296,5 +328,7 @@ def is_locked(out: Path) -> bool:
 
 
 def merged_rows(out: Path) -> int:
+    import pyarrow.parquet as pq
+
     path = Path(out) / RESULTS
     return pq.read_metadata(path).num_rows if path.exists() else 0

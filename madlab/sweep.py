@@ -18,99 +18,49 @@ import time
 import threading
 import tomllib
 import traceback
-import types
-import typing
 import warnings
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import pandas as pd
-
+from loops import options
 from madlab import __version__
-from madlab.config import ConfigError, RunConfig
+from madlab.config import OPTIONS, ConfigError, RunConfig, option_spec
 from madlab import store
 
+if TYPE_CHECKING:   # pandas loads where tables are made (fast `madlab --help`)
+    import pandas as pd
+
 FORMAT = "madlab-sweep/1"
-FIELDS = [f.name for f in fields(RunConfig)]
-TYPES = typing.get_type_hints(RunConfig)
+FIELDS = [s.flat for s in OPTIONS]   # every option's flat name: the keys of [base] and [grid]
 NOT_GRIDDED = ("seed_chunk",)   # chunking is a sweep setting ([sweep] seed_chunk / --seed-chunk)
-TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
 # ---------------------------------------------------------------------------------------------
-# values of RunConfig fields
-
-def option(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
+# values of options
 
 def field_name(key: str) -> str:
-    """`n-synth` or `n_synth` -> `n_synth`; ConfigError for a key that is no RunConfig field."""
-    name = key.replace("-", "_")
-    if name not in FIELDS:
-        raise ConfigError(f"unknown run option {key!r}; options are the fields of RunConfig: "
-                          f"{', '.join(FIELDS)}")
-    return name
+    """`n-synth`, `n_synth` or `loop.n_synth` -> `n_synth` (the flat name); ConfigError for a
+    key that names no option."""
+    return option_spec(key).flat
 
 
 def coerce(name: str, value: Any) -> Any:
-    """`value` (from TOML or a command line string) as the type of RunConfig field `name`, so the
-    same option always hashes to the same run id (omega = 3 and 3.0 are one run)."""
-    kind = TYPES[name]
-    if typing.get_origin(kind) in (typing.Union, types.UnionType):     # Optional[X]: None or X
-        if value is None and type(None) in typing.get_args(kind):
-            return None
-        members = [a for a in typing.get_args(kind) if a is not type(None)]
-        kind = members[0] if len(members) == 1 else kind
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if str(value).strip().lower() in TRUE:
-                return True
-            if str(value).strip().lower() in FALSE:
-                return False
-            raise ValueError
-        if kind is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value) if not isinstance(value, str) else int(value.strip())
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if kind is str:
-            if not isinstance(value, str):
-                raise ValueError
-            return value.strip()
-        if typing.get_origin(kind) is list:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            items = [str(v).strip() for v in items if str(v).strip()]
-            if not items:
-                raise ValueError
-            return items
-        return value                      # a type this function does not know: as given
-    except (ValueError, TypeError):
-        pass
-    raise ConfigError(f"{option(name)}: {value!r} is not a valid {getattr(kind, '__name__', kind)}")
-
-
-def normalized(cfg: RunConfig) -> RunConfig:
-    """`cfg` with every field as its declared type (a default of 50 for a float field becomes
-    50.0), so equal configurations have equal run ids however they were written."""
-    return RunConfig(**{name: coerce(name, value) for name, value in cfg.to_dict().items()})
+    """A typed value (TOML, Python) of option `name` in its canonical form (3 -> 3.0 for a float
+    option, so omega = 3 and 3.0 are one run); validate() refuses a wrong type later."""
+    return options.coerce(option_spec(name), value)
 
 
 def parse_values(name: str, text: str) -> list:
     """A command-line value: a comma-separated list of grid values. List-valued options (metric)
     take the whole list as one value."""
-    if typing.get_origin(TYPES[name]) is list:
-        return [coerce(name, text)]
+    spec = option_spec(name)
+    if spec.kind is list:
+        return [options.parse(spec, text)]
     parts = [p for p in (s.strip() for s in str(text).split(",")) if p]
     if not parts:
-        raise ConfigError(f"{option(name)} needs a value")
-    return [coerce(name, p) for p in parts]
+        raise ConfigError(f"{spec.flag} needs a value")
+    return [options.parse(spec, p) for p in parts]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,7 +69,7 @@ def parse_values(name: str, text: str) -> list:
 @dataclass
 class SweepSpec:
     name: str = "sweep"                              # shown in progress and status
-    base: dict[str, Any] = field(default_factory=dict)    # fixed RunConfig options
+    base: dict[str, Any] = field(default_factory=dict)    # fixed options, by flat name
     grid: dict[str, list] = field(default_factory=dict)   # option -> values (Cartesian product)
     seed_chunk: int | None = None                    # seeds per task; None = RunConfig's
 
@@ -193,12 +143,11 @@ class SweepSpec:
         """(grid point, validated RunConfig) for every grid point."""
         out = []
         for point in self.points():
-            options = {**self.base, **point}
+            values = {**self.base, **point}
             if self.seed_chunk is not None:
-                options["seed_chunk"] = self.seed_chunk
-            options = {field_name(k): coerce(field_name(k), v) for k, v in options.items()}
+                values["seed_chunk"] = self.seed_chunk
             try:
-                cfg = normalized(RunConfig.from_dict(options).validate())
+                cfg = RunConfig.from_flat(values).validate()
             except ConfigError as err:
                 where = ", ".join(f"{k}={v}" for k, v in point.items())
                 raise ConfigError(f"{err} (at grid point {where})" if where else str(err))
@@ -225,10 +174,10 @@ class Task:
     id: str        # stable: hash of the configuration's run id and this chunk's seeds
     run: str       # the configuration's run id: the `run` column of every row it writes
     point: dict    # the grid values of its configuration (for status)
-    config: dict   # its RunConfig as a dict: first_seed/seeds are this chunk's
+    config: dict   # its RunConfig's options by flat name (RunConfig.flat()): first_seed/seeds are this chunk's
 
     def run_config(self) -> RunConfig:
-        return RunConfig.from_dict(self.config)
+        return RunConfig.from_flat(self.config)
 
     def seeds(self) -> range:
         return range(self.config["first_seed"], self.config["first_seed"] + self.config["seeds"])
@@ -253,11 +202,10 @@ def task_id(run: str, first_seed: int, seeds: int) -> str:
 
 def chunk_tasks(cfg: RunConfig, point: dict | None = None) -> list[Task]:
     """`cfg`'s seeds in chunks of cfg.seed_chunk, one task each."""
-    cfg = normalized(cfg)
     run, seeds, tasks = cfg.run_id(), cfg.seed_list(), []
     for start in range(0, len(seeds), cfg.seed_chunk):
         chunk = seeds[start:start + cfg.seed_chunk]
-        config = {**cfg.to_dict(), "first_seed": chunk[0], "seeds": len(chunk), "seed_chunk": len(chunk)}
+        config = {**cfg.flat(), "first_seed": chunk[0], "seeds": len(chunk), "seed_chunk": len(chunk)}
         tasks.append(Task(task_id(run, chunk[0], len(chunk)), run, dict(point or {}), config))
     return tasks
 
@@ -377,6 +325,8 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     manifest = store.read_manifest(out)
+    if manifest is not None:
+        store.check_format(out, manifest)
     if manifest is None:
         if out.exists() and any(p.name != store.LOCK for p in out.iterdir()) and not (out / store.CONFIG).exists():
             raise ConfigError(f"--out {out} is not empty and holds no madlab sweep; choose another --out")

@@ -36,8 +36,11 @@ def test_run_writes_config_and_one_tidy_table(finished_run):
     assert {"seed", "generation", "value", "loop", "algo", "omega", "n_synth"} <= set(frame.columns)
     assert (frame["value"] > 0).all()
     config = json.loads((out / "config.json").read_text())["config"]
-    assert config["loop"] == "augment" and config["algo"] == "sims" and config["omega"] == 3.0
-    assert config["gens"] == 2 and config["seeds"] == 3
+    assert config["loop"]["kind"] == "augment" and config["algo"] == {"name": "sims", "omega": 3.0,
+                                                                     "n_aux": 64, "aux_epochs": 1.0}
+    assert config["loop"]["gens"] == 2 and config["seeds"] == 3
+    assert config["toy_ddpm"]["width"] == 16 and "edm" not in config and "gaussian" not in config
+    assert "dataset" not in frame.columns and "estimator" not in frame.columns   # the active backend's only
     assert "E[dist(G^1)]" in result.stdout and "ratio" in result.stdout
 
 
@@ -67,13 +70,15 @@ def test_a_different_run_in_the_same_directory_is_refused(finished_run):
     (["--algo", "magic"], "--algo"),
     (["--backend", "gan"], "--backend"),
     (["--target", "moon"], "--target"),
+    (["--time-embedding", "fourier"], "choose one of scaled, raw, sinusoidal"),
+    (["--T", "2.5"], "--T"),
     (["--omega", "strong"], "--omega"),
     (["--gens", "0"], "gens must be positive"),
     (["--seeds", "-3"], "seeds must be positive"),
     (["--n-synth", "0"], "n-synth must be positive"),
     (["--n-real", "-1"], "n-real must be positive"),
     (["--metric", "kl"], "unknown metric"),
-    (["--epochs", "0"], "epochs must be a positive number"),
+    (["--epochs", "0"], "epochs must be positive"),
 ])
 def test_bad_input_is_one_line_and_exit_two(tmp_path, capsys, args, says):
     out = tmp_path / "never"

@@ -332,7 +332,7 @@ def tiny_run(**kw):
                    edm_ema_kimg=0.05, omega=0.8)
     options.update(kw)
     from madlab.runner import run_config
-    return run_config(RunConfig(**options))
+    return run_config(RunConfig.from_flat(**options))
 
 
 def test_tiny_loop_on_digits_standard_and_sims(tmp_path, monkeypatch):
@@ -355,17 +355,19 @@ def test_tiny_loop_on_digits_standard_and_sims(tmp_path, monkeypatch):
 
 def test_config_rejects_bad_image_options():
     with pytest.raises(ConfigError, match="dataset"):
-        RunConfig(backend="edm", dataset="/no/such/place").validate()
+        RunConfig.from_flat(backend="edm", dataset="/no/such/place").validate()
     with pytest.raises(ConfigError, match="metric"):
-        RunConfig(backend="edm", metric=["fd"]).validate()
-    with pytest.raises(ConfigError, match="network"):
-        RunConfig(backend="edm", edm_net="huge").validate()
+        RunConfig.from_flat(backend="edm", metric=["fd"]).validate()
+    with pytest.raises(ConfigError, match="--edm-net"):
+        RunConfig.from_flat(backend="edm", edm_net="huge").validate()
     with pytest.raises(ConfigError, match="guide"):
-        RunConfig(backend="edm", guide_sigma_lo=2.0, guide_sigma_hi=1.0).validate()
-    cfg = RunConfig(backend="edm").validate()
-    assert cfg.metric == ["fid"] and cfg.fid_features == "classifier"
-    assert RunConfig().validate().metric == ["w2"]
-    assert "edm_net" not in RunConfig().validate().identity()   # toy run ids ignore image options
+        RunConfig.from_flat(backend="edm", guide_sigma_lo=2.0, guide_sigma_hi=1.0).validate()
+    cfg = RunConfig.from_flat(backend="edm").validate()
+    assert cfg.evaluation.metric == ["fid"] and cfg.edm.fid_features == "classifier"
+    assert RunConfig().validate().evaluation.metric == ["w2"]
+    toy = RunConfig().validate()
+    assert "edm_net" not in toy.identity() and "dataset" not in toy.flat()   # toy runs carry no image options
+    assert "edm" not in toy.to_dict() and "width" not in cfg.flat()          # nor image runs the toy DDPM's
 
 
 def test_cli_bad_dataset_is_one_line_and_exit_2(tmp_path, capsys):

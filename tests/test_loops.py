@@ -78,7 +78,7 @@ def test_unknown_kind_and_bad_sizes_are_refused():
         Loop("sideways", make_algorithm("standard"), GaussianFit(), paper_gaussian(), 10, 10, 2, 10)
     with pytest.raises(ValueError, match="must be positive"):
         Loop("augment", make_algorithm("standard"), GaussianFit(), paper_gaussian(), 10, 0, 2, 10)
-    with pytest.raises(ValueError, match="unknown algorithm"):
+    with pytest.raises(ValueError, match="unknown algo 'magic'"):
         make_algorithm("magic")
     with pytest.raises(ValueError, match="unknown loop kind"):
         training_set("sideways", 2, torch.zeros(1, 2, 2), [torch.zeros(1, 2, 2)])

@@ -150,16 +150,16 @@ def test_figure5_presets_are_the_papers_grid(name, seeds, gens):
     from madlab import presets
 
     points = list(presets.load(name).configs())
-    grid = {(cfg.n_synth, cfg.omega) for _, cfg in points}
+    grid = {(cfg.loop.n_synth, cfg.algo.omega) for _, cfg in points}
     assert {n for n, _ in grid} == set(mad.PAPER_STANDARD)                 # |D_s| = 125 .. 1000
     assert {0.0, 3.0} <= {w for _, w in grid}                               # standard and w ~ 3
     assert len(grid) == len(points)                                         # full Cartesian grid
     for _, cfg in points:
-        cfg.validate()
-        assert (cfg.loop, cfg.algo, cfg.target, cfg.n_real, cfg.n_aux, cfg.epochs, cfg.aux_epochs) == \
+        o = cfg.validate().flat()
+        assert (o["loop"], o["algo"], o["target"], o["n_real"], o["n_aux"], o["epochs"], o["aux_epochs"]) == \
             ("augment", "sims", "gaussian2d", 1000, 2000, 100, 50)
-        assert (cfg.seeds, cfg.gens) == (seeds, gens)
-        assert cfg.gens > mad.PAPER_START   # `madlab report` works with its default window
+        assert (o["seeds"], o["gens"]) == (seeds, gens)
+        assert o["gens"] > mad.PAPER_START   # `madlab report` works with its default window
 
 
 def test_report_reads_the_finished_tasks_of_a_running_sweep(tmp_path, capsys):

@@ -20,7 +20,6 @@ only reorder independent work: no number changes beyond float rounding.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
@@ -29,14 +28,12 @@ import torch.nn.functional as F
 
 from loops.rng import rand, randn
 from toy import fused
+from toy.config import DDPMConfig  # its options; `from toy.ddpm import DDPMConfig` keeps working
 from toy.schedules import alpha_bar, betas_from_alpha_bar
 
 Params = dict[str, torch.Tensor]
 
-TIME_EMBEDDINGS = ("scaled", "raw", "sinusoidal")
-ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu": F.gelu, "tanh": torch.tanh}
-VARIANCES = ("beta", "posterior")
-LR_SCHEDULES = ("linear", "constant")
+ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu": F.gelu, "tanh": torch.tanh}  # toy.config.ACTIVATION_NAMES
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # torch >= 2.0 (CPU kernel since 2.4)
 FUSED_BLOCK_ROWS = 10000  # rows (seeds x batch) per training block on the fused CPU path (benchmarks.blocks)
 RANDOM_CHUNK = 8  # epochs (training) or steps (sampling) drawn per call: fixed, so seeds stay independent of N
@@ -48,61 +45,6 @@ def _argsort_rows(keys: torch.Tensor) -> torch.Tensor:
     if keys.device.type == "cpu":
         return torch.from_numpy(np.argsort(keys.numpy(), axis=-1))
     return torch.argsort(keys, dim=-1)
-
-
-@dataclass
-class DDPMConfig:
-    """Every knob of the toy DDPM (defaults: see README, calibrated in docs/calibration.md)."""
-
-    T: int = 40                       # diffusion steps
-    schedule: str = "cosine"          # cosine | linear
-    beta_start: float | None = None   # linear schedule only
-    beta_end: float | None = None     # linear schedule only
-    width: int = 64                   # hidden units
-    depth: int = 2                    # residual blocks
-    time_embedding: str = "scaled"    # scaled (t / T) | raw (t) | sinusoidal
-    n_frequencies: int = 8            # sinusoidal embedding: frequencies
-    layer_norm: bool = True           # LayerNorm inside each block
-    activation: str = "relu"          # relu | silu | gelu | tanh
-    batch_size: int = 2048            # minibatch size (>= |D| means full batch; calibrated, docs/calibration.md)
-    lr: float = 3e-3                  # Adam learning rate (calibrated with full batch)
-    lr_schedule: str = "linear"       # linear decay to lr * lr_end_factor over one training call | constant
-    lr_end_factor: float = 0.01
-    variance: str = "beta"            # sampler variance sigma_t^2: beta_t | posterior beta-tilde_t
-    device: str = "cpu"
-    seed_block: int | None = None     # speed only: seeds trained together (None: ~10000 rows per block
-                                      # fused on CPU, 16 seeds with torch ops on CPU, all on GPU)
-    sample_rows: int | None = None    # speed only: seeds x points per sampling block (None: 4096
-                                      # fused / 1024 torch ops on CPU, all on GPU)
-    kernels: str | None = None        # speed only: auto | fused | torch (None: $MADLAB_KERNELS, else auto)
-
-    def validate(self) -> "DDPMConfig":
-        checks = [
-            (self.T >= 1, f"T must be positive, got {self.T}"),
-            (self.width >= 1 and self.depth >= 0, "width must be positive and depth non-negative"),
-            (self.batch_size >= 1, f"batch size must be positive, got {self.batch_size}"),
-            ((self.seed_block or 1) >= 1 and (self.sample_rows or 1) >= 1,
-             "seed_block and sample_rows must be positive"),
-            (self.lr > 0, f"learning rate must be positive, got {self.lr}"),
-            (self.time_embedding in TIME_EMBEDDINGS,
-             f"unknown time embedding {self.time_embedding!r}; choose one of {', '.join(TIME_EMBEDDINGS)}"),
-            (self.activation in ACTIVATIONS,
-             f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}"),
-            (self.variance in VARIANCES,
-             f"unknown sampler variance {self.variance!r}; choose one of {', '.join(VARIANCES)}"),
-            (self.lr_schedule in LR_SCHEDULES,
-             f"unknown lr schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}"),
-            (self.kernels in (None, *fused.MODES),
-             f"unknown kernels {self.kernels!r}; choose one of {', '.join(fused.MODES)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        alpha_bar(self.schedule, self.T, beta_start=self.beta_start, beta_end=self.beta_end)
-        return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class ToyDDPM:

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import torch
 
+from toy.config import KERNEL_MODES as MODES  # auto | fused | torch, declared with the DDPM options
+
 SOURCE = Path(__file__).with_name("fused_mlp.c")
 FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=c99"]
-MODES = ("auto", "fused", "torch")
 MAX_WIDTH = 1024  # MAXW in fused_mlp.c
 MAX_OUT = 4  # MAXD in fused_mlp.c: outputs of the fused output layer
 

@@ -16,7 +16,7 @@ import torch
 
 from loops.rng import randn
 
-ESTIMATORS = ("mle", "unbiased")
+from toy.config import ESTIMATORS
 Fit = tuple[torch.Tensor, torch.Tensor]  # (mu [N, d], Sigma [N, d, d]), float64
 
 

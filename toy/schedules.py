@@ -5,7 +5,7 @@ import math
 
 import torch
 
-SCHEDULES = ("cosine", "linear")
+from toy.config import SCHEDULES
 
 
 def alpha_bar(schedule: str, T: int, *, beta_start: float | None = None,

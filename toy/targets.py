@@ -83,7 +83,7 @@ def two_mode_mixture() -> GaussianMixture:
                            torch.eye(2).repeat(2, 1, 1), name="mixture2d")
 
 
-TARGETS = {"gaussian2d": paper_gaussian, "mixture2d": two_mode_mixture}
+TARGETS = {"gaussian2d": paper_gaussian, "mixture2d": two_mode_mixture}  # names: toy.config.TARGET_NAMES
 
 
 def make_target(name: str):

@@ -40,8 +40,8 @@ def parse_value(text: str):
 
 def run(name: str, algo: str, omega: float, n_synth: int, seeds: int, gens: int, n_eval: int,
         overrides: dict, out: Path, first_seed: int = 0, ratio_from: int = RATIO_FROM) -> None:
-    cfg = RunConfig(algo=algo, omega=omega, n_synth=n_synth, seeds=seeds, gens=gens,
-                    n_eval=2, first_seed=first_seed, metric=["fd"], **overrides).validate()
+    cfg = RunConfig.from_flat(algo=algo, omega=omega, n_synth=n_synth, seeds=seeds, gens=gens,
+                              n_eval=2, first_seed=first_seed, metric=["fd"], **overrides).validate()
     loop = build_loop(cfg)  # the loop's own evaluation sample is 2 points, unused: we sample below
     streams = SeedStreams(cfg.seed_list())
     new = not out.exists()

@@ -2,27 +2,21 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
-import typing
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from typing_extensions import Annotated
 
 from madlab import presets
-from madlab.config import ConfigError, RunConfig
-from madlab.executors import EXECUTORS, make_executor
-from madlab.runner import check_environment
-from madlab.store import read_failure, task_state
-from madlab.sweep import FIELDS, SweepSpec, load_tasks, open_sweep, option, parse_values, run_sweep
+from madlab.commands.options import GroupedCommand, config_options
+from madlab.config import ConfigError
+from madlab.executors import EXECUTORS
 
 Executor = Enum("Executor", {k: k for k in EXECUTORS}, type=str)
-GRID = "Grid: any run option, comma-separated values (see `madlab run --help`)"
 SWEEP = "Sweep"
 LOCAL = "Local executor"
 SLURM = "Slurm executor (submitit)"
@@ -31,41 +25,9 @@ DASK = "Dask executor"
 stderr = Console(stderr=True, soft_wrap=True)   # one-line messages stay one line
 
 
-def run_option_help(app: typer.Typer) -> dict[str, str]:
-    """Help text of each RunConfig field, taken from `madlab run`'s options when registered."""
-    helps: dict[str, str] = {}
-    for command in app.registered_commands:
-        if command.name != "run":
-            continue
-        hints = typing.get_type_hints(command.callback, include_extras=True)
-        for name, hint in hints.items():
-            for meta in getattr(hint, "__metadata__", ()):
-                if getattr(meta, "help", None):
-                    helps[name] = meta.help
-    return helps
+def build_spec(file: Optional[Path], preset: Optional[str], grid: dict[str, str]):
+    from madlab.sweep import SweepSpec, parse_values
 
-
-def grid_parameters(helps: dict[str, str], taken: set[str]) -> list[inspect.Parameter]:
-    """One `--option VALUES` per RunConfig field (so new fields work without touching this file)."""
-    defaults = RunConfig().to_dict()
-    params = []
-    for name in FIELDS:
-        if name in taken:
-            continue
-        default = defaults[name]
-        shown = (",".join(default) or "auto") if isinstance(default, list) else default
-        text = helps.get(name, f"RunConfig.{name}.")
-        if name == "seed_chunk":
-            text = "Seeds per task: each configuration's seeds are split into chunks, one task each, run as one tensor."
-        elif isinstance(default, list):
-            text += " (one value: the whole comma-separated list)"
-        hint = Annotated[Optional[str], typer.Option(option(name), help=f"{text} [run default: {shown}]",
-                                                     rich_help_panel=GRID, show_default=False)]
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint))
-    return params
-
-
-def build_spec(file: Optional[Path], preset: Optional[str], grid: dict[str, str]) -> SweepSpec:
     if file is not None and preset is not None:
         raise ConfigError("give a sweep FILE or --preset NAME, not both")
     spec = (SweepSpec.from_toml(file) if file is not None else
@@ -80,7 +42,10 @@ def default_out(spec: SweepSpec, from_file: bool, tasks) -> Path:
     return Path("sweeps") / f"{spec.name}-{digest}"
 
 
-def progress_ui() -> Progress:
+def progress_ui():
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[unit]}"), TimeElapsedColumn(), TimeRemainingColumn(),
                     console=stderr, transient=False)
@@ -88,6 +53,8 @@ def progress_ui() -> Progress:
 
 def run_with_progress(out: Path, tasks, executor, name: str, show: bool) -> dict:
     """`run_sweep` with a bar over tasks (and, in-process, one over seed-generations)."""
+    from madlab.sweep import run_sweep
+
     if not show:
         return run_sweep(out, tasks, executor)
     with progress_ui() as bar:
@@ -120,6 +87,9 @@ def report_outcome(out: Path, counts: dict, total: int) -> None:
     if counts["rows"]:
         print(f"results: pandas.read_parquet('{out / 'results.parquet'}')  ({counts['rows']} rows)")
     if counts["failed"] or counts["pending"]:
+        from madlab.store import read_failure, task_state
+        from madlab.sweep import load_tasks
+
         _, tasks = load_tasks(out)
         failures = [(t, f) for t in tasks if (f := read_failure(out, t.id)) and task_state(out, t.id) == "failed"]
         for task, failure in failures[:3]:
@@ -129,6 +99,8 @@ def report_outcome(out: Path, counts: dict, total: int) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    @app.command("sweep", cls=GroupedCommand)
+    @config_options("sweep", own_first=True)
     def sweep(
         file: Annotated[Optional[Path], typer.Argument(help="A TOML sweep file ([sweep] name, seed_chunk; [base] fixed options; [grid] option = [values]).", show_default=False)] = None,
         preset: Annotated[Optional[str], typer.Option(help=f"Run a packaged sweep file instead: {', '.join(presets.available())}.", rich_help_panel=SWEEP)] = None,
@@ -150,6 +122,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run a grid of configurations x seeds as resumable tasks; merge them into one table.
 
+        Every `madlab run` option takes a comma-separated list here; the sweep is the Cartesian
+        product (options given on the command line override the FILE's).
+
         \b
         Examples:
         madlab sweep --omega 0,1,3 --n-synth 125,250 --seeds 64 --seed-chunk 16 --jobs 2 --out sweeps/a
@@ -157,6 +132,10 @@ def register(app: typer.Typer) -> None:
         madlab sweep my.toml --out sweeps/b --executor slurm --partition gpu --gpus-per-task 1 --device cuda
         madlab sweep my.toml --out sweeps/c --executor dask --scheduler tcp://10.0.0.1:8786
         """
+        from madlab.executors import make_executor
+        from madlab.runner import check_environment
+        from madlab.sweep import open_sweep
+
         spec = build_spec(file, preset, grid)
         check_environment()
         tasks = spec.tasks()
@@ -170,10 +149,3 @@ def register(app: typer.Typer) -> None:
         all_tasks = open_sweep(out_dir, spec, tasks, extend=extend)
         counts = run_with_progress(out_dir, all_tasks, runner, f"{spec.name} ({runner.name})", progress)
         report_outcome(out_dir, counts, len(all_tasks))
-
-    own = inspect.signature(sweep, eval_str=True)
-    fixed = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    params = fixed + grid_parameters(run_option_help(app), {p.name for p in fixed})
-    sweep.__signature__ = own.replace(parameters=params)
-    sweep.__annotations__ = {p.name: p.annotation for p in params}
-    app.command("sweep")(sweep)

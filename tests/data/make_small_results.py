@@ -27,10 +27,10 @@ OMEGAS = (0.0, 1.0, 3.0)
 
 def main() -> None:
     torch.set_num_threads(1)
-    frames = [run_config(RunConfig(**TINY, n_synth=n, omega=w)) for n in SIZES for w in OMEGAS]
+    frames = [run_config(RunConfig.from_flat(**TINY, n_synth=n, omega=w)) for n in SIZES for w in OMEGAS]
     (HERE / "small_sweep").mkdir(exist_ok=True)
     write_results(HERE / "small_sweep", pd.concat(frames, ignore_index=True))
-    run = RunConfig(**{**TINY, "gens": 8}, n_synth=250, omega=3.0).validate()
+    run = RunConfig.from_flat(**{**TINY, "gens": 8}, n_synth=250, omega=3.0).validate()
     write_config(HERE / "small_run", run)
     write_results(HERE / "small_run", run_config(run))
 
