@@ -19,7 +19,8 @@ Definitions (m_t = E[dist(G^t, p_r)], the mean over seeds of one configuration a
     prevented   otherwise, and rho <= 1 + tolerance: E[dist(G^inf)] <= E[dist(G^1)] up to the tolerance;
     mitigated   otherwise (bounded: the curve has plateaued, but above E[dist(G^1)]).
 - best omega          for each |D_s| (and each other varying option), the omega with the smallest rho.
-- prophylactic threshold  the largest |D_s| whose best rho <= 1 + tolerance (None if there is none).
+- prophylactic threshold  the largest |D_s| whose best rho <= 1 + tolerance (None if there is none);
+                      it is located only if a larger |D_s| was run and fails (`threshold`).
 
 The omega of a row is its `omega` column, except that `algo = standard` rows count as omega = 0 and
 as the same algorithm as `sims` (SIMS at omega = 0 is standard training, paper section 4.2.1).
@@ -251,3 +252,15 @@ def prophylactic_threshold(best: pd.DataFrame, tolerance: float = TOLERANCE) -> 
     for one family); None if no |D_s| qualifies."""
     ok = best.loc[best["best_ratio"] <= 1 + tolerance, "n_synth"]
     return None if ok.empty else ok.max().item()
+
+
+def threshold(best: pd.DataFrame, tolerance: float = TOLERANCE) -> tuple[str, float | None]:
+    """The prophylactic threshold of one family (`best_omega`'s output) and whether it was
+    located: ("located", |D_s|) when a larger |D_s| run fails the tolerance; ("above", largest
+    |D_s| run) when every |D_s| run passes, so the threshold lies above what was run; ("none",
+    None) when none passes."""
+    passing = prophylactic_threshold(best, tolerance)
+    if passing is None:
+        return "none", None
+    largest = best["n_synth"].max().item()
+    return ("above", largest) if passing >= largest else ("located", passing)

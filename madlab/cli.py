@@ -1,4 +1,8 @@
-"""The `madlab` command line (typer). Sub-commands live in `madlab.commands`."""
+"""The `madlab` command line (typer). Sub-commands live in `madlab.commands`.
+
+Start-up imports only typer, rich and the torch-free option schema (`madlab.config`); each
+command imports torch, pandas and POT in its body, so `madlab --help` is fast
+(benchmarks/cli_start.py)."""
 from __future__ import annotations
 
 import sys
@@ -8,6 +12,7 @@ import typer
 # typer >= 0.25 vendors its own click; take the exception classes from typer itself
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
+from madlab import __version__
 from madlab.config import ConfigError
 
 app = typer.Typer(
@@ -19,8 +24,17 @@ app = typer.Typer(
 
 
 
+def _version(value: bool) -> None:
+    if value:
+        print(f"madlab {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print madlab's version and exit.",
+                                 callback=_version, is_eager=True),
+) -> None:
     """madlab: self-consuming loops of generative models, and SIMS against Model Autophagy Disorder."""
 
 

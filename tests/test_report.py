@@ -103,7 +103,8 @@ def test_report_defaults_to_dir_report(tmp_path, capsys):
     (lambda d: (pd.DataFrame({"seed": [], "generation": [], "metric": [], "value": []})
                 .to_parquet(d / "results.parquet"), d)[1], [], "holds no rows"),
     (lambda d: SWEEP, ["--metric", "w1"], "no rows for metric 'w1'"),
-    (lambda d: SWEEP, ["--start", "20"], "last generation is 6"),
+    (lambda d: SWEEP, ["--start", "20"], "last generation is 6; choose a start between 2 and 5"),
+    (lambda d: SWEEP, ["--tolerance", "nan"], "tolerance"),
     (lambda d: SWEEP, ["--level", "1.5"], "level must lie"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, make, args, message):
@@ -123,7 +124,8 @@ def test_report_help_explains_the_options(capsys):
 def test_each_family_of_other_options_gets_its_own_figure(tmp_path, capsys):
     from test_mad import flat, table
 
-    frame = pd.concat([table({(125, 0.0): flat(2.0, gens=25), (125, 3.0): flat(1.0, gens=25)}, n_aux=2000),
+    frame = pd.concat([table({(125, 0.0): flat(2.0, gens=25), (125, 3.0): flat(1.0, gens=25),
+                              (250, 0.0): flat(2.5, gens=25), (250, 3.0): flat(1.5, gens=25)}, n_aux=2000),
                        table({(125, 0.0): flat(2.0, gens=25), (125, 3.0): flat(1.3, gens=25)}, n_aux=500)])
     (tmp_path / "in").mkdir()
     frame.to_parquet(tmp_path / "in" / "results.parquet")
@@ -132,8 +134,49 @@ def test_each_family_of_other_options_gets_its_own_figure(tmp_path, capsys):
     for stem in ("figure5-n_aux500", "figure5-n_aux2000", "generations-n_aux500"):
         assert (tmp_path / "out" / f"{stem}.png").exists()
     best = pd.read_csv(tmp_path / "out" / "best_omega.csv")
+    best = best[best["n_synth"] == 125]
     assert dict(zip(best["n_aux"], best["best_ratio"])) == pytest.approx({500: 1.3, 2000: 1.0})
     assert dict(zip(best["n_aux"], best["threshold"].fillna(-1))) == {500: -1, 2000: 125}
+    assert dict(zip(best["n_aux"], best["threshold_status"])) == {500: "none", 2000: "located"}
+
+
+def paper_table(**columns):
+    from test_mad import flat, table
+
+    return table({(125, 0.0): flat(1.7, gens=25), (125, 3.0): flat(1.0, gens=25),
+                  (250, 0.0): flat(2.5, gens=25), (250, 3.0): flat(1.01, gens=25)}, **columns)
+
+
+@pytest.mark.parametrize("columns, paper", [
+    ({"target": "gaussian2d", "backend": "toy-ddpm"}, True),
+    ({"target": "gaussian2d", "backend": "gaussian"}, False),     # the closed-form fit is not Figure 5
+    ({"backend": "toy-ddpm"}, False),                             # no target column: unknown setting
+])
+def test_paper_numbers_only_beside_the_papers_setting(tmp_path, capsys, columns, paper):
+    (tmp_path / "in").mkdir()
+    paper_table(**columns).to_parquet(tmp_path / "in" / "results.parquet")
+    code, out, err = report([str(tmp_path / "in"), "--boot", "20"], capsys)
+    assert code == 0, err
+    text = (tmp_path / "in" / "report" / "report.md").read_text()
+    out = " ".join(out.split())
+    assert ("paper: about 250" in text) == paper and ("paper: about 250" in out) == paper
+    best = pd.read_csv(tmp_path / "in" / "report" / "best_omega.csv")
+    assert best["paper_standard"].notna().all() == paper and best["paper_standard"].isna().all() != paper
+    # every |D_s| run passes: the threshold is not located, whatever the setting
+    assert "none below the largest size run" in text and "none below the largest size run" in out
+    assert best["threshold"].isna().all() and (best["threshold_status"] == "above").all()
+
+
+def test_runs_shorter_than_the_window_use_one_stated_rule(tmp_path, capsys):
+    from analysis.report import analyse
+
+    frame = pd.read_parquet(SWEEP / "results.parquet")        # 6 generations: before t = 20
+    r = analyse(frame, n_boot=20)
+    assert r.start == 3 and "second half of the run" in r.window
+    code, out, err = report([str(SWEEP), "--out", str(tmp_path), "--boot", "20"], capsys)
+    assert code == 0, err
+    assert r.window in " ".join(out.split()) and r.window in (tmp_path / "report.md").read_text()
+    assert (pd.read_csv(tmp_path / "configurations.csv")["start"] == 3).all()
 
 
 def test_ratio_panels_keep_standard_and_best_omega():

@@ -8,13 +8,10 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typing_extensions import Annotated
 
 from madlab.config import ConfigError
-from madlab.experiments import EXPERIMENTS, load
-from madlab.experiments.common import SCALES, override, to_markdown, write_outputs
-from madlab.runner import check_environment
+from madlab.experiments import EXPERIMENTS, SCALES
 
 Name = Enum("Name", {k: k for k in EXPERIMENTS}, type=str)
 Scale = Enum("Scale", {k: k for k in SCALES}, type=str)
@@ -38,6 +35,10 @@ def register(app: typer.Typer) -> None:
         Example: madlab experiment mad-loops --scale quick --out runs/mad-loops
         """
         import torch
+
+        from madlab.experiments import load
+        from madlab.experiments.common import override, to_markdown, write_outputs
+        from madlab.runner import check_environment
 
         if threads < 1:
             raise ConfigError(f"threads must be positive, got {threads}")
@@ -81,6 +82,8 @@ def register(app: typer.Typer) -> None:
 
 def _run(module, settings, name: str, progress: bool, start: float):
     """module.run with progress on stderr: a bar on a terminal, plain lines in a log."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     if not progress:
         return module.run(settings)
     if not stderr.is_terminal:  # a log file: one plain line per step

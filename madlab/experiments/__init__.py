@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 
+SCALES = ("smoke", "quick", "paper")
 EXPERIMENTS = {
     "landscape": "landscape",     # Figure 3: the parameter-space landscape of (w_a, w_s)
     "pollution": "pollution",     # Figure 6: ST-I, SIMS-I, ST-P, SIMS-P against |D_p|

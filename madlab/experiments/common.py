@@ -14,9 +14,9 @@ import torch
 
 from analysis.distances import per_seed
 from madlab.config import ConfigError
+from madlab.experiments import SCALES  # noqa: F401 (smoke | quick | paper; the CLI lists them)
 from toy.ddpm import DDPMConfig, ToyDDPM
 
-SCALES = ("smoke", "quick", "paper")
 # progress(done, total, message): called after every unit of work
 Progress = Callable[[int, int, str], None]
 

@@ -1,0 +1,197 @@
+"""One analysis of any results table, shared by `madlab report` and the notebooks.
+
+    from analysis.report import analyse, figures
+    r = analyse(frame)                   # frame = pd.read_parquet(DIR / "results.parquet")
+    print("\\n".join(r.summary()))        # metric, window, per family: best omega, threshold
+    for name, fig in figures(r): ...     # figure5[-family], generations[-family]
+
+The rules, the same everywhere:
+
+- metric     the one asked for, else w2 when the table has it, else the table's first metric.
+- window     E[dist(G^inf)] is the mean over t = start..T. The paper's start (20) when every
+             configuration ran past generation 20; otherwise, for shorter runs, the second half of
+             the shortest run (start = max(2, T // 2)). The rule applied is stated (`window`).
+- families   options other than |D_s| and omega that vary in the table split it into families;
+             each family gets its own Figure 5, tables and threshold.
+- paper      the published Figure 5 numbers and threshold are shown beside a family only when it
+             is in the paper's setting (augment loop, gaussian2d target, toy DDPM backend).
+- threshold  located (the largest |D_s| whose best ratio <= 1 + tolerance, a larger |D_s| failing),
+             not located ("none below the largest size run": every |D_s| run passes), or none.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis import mad
+from analysis.paper import (DRIFT_TOLERANCE, LEVEL, N_BOOT, PAPER_SETTING, PAPER_SIMS_BEST,
+                            PAPER_STANDARD, PAPER_START, PAPER_THRESHOLD, TOLERANCE)
+
+
+def choose_metric(frame: pd.DataFrame, metric: str | None = None) -> str:
+    """The metric to analyse (see the module docstring); ValueError if `metric` is absent."""
+    present = mad.metrics(frame)
+    if not present:
+        raise ValueError("the results table holds no metric rows")
+    if metric is None:
+        return "w2" if "w2" in present else present[0]
+    if metric not in present:
+        raise ValueError(f"no rows for metric {metric!r} in this table; it holds {', '.join(present)}")
+    return metric
+
+
+def window(last_generation: int, start: int | None = None) -> tuple[int, str]:
+    """(start, the rule as one sentence) for runs whose shortest ends at `last_generation`."""
+    T = int(last_generation)
+    if T < 3:
+        raise ValueError(f"the runs end at generation {T}: a convergence window needs generations "
+                         "2..T with T >= 3")
+    if start is not None:
+        if not 2 <= start <= T - 1:
+            raise ValueError(f"the convergence window starts at generation {start} but the last "
+                             f"generation is {T}; choose a start between 2 and {T - 1}")
+        return start, f"window t = {start}..T (asked for)"
+    if T > PAPER_START:
+        return PAPER_START, f"window t = {PAPER_START}..T (the paper's)"
+    start = max(2, T // 2)
+    return start, (f"window t = {start}..{T}: the runs end at generation {T}, before the paper's "
+                   f"window (t = {PAPER_START}..T) starts, so the window is the second half of the run")
+
+
+@dataclass
+class Report:
+    """Every table of one analysis, and the rules it applied."""
+
+    metric: str
+    start: int
+    window: str                  # the window rule as applied, one sentence
+    tolerance: float
+    level: float
+    family: list[str]            # varying options besides |D_s| and omega
+    conv: pd.DataFrame           # mad.convergence_table: one row per configuration
+    ratios: pd.DataFrame         # mad.ratio_curves
+    curves: pd.DataFrame         # mad.generation_curves
+    best: pd.DataFrame           # mad.best_omega per family, + threshold, threshold_status, paper_*
+
+    def families(self, table: pd.DataFrame):
+        """(family key dict, the family's rows of `table`) for each family."""
+        if not self.family:
+            yield {}, table
+            return
+        for key, part in table.groupby(self.family, sort=True, dropna=False):
+            key = key if isinstance(key, tuple) else (key,)
+            yield dict(zip(self.family, key)), part
+
+    def rows_of(self, table: pd.DataFrame, key: dict) -> pd.DataFrame:
+        mask = np.ones(len(table), dtype=bool)
+        for col, value in key.items():
+            mask &= (table[col].astype(str) == str(value)).to_numpy()
+        return table[mask]
+
+    def in_paper_setting(self, key: dict) -> bool:
+        """Whether every configuration of family `key` is in the paper's Figure 5 setting."""
+        return paper_setting(self.rows_of(self.conv, key))
+
+    def threshold_text(self, key: dict) -> str:
+        best = self.rows_of(self.best, key)
+        status, value = best["threshold_status"].iloc[0], best["threshold_value"].iloc[0]
+        return threshold_sentence(status, value, self.tolerance)
+
+    def summary(self) -> list[str]:
+        """The analysis in plain lines: the rules, then per family the best omega per |D_s| and
+        the prophylactic threshold."""
+        lines = [f"dist = {self.metric}; {self.window}"]
+        for key, best in self.families(self.best):
+            lines.append(f"{family_name(key) or 'all configurations'}:")
+            for r in best.itertuples():
+                lines.append(f"  |D_s| = {r.n_synth:g}: best omega {r.best_omega:g}, ratio {r.best_ratio:.3f} "
+                             f"({r.best_status}); omega = 0: {fmt(r.standard_ratio)}")
+            paper = f" (paper: about {PAPER_THRESHOLD})" if self.in_paper_setting(key) else ""
+            lines.append(f"  prophylactic threshold: {self.threshold_text(key)}{paper}")
+        return lines
+
+
+def paper_setting(conv: pd.DataFrame) -> bool:
+    """Whether the configurations of `conv` are all in the paper's setting (PAPER_SETTING)."""
+    return all(col in conv.columns and (conv[col].astype(str) == value).all()
+               for col, value in PAPER_SETTING.items())
+
+
+def threshold_sentence(status: str, value, tolerance: float) -> str:
+    if status == "located":
+        return f"|D_s| = {value:g}"
+    if status == "above":
+        return (f"none below the largest size run (every |D_s| run, up to {value:g}, keeps its best "
+                f"ratio <= 1 + {tolerance:g}; the threshold lies above)")
+    return f"none (no |D_s| run keeps its best ratio <= 1 + {tolerance:g})"
+
+
+def family_name(key: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in key.items())
+
+
+def family_slug(key: dict) -> str:
+    text = "-".join(f"{k}{v}" for k, v in key.items())
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
+
+
+def fmt(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "–"
+    if isinstance(x, (float, np.floating)):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def analyse(frame: pd.DataFrame, metric: str | None = None, start: int | None = None,
+            tolerance: float = TOLERANCE, drift_tolerance: float = DRIFT_TOLERANCE,
+            level: float = LEVEL, n_boot: int = N_BOOT) -> Report:
+    """Analyse a results table (module docstring); ValueError (one line) for bad input."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
+    if not (tolerance >= 0 and drift_tolerance >= 0):
+        raise ValueError("tolerance and drift-tolerance must be non-negative numbers")
+    metric = choose_metric(frame, metric)
+    confs = mad.configurations(frame, metric)
+    start, rule = window(min(int(cf.generations[-1]) for cf in confs), start)
+    family = mad.family_columns(confs)
+    kw = dict(metric=metric, level=level)
+    conv = mad.convergence_table(frame, start=start, tolerance=tolerance,
+                                 drift_tolerance=drift_tolerance, n_boot=n_boot, **kw)
+    report = Report(metric=metric, start=start, window=rule, tolerance=tolerance, level=level,
+                    family=family, conv=conv, ratios=mad.ratio_curves(frame, n_boot=n_boot, **kw),
+                    curves=mad.generation_curves(frame, **kw),
+                    best=mad.best_omega(conv, by=family))
+    parts = []
+    for key, best in report.families(report.best):
+        status, value = mad.threshold(best, tolerance)
+        paper = report.in_paper_setting(key)
+        best = best.assign(
+            threshold=value if status == "located" else np.nan, threshold_status=status,
+            threshold_value=value if value is not None else np.nan,
+            prevented=best["best_ratio"] <= 1 + tolerance,
+            paper_standard=[PAPER_STANDARD.get(int(n), np.nan) if paper else np.nan for n in best["n_synth"]],
+            paper_sims_best=[PAPER_SIMS_BEST.get(int(n), np.nan) if paper else np.nan for n in best["n_synth"]])
+        parts.append(best)
+    report.best = pd.concat(parts, ignore_index=True)
+    return report
+
+
+def figures(report: Report, sizes=(125, 250)) -> list[tuple[str, object]]:
+    """(file stem, matplotlib Figure) of every figure `madlab report` writes: per family the
+    Figure 5 panels and the generation curves."""
+    from analysis import plots
+
+    out = []
+    for key, best in report.families(report.best):
+        suffix = f"-{family_slug(key)}" if key else ""
+        title = family_name(key)
+        out.append((f"figure5{suffix}", plots.figure5(
+            report.rows_of(report.conv, key), report.rows_of(report.ratios, key), best,
+            metric=report.metric, tolerance=report.tolerance, level=report.level, title=title,
+            sizes=sizes)))
+        out.append((f"generations{suffix}", plots.generations_figure(
+            report.rows_of(report.curves, key), metric=report.metric, level=report.level, title=title)))
+    return out
