@@ -5,7 +5,8 @@
 writes tests/data/small_sweep/results.parquet (a Figure 5 grid: |D_s| in {125, 250} x omega in
 {0, 1, 3}, 4 seeds, 6 generations, metrics w2 and fd) and tests/data/small_run/ (one run directory,
 config.json + results.parquet, as `madlab run` writes it). The models are deliberately small (60
-epochs, |D_r| = 500): the set exercises the code paths, it does not reproduce the paper's numbers.
+epochs of minibatch 64 at lr 1e-3, the defaults when the set was first made; |D_r| = 500): the set
+exercises the code paths, it does not reproduce the paper's numbers.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from madlab.store import write_config, write_results
 
 HERE = Path(__file__).resolve().parent
 TINY = dict(loop="augment", algo="sims", seeds=4, gens=6, epochs=60, aux_epochs=30, n_aux=500,
-            n_real=500, n_eval=300, width=32, depth=1, metric=["w2", "fd"])
+            n_real=500, n_eval=300, width=32, depth=1, batch_size=64, lr=1e-3, metric=["w2", "fd"])
 SIZES = (125, 250)
 OMEGAS = (0.0, 1.0, 3.0)
 
