@@ -15,7 +15,7 @@ from madlab.cli import main
 from madlab.config import ConfigError, RunConfig
 from madlab.executors import LocalExecutor
 from madlab.runner import run_config
-from madlab.sweep import SweepSpec, chunk_tasks, open_sweep, parse_values, run_sweep, states
+from madlab.sweep import SweepSpec, chunk_tasks, compute_task, open_sweep, parse_values, run_sweep, states
 
 # closed-form backend: a task takes milliseconds
 GAUSS = {"backend": "gaussian", "gens": 3, "seeds": 4, "n_real": 50, "n_eval": 60, "metric": ["w2", "fd"]}
@@ -254,3 +254,44 @@ def test_a_sweep_killed_with_sigkill_and_rerun_loses_and_duplicates_no_row(tmp_p
     got, want = canonical(resumed), canonical(pd.concat(expected))
     assert list(got.columns) == list(want.columns) and len(got) == len(want)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+def test_status_of_an_unfinished_run_and_sweep(tmp_path, capsys):
+    cfg = RunConfig.from_flat(GAUSS).validate()
+    run_dir = tmp_path / "run"
+    open_sweep(run_dir, SweepSpec(name="r", base=cfg.flat()), chunk_tasks(cfg), kind="run")
+    with pytest.raises(SystemExit):
+        main(["status", str(run_dir)])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "run r: 1 task — 0 done, 0 failed, 1 pending" in out
+    assert "results: none yet (no task of this run has finished)" in out
+    assert "rows" not in out and "sweep" not in out
+
+    s = spec(omega=[0.0, 1.0])
+    tasks = open_sweep(tmp_path / "sweep", s, s.tasks())
+    frame, _ = compute_task(tasks[0])
+    store.write_task_result(tmp_path / "sweep", tasks[0].id, frame)   # finished, not merged yet
+    with pytest.raises(SystemExit):
+        main(["status", str(tmp_path / "sweep")])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "sweep t: 2 tasks — 1 done, 0 failed, 1 pending" in out
+    assert "results: not merged yet (1 finished task under" in out and "0 rows" not in out
+
+
+def test_a_directory_of_madlab_0_1_is_refused_in_one_line(tmp_path, capsys):
+    old = tmp_path / "old"
+    (old / "tasks").mkdir(parents=True)
+    flat = {**RunConfig.from_flat(GAUSS).validate().flat(active_only=False), "edm_checkpoints": ""}
+    (old / "config.json").write_text(json.dumps({"run": "abc", "madlab": "0.1.0", "config": flat}))
+    (old / "sweep.json").write_text(json.dumps({"format": "madlab-sweep/1", "madlab": "0.1.0", "kind": "run",
+                                                 "name": "old", "specs": [], "tasks": []}))
+    before = sorted(p.name for p in old.rglob("*"))
+    for argv in (["run", *sum(([f"--{k.replace('_', '-')}", str(v)] for k, v in GAUSS.items()
+                               if k != "metric"), []), "--out", str(old)],
+                 ["sweep", "--backend", "gaussian", "--omega", "0,1", "--out", str(old)]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_.value.code == 2 and len(err) == 1, err
+        assert "written by madlab 0.1.0" in err[0] and "choose another --out" in err[0]
+    assert sorted(p.name for p in old.rglob("*")) == before

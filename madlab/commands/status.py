@@ -10,18 +10,24 @@ from rich.table import Table
 from typing_extensions import Annotated
 
 from madlab import store
-from madlab.sweep import load_tasks, needs_merge, states
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def status_counts(out: Path) -> dict:
-    """{done, failed, pending, running, tasks, running_now, merged} for sweep directory `out`."""
+    """{name, kind, tasks, active, merged, done, failed, pending, running} for the sweep or run
+    directory `out`."""
+    from madlab.sweep import load_tasks, needs_merge, states
+
     manifest, tasks = load_tasks(out)
     state = states(out, tasks)
     active = store.is_locked(out)
     counts = {s: [t for t in tasks if state[t.id] == s] for s in ("done", "failed", "pending")}
     counts["running"] = [t for t in counts["pending"] if active and store.is_running(out, t.id)]
-    return {"name": manifest.get("name", out.name), "tasks": tasks, "active": active,
-            "merged": not needs_merge(out, tasks, state), **counts}
+    return {"name": manifest.get("name", out.name), "kind": manifest.get("kind", "sweep"),
+            "tasks": tasks, "active": active, "merged": not needs_merge(out, tasks, state), **counts}
 
 
 def register(app: typer.Typer) -> None:
@@ -31,21 +37,30 @@ def register(app: typer.Typer) -> None:
         pending: Annotated[bool, typer.Option("--pending", help="Also list the pending tasks.")] = False,
         traceback: Annotated[bool, typer.Option("--traceback", help="Show the last frames of each failed task's traceback.")] = False,
     ) -> None:
-        """Show how far a sweep got: done / failed / pending tasks, and why the failed ones failed.
+        """Show how far a sweep or run got: done / failed / pending tasks, and why the failed ones failed.
 
-        A failed or pending task is run again by rerunning the same `madlab sweep` command.
+        A failed or pending task is run again by rerunning the same `madlab sweep` or `madlab run` command.
         """
         info = status_counts(out)
         console = Console()
-        n = len(info["tasks"])
-        line = (f"{info['name']}: {n} tasks — {len(info['done'])} done, {len(info['failed'])} failed, "
-                f"{len(info['pending'])} pending")
+        kind, n = info["kind"], len(info["tasks"])
+        line = (f"{kind} {info['name']}: {plural(n, 'task')} — {len(info['done'])} done, "
+                f"{len(info['failed'])} failed, {len(info['pending'])} pending")
         if info["active"]:
             line += f" ({len(info['running'])} running now)"
         console.print(escape(line))
-        rows = store.merged_rows(out)
-        console.print(escape(f"results: {out / store.RESULTS} ({rows} rows"
-                             + ("" if info["merged"] else "; not up to date: rerun the sweep to merge") + ")"))
+        results = out / store.RESULTS
+        if results.exists():
+            rows = store.merged_rows(out)
+            console.print(escape(f"results: {results} ({plural(rows, 'row')}"
+                                 + ("" if info["merged"] else f"; not up to date: rerun the {kind} to merge")
+                                 + ")"))
+        elif info["done"]:
+            console.print(escape(f"results: not merged yet ({plural(len(info['done']), 'finished task')} "
+                                 f"under {out / store.TASKS}; the {kind} merges them into {store.RESULTS} "
+                                 "when it ends, a rerun of the same command too)"))
+        else:
+            console.print(f"results: none yet (no task of this {kind} has finished)")
         if info["failed"]:
             table = Table(title="failed tasks", show_lines=False)
             for col in ("task", "configuration", "kind", "error"):
