@@ -42,6 +42,7 @@ def test_run_writes_config_and_one_tidy_table(finished_run):
     assert config["toy_ddpm"]["width"] == 16 and "edm" not in config and "gaussian" not in config
     assert "dataset" not in frame.columns and "estimator" not in frame.columns   # the active backend's only
     assert "E[dist(G^1)]" in result.stdout and "ratio" in result.stdout
+    assert "plan: 1 task (1 configuration x 1 seed chunk), 6 seed-generations to run" in result.stderr
 
 
 def test_rerunning_the_same_command_redoes_nothing(finished_run):

@@ -1,6 +1,7 @@
 """Sweeps: grid expansion, stable task ids, one merged table, resume, failures, SIGKILL safety."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -295,3 +296,51 @@ def test_a_directory_of_madlab_0_1_is_refused_in_one_line(tmp_path, capsys):
         assert exit_.value.code == 2 and len(err) == 1, err
         assert "written by madlab 0.1.0" in err[0] and "choose another --out" in err[0]
     assert sorted(p.name for p in old.rglob("*")) == before
+
+
+# --------------------------------------------------------------------------- the plan
+
+SMALL = ["--backend", "gaussian", "--omega", "0,1", "--n-synth", "20,40", "--seeds", "4", "--seed-chunk", "2",
+         "--gens", "10", "--n-real", "50", "--n-eval", "60", "--metric", "fd"]
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    out = tmp_path / "s"
+    result = cli("sweep", *SMALL, "--dry-run", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert not out.exists()
+    text = " ".join(result.stdout.split())
+    assert "plan: 8 tasks (4 configurations x 2 seed chunks), 160 seed-generations to run; estimated" in text
+    assert "an estimate from a probe of 1 seed x 1 generation" in text
+    runs = re.findall(r"\b[0-9a-f]{12}\b", text)
+    assert len(runs) == len(set(runs)) == 4                               # one row per configuration
+
+
+def test_every_sweep_prints_its_plan_and_later_plans_use_the_measured_tasks(tmp_path):
+    out = tmp_path / "s"
+    first = cli("sweep", *SMALL, "--quiet", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "plan: 8 tasks (4 configurations x 2 seed chunks), 160 seed-generations to run" in first.stderr
+    again = cli("sweep", *SMALL, "--omega", "0,1,2", "--dry-run", "--out", str(out))
+    text = " ".join(again.stdout.split())
+    assert "plan: 12 tasks (6 configurations x 2 seed chunks; 8 already done), 80 seed-generations to run" in text
+    assert "an estimate from the timing of 8 finished tasks in" in text and "probe" not in text
+
+
+def test_a_pending_chunk_is_estimated_at_its_finished_twins_measured_cost(tmp_path):
+    from madlab.plan import make_plan, work
+
+    s = spec(n_synth=[20])
+    s.seed_chunk = 2
+    tasks = open_sweep(tmp_path, s, s.tasks())
+    frame, _ = compute_task(tasks[0])
+    store.write_task_result(tmp_path, tasks[0].id, frame)
+    plan = make_plan(tmp_path, tasks, probe=False)
+    measured = frame.drop_duplicates("generation")[TIMES].to_numpy().sum()
+    assert plan.seconds(tasks[1]) == pytest.approx(measured)          # same configuration and chunk size
+    assert plan.todo() == [tasks[1]] and "the timing of 1 finished task" in plan.basis
+    bigger = {**tasks[0].config, "n_synth": 40, "n_real": 100}
+    assert work(bigger) > work(tasks[0].config)
+    ddpm = RunConfig.from_flat(epochs=10).validate().flat()
+    assert work({**ddpm, "algo": "sims"}) > work({**ddpm, "algo": "standard"})
+    assert work({**ddpm, "epochs": 20.0}) > work(ddpm)

@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         """
         from madlab.commands.sweep import run_with_progress
         from madlab.executors import LocalExecutor
+        from madlab.plan import make_plan
         from madlab.runner import check_environment
         from madlab.store import check_run_dir, load_results, read_failure, write_config
         from madlab.sweep import SweepSpec, chunk_tasks, needs_merge, open_sweep, states
@@ -63,6 +64,7 @@ def register(app: typer.Typer) -> None:
             print_summary(load_results(out_dir), out_dir)
             return
         write_config(out_dir, cfg)
+        stderr.print(make_plan(out_dir, tasks, threads=0).line(), markup=False)
         label = f"{cfg.loop.kind}/{cfg.algo.name} w={cfg.algo.omega:g}"
         counts = run_with_progress(out_dir, tasks, LocalExecutor(jobs=1, threads=0), label, progress)
         if counts["failed"]:

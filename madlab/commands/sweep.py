@@ -98,6 +98,33 @@ def report_outcome(out: Path, counts: dict, total: int) -> None:
         raise typer.Exit(1)
 
 
+def print_plan(plan, jobs: Optional[int], bare: bool) -> None:
+    """--dry-run: one row per configuration (its seed chunks are its tasks), then the totals."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from madlab.plan import duration
+
+    table = Table(title="madlab sweep --dry-run: the plan (nothing written)")
+    for col in ("configuration", "run", "tasks", "seeds", "generations", "seed-generations", "done", "estimate"):
+        table.add_column(col, justify="left" if col in ("configuration", "run") else "right")
+    for run in plan.configurations:
+        mine = [t for t in plan.tasks if t.run == run]
+        first = mine[0]
+        where = " ".join(f"{k}={v}" for k, v in first.point.items()) or "(one configuration)"
+        seconds = [plan.seconds(t) for t in mine if plan.states.get(t.id) != "done"]
+        estimate = "–" if not seconds else "?" if None in seconds else duration(sum(seconds))
+        table.add_row(escape(where), run, str(len(mine)), str(sum(t.config["seeds"] for t in mine)),
+                      str(first.config["gens"]), f"{plan.seed_generations(mine):,}",
+                      str(sum(plan.states.get(t.id) == "done" for t in mine)), estimate)
+    Console(width=max(Console().width, 110)).print(table)
+    if bare:
+        print("no grid given: madlab run's default configuration as a sweep")
+    print(plan.line(jobs))
+    print("the estimate scales a measured cost per seed-generation by each configuration's sizes "
+          "(madlab/plan.py); seeds trained together in large chunks usually run faster per seed")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("sweep", cls=GroupedCommand)
     @config_options("sweep", own_first=True)
@@ -106,6 +133,7 @@ def register(app: typer.Typer) -> None:
         preset: Annotated[Optional[str], typer.Option(help=f"Run a packaged sweep file instead: {', '.join(presets.available())}.", rich_help_panel=SWEEP)] = None,
         out: Annotated[Optional[Path], typer.Option(help="Sweep directory [default: sweeps/<name> for a file or preset, sweeps/sweep-<hash> otherwise]. Rerunning the same sweep there skips finished tasks and retries failed ones.", rich_help_panel=SWEEP)] = None,
         extend: Annotated[bool, typer.Option("--extend", help="Add this sweep's new tasks to an existing sweep directory (otherwise a different grid there is refused).", rich_help_panel=SWEEP)] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan — every configuration's seed chunks (tasks), the seed-generations and an estimated cost — and stop; nothing is written.", rich_help_panel=SWEEP)] = False,
         executor: Annotated[Executor, typer.Option(help="Where tasks run: local processes, Slurm job arrays (madlab[slurm]), or a Dask cluster (madlab[dask]).", rich_help_panel=SWEEP)] = Executor.local,
         threads: Annotated[int, typer.Option(help="Torch threads per task (0: torch's default).", rich_help_panel=SWEEP)] = 1,
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show progress over tasks on stderr.", rich_help_panel=SWEEP)] = True,
@@ -133,6 +161,7 @@ def register(app: typer.Typer) -> None:
         madlab sweep my.toml --out sweeps/c --executor dask --scheduler tcp://10.0.0.1:8786
         """
         from madlab.executors import make_executor
+        from madlab.plan import make_plan
         from madlab.runner import check_environment
         from madlab.sweep import open_sweep
 
@@ -143,9 +172,17 @@ def register(app: typer.Typer) -> None:
                                partition=partition, time_min=time_min, gpus_per_task=gpus_per_task,
                                cpus_per_task=cpus_per_task, mem_gb=mem_gb,
                                array_parallelism=array_parallelism, cluster=slurm_cluster)
+        out_dir = out or default_out(spec, file is not None or preset is not None, tasks)
+        bare = file is None and preset is None and not any(v is not None for v in grid.values())
+        local = executor.value == "local"
+        if dry_run:
+            print_plan(make_plan(out_dir, tasks, threads=threads, probe=local), jobs if local else None, bare)
+            return
         if hasattr(runner, "connect"):              # a scheduler that cannot be reached: nothing written
             runner.connect()
-        out_dir = out or default_out(spec, file is not None or preset is not None, tasks)
         all_tasks = open_sweep(out_dir, spec, tasks, extend=extend)
+        plan = make_plan(out_dir, all_tasks, threads=threads, probe=local)
+        stderr.print(("no grid given: madlab run's default configuration as a sweep; " if bare else "")
+                     + plan.line(jobs if local else None), markup=False)
         counts = run_with_progress(out_dir, all_tasks, runner, f"{spec.name} ({runner.name})", progress)
         report_outcome(out_dir, counts, len(all_tasks))

@@ -1,0 +1,211 @@
+"""What a sweep or run is about to do, before it starts: its tasks, seed-generations and an
+estimated cost from a measured cost per seed-generation.
+
+The estimate is seconds per unit of work x the work left, where a configuration's work per
+seed-generation (`work`) is a rough model of what it computes (training rows x epochs, sampled
+rows x steps, exact OT on n_eval points), so one measurement per backend scales to every
+configuration of a grid. The seconds per unit of work come from, in this order:
+
+1. the finished tasks already in the directory: their timing columns (wall seconds of training,
+   sampling and evaluation per generation, measured where they ran);
+2. a probe: one seed x one generation of the heaviest pending configuration of each backend, run
+   here in this process with the tasks' torch threads (only for the local executor, and only when
+   the work left is at least PROBE_MIN seed-generations, so the probe stays a small share).
+
+It stays an estimate: seeds trained together in one tensor cost less per seed than a probe's lone
+seed (large chunks run faster than estimated), and a shared machine's load changes the rate.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from madlab import store
+
+PROBE_MIN = 20          # seed-generations left below which no probe runs (it would cost a large share)
+OT_UNITS = 2000         # work units per (n_eval)^2 of exact OT (w1/w2), against the DDPM's row units
+
+
+def work(options: dict[str, Any], generations: int | None = None) -> float:
+    """Relative work of one seed-generation of a configuration (flat options), averaged over its
+    first `generations` generations (default: all). Units are comparable within one backend only."""
+    o = options
+    gens = generations or o["gens"]
+    kind, n_real, n_synth = o["loop"], o["n_real"], o["n_synth"]
+    sizes = []                                   # |D^t| for t = 1..gens
+    for t in range(1, gens + 1):
+        if t == 1:
+            sizes.append(n_real)
+        elif kind == "fully-synthetic":
+            sizes.append(n_synth)
+        elif kind == "accumulate":
+            sizes.append(n_real + (t - 1) * n_synth)
+        else:
+            sizes.append(n_real + n_synth)
+    data = sum(sizes) / len(sizes)
+    sims = o["algo"] != "standard"
+    metrics = o.get("metric") or []
+    ot = OT_UNITS * o["n_eval"] ** 2 * sum(m in ("w1", "w2") for m in metrics)
+    if o["backend"] == "toy-ddpm":
+        row = o["width"] ** 2 * 2 * max(o["depth"], 1) + 4 * o["width"]        # multiply-adds per row
+        train = 3 * (o["epochs"] * data + (o["aux_epochs"] * o["n_aux"] if sims else 0))
+        guided = 2 if sims and o["omega"] != 0 else 1
+        sample = o["T"] * ((o["n_aux"] if sims else 0) + guided * (n_synth + o["n_eval"]))
+        return row * (train + sample) + ot
+    if o["backend"] == "edm":
+        images = (o["epochs"] * 1000 if o.get("edm_budget") == "kimg" else o["epochs"] * data)
+        aux = (o["aux_epochs"] * (1000 if o.get("edm_budget") == "kimg" else o["n_aux"])) if sims else 0
+        guided = 2 if sims and o["omega"] != 0 else 1
+        sample = 2 * o["edm_steps"] * ((o["n_aux"] if sims else 0) + guided * (n_synth + o["n_eval"]))
+        return 3 * (images + aux) + sample + ot / OT_UNITS
+    return data + n_synth + (o["n_aux"] if sims else 0) + o["n_eval"] + ot / OT_UNITS   # gaussian: closed form
+
+
+@dataclass
+class Plan:
+    """The tasks of a sweep or run, what is done, and the estimate."""
+
+    tasks: list                        # madlab.sweep.Task
+    states: dict[str, str]             # task id -> done | failed | pending
+    rates: dict[str, float] = field(default_factory=dict)   # backend -> seconds per work unit
+    basis: str = ""                    # what the rates were measured from
+    probe_seconds: float = 0.0
+
+    @property
+    def configurations(self) -> list[str]:
+        return list(dict.fromkeys(t.run for t in self.tasks))
+
+    def todo(self) -> list:
+        return [t for t in self.tasks if self.states.get(t.id) != "done"]
+
+    def seed_generations(self, tasks=None) -> int:
+        return sum(t.config["seeds"] * t.config["gens"] for t in (self.tasks if tasks is None else tasks))
+
+    def seconds(self, task) -> float | None:
+        """Estimated seconds of one task (None without a rate for its backend)."""
+        rate = self.rates.get(task.config["backend"])
+        if rate is None:
+            return None
+        return rate * work(task.config) * task.config["seeds"] * task.config["gens"]
+
+    def total_seconds(self) -> float | None:
+        times = [self.seconds(t) for t in self.todo()]
+        return None if any(s is None for s in times) else sum(times)
+
+    def line(self, jobs: int | None = None) -> str:
+        """The one-line plan printed when a sweep or run starts."""
+        n, runs, done = len(self.tasks), len(self.configurations), len(self.tasks) - len(self.todo())
+        chunks = n / max(runs, 1)
+        shape = (f"{runs} configuration{'s' * (runs != 1)} x {chunks:g} seed chunk{'s' * (chunks != 1)}"
+                 if chunks == int(chunks) else f"{runs} configurations in seed chunks")
+        text = (f"plan: {n} task{'s' * (n != 1)} ({shape}"
+                + (f"; {done} already done" if done else "") + f"), "
+                f"{self.seed_generations(self.todo()):,} seed-generations to run")
+        return text + "; " + self.estimate_text(jobs)
+
+    def estimate_text(self, jobs: int | None = None) -> str:
+        total = self.total_seconds()
+        if not self.todo():
+            return "nothing left to run"
+        if total is None:
+            return f"no cost estimate ({self.basis or 'nothing measured yet'})"
+        parallel = max(1, min(jobs or 1, len(self.todo())))
+        wall = f"{duration(total / parallel)} with --jobs {parallel}" if jobs and jobs > 1 else duration(total)
+        return f"estimated {wall} (an estimate from {self.basis})"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"~{seconds:.0f} s"
+    if seconds < 5400:
+        return f"~{seconds / 60:.0f} min"
+    return f"~{seconds / 3600:.1f} h"
+
+
+def measured_rates(out: Path, tasks) -> tuple[dict[str, float], str]:
+    """Seconds per work unit per backend from the finished tasks of `tasks` in `out`."""
+    import pandas as pd
+
+    seconds: dict[str, float] = {}
+    units: dict[str, float] = {}
+    used = 0
+    for task in tasks:
+        path = store.task_paths(out, task.id)["done"]
+        if not path.exists():
+            continue
+        try:
+            frame = pd.read_parquet(path)
+        except Exception:  # noqa: BLE001 - an unreadable file is no measurement
+            continue
+        timing = [c for c in ("time_train_s", "time_synth_s", "time_eval_s") if c in frame.columns]
+        if not timing:
+            continue
+        spent = float(frame.drop_duplicates("generation")[timing].to_numpy().sum())
+        backend = task.config["backend"]
+        seconds[backend] = seconds.get(backend, 0.0) + spent
+        units[backend] = units.get(backend, 0.0) + work(task.config) * task.config["seeds"] * task.config["gens"]
+        used += 1
+    rates = {b: seconds[b] / units[b] for b in seconds if units[b] > 0}
+    return rates, (f"the timing of {used} finished task{'s' * (used != 1)} in {out}" if rates else "")
+
+
+def probe_rates(tasks, threads: int) -> tuple[dict[str, float], str, float]:
+    """Seconds per work unit per backend from one seed x one generation of each backend's
+    heaviest configuration among `tasks`, run in this process."""
+    import torch
+
+    from madlab.config import RunConfig
+    from madlab.runner import run_config
+    from madlab.sweep import Task
+
+    heaviest: dict[str, Task] = {}
+    for task in tasks:
+        backend = task.config["backend"]
+        if backend not in heaviest or work(task.config) > work(heaviest[backend].config):
+            heaviest[backend] = task
+    rates, labels, spent = {}, [], 0.0
+    previous = torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        for backend, task in heaviest.items():
+            config = {**task.config, "seeds": 1, "gens": 1}
+            cfg = RunConfig.from_flat(config).validate()
+            start = time.perf_counter()
+            try:
+                run_config(cfg)
+            except Exception as err:  # noqa: BLE001 - a failing probe leaves no estimate, not a crash
+                labels.append(f"{backend}: the probe failed ({type(err).__name__})")
+                continue
+            seconds = time.perf_counter() - start
+            spent += seconds
+            rates[backend] = seconds / work(config, 1)
+            where = " ".join(f"{k}={v}" for k, v in task.point.items())
+            labels.append(f"{backend}{' ' + where if where else ''}: {seconds:.2f} s")
+    finally:
+        torch.set_num_threads(previous)
+    basis = "a probe of 1 seed x 1 generation here (" + "; ".join(labels) + "), scaled by each configuration's sizes"
+    return rates, basis, spent
+
+
+def make_plan(out: Path, tasks, *, threads: int = 1, probe: bool = True) -> Plan:
+    """The plan of `tasks` in directory `out` (which may not exist yet): states, and rates from
+    the finished tasks there, else (with `probe`) from a probe."""
+    from madlab.sweep import states
+
+    out = Path(out)
+    state = states(out, tasks) if out.exists() else {t.id: "pending" for t in tasks}
+    plan = Plan(tasks=tasks, states=state)
+    plan.rates, plan.basis = measured_rates(out, tasks) if out.exists() else ({}, "")
+    todo = plan.todo()
+    missing = [t for t in todo if t.config["backend"] not in plan.rates]
+    if missing and probe and plan.seed_generations(missing) >= PROBE_MIN:
+        rates, basis, plan.probe_seconds = probe_rates(missing, threads)
+        plan.rates.update(rates)
+        plan.basis = "; ".join(b for b in (plan.basis, basis) if b)
+    elif missing and not plan.basis:
+        plan.basis = ("too little work to be worth a probe" if probe else
+                      "nothing measured yet: no finished task here, and this executor runs no probe")
+    return plan
