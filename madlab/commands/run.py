@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
             print_summary(load_results(out_dir), out_dir)
             return
         write_config(out_dir, cfg)
-        stderr.print(make_plan(out_dir, tasks, threads=0).line(), markup=False)
+        stderr.print(make_plan(out_dir, tasks, threads=0).line(), markup=False, soft_wrap=True)
         label = f"{cfg.loop.kind}/{cfg.algo.name} w={cfg.algo.omega:g}"
         counts = run_with_progress(out_dir, tasks, LocalExecutor(jobs=1, threads=0), label, progress)
         if counts["failed"]:
