@@ -65,6 +65,9 @@ def test_task_ids_are_stable_and_do_not_depend_on_how_the_grid_is_written():
     c = SweepSpec.from_dict({"base": {**GAUSS, "n-synth": 20}, "grid": {"omega": [0, 1]}}).tasks()
     assert {t.id for t in a} == {t.id for t in b}
     assert {t.id for t in c} < {t.id for t in a}
+    dotted = SweepSpec.from_dict({"base": {**GAUSS, "loop.n_synth": 20}, "grid": {"algo.omega": [0, 1]}})
+    assert dotted.base["n_synth"] == 20 and dotted.grid == {"omega": [0.0, 1.0]}   # flat names inside
+    assert {t.id for t in dotted.tasks()} == {t.id for t in c}
     # the same configuration run alone (madlab run) makes the same task
     cfg = RunConfig.from_flat(**{**GAUSS, "omega": 1.0, "n_synth": 40}).validate()
     assert chunk_tasks(cfg)[0].id in {t.id for t in a}
