@@ -22,10 +22,10 @@ def one_generation(streams: SeedStreams, epochs=100, aux_epochs=50, n=1250, n_au
     chunks = lambda k: -(-k // RANDOM_CHUNK)  # noqa: E731
     for points, n_epochs in ((n, epochs), (n_aux, aux_epochs)):
         for _ in range(chunks(n_epochs)):
-            randn(streams.generators("train"), (RANDOM_CHUNK, points, dim + 2))
+            randn(streams.keys("train"), (RANDOM_CHUNK, points, dim + 2))
     for points in (n_aux, n_synth, n_eval):
         for _ in range(chunks(T + 1)):
-            randn(streams.generators("eval"), (RANDOM_CHUNK, points, dim))
+            randn(streams.keys("eval"), (RANDOM_CHUNK, points, dim))
 
 
 def main(argv=None) -> None:

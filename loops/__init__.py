@@ -6,9 +6,9 @@ from loops.algorithms import ALGORITHMS, Sims, SimsParam, Standard, Trained, mak
 from loops.kinds import LOOP_KINDS
 from loops.loop import GenerationRecord, Loop
 from loops.protocol import Backend, Target
-from loops.rng import SeedStreams
+from loops.rng import SeedStreams, StreamKeys
 
 __all__ = [
     "ALGORITHMS", "LOOP_KINDS", "Backend", "GenerationRecord", "Loop", "SeedStreams", "Sims",
-    "SimsParam", "Standard", "Target", "Trained", "make_algorithm",
+    "SimsParam", "Standard", "StreamKeys", "Target", "Trained", "make_algorithm",
 ]

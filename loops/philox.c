@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define LANES 16  /* Philox blocks computed side by side (vector loops) */
+#define LANES 64  /* Philox blocks computed side by side (vector loops; 16: 1.5x slower) */
 
 static const uint32_t PHILOX_M0 = 0xD2511F53u, PHILOX_M1 = 0xCD9E8D57u;
 static const uint32_t PHILOX_W0 = 0x9E3779B9u, PHILOX_W1 = 0xBB67AE85u;
