@@ -18,21 +18,23 @@ block p // PER[kind]:
 
 **CPU and CUDA give the same bits.** The integer part is exact everywhere (uint32 arithmetic
 emulated in int64: a 32 x 32-bit product fits in 64 bits, its high and low words are taken by
-shift and mask, and int64 multiplication wraps on every torch device). Box-Muller needs ln, cos
-and sin, whose library implementations differ between glibc, Sleef and CUDA's libdevice by an ulp
-here and there; so they are not used. ln u and cos / sin(2 pi u) are written as range reduction
-by exact bit operations plus polynomials evaluated in a fixed order of float64 +, -, * and /,
-which IEEE 754 rounds correctly, hence identically, on every device; the square root too is
-Newton steps of multiplications (torch's CPU sqrt is not correctly rounded, CUDA's is). torch runs
-each operation as a separate kernel (no fused multiply-add), and philox.c is compiled with
--ffp-contract=off. The
-float32 numbers are these float64 values rounded to nearest. tests/test_rng.py checks the C kernel
-against these torch ops bit for bit; the GPU check runs the same comparison on CUDA.
+shift and mask, and int64 multiplication wraps on every torch device). Box-Muller needs ln, sqrt,
+cos and sin, whose library versions differ between glibc, MKL / Sleef (torch's CPU kernels) and
+CUDA's libdevice by an ulp here and there (torch's CPU float64 sqrt is not even correctly rounded:
+1.3 % of inputs are an ulp off), so none is used: the range reductions are exact bit operations
+(frexp, octants of the 32- or 53-bit integer) and the rest is polynomials and Newton steps in a
+fixed order of float64 +, -, * and /, each of which IEEE 754 rounds correctly, hence identically,
+on every device. torch runs each operation as its own kernel (nothing can be fused into a
+multiply-add), philox.c is compiled with -ffp-contract=off, and the float32 numbers are those
+float64 values rounded to nearest. So the CPU kernel, torch ops on the CPU and torch ops on CUDA
+agree bit for bit, with no exception. tests/test_rng.py checks the C kernel against the torch ops
+on the CPU, and CUDA against the CPU where a GPU is present (not yet run on one). Do not
+torch.compile these functions: a compiler may fuse a * b + c into one rounding.
 
-Accuracy: the polynomials' truncation error is below 2^-56 relative; the float64 normals carry a
-few ulp of rounding, the float32 normals are the correctly rounded value of that float64 number
-but where it lies within a few float64 ulp of a float32 rounding boundary (never a concern for
-sampling, and identical on every device).
+Accuracy: the series are truncated below 2^-56 relative; ln, sqrt, cos and sin come out within
+2.1 ulp of libm's (tests/test_rng.py), so a float32 normal is the correctly rounded Box-Muller
+value except where that lies within a few float64 ulp of a float32 rounding boundary (about one
+number in 10^8, then one float32 ulp away, the same on every device).
 """
 from __future__ import annotations
 

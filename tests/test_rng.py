@@ -178,3 +178,23 @@ def test_stream_keys_reject_what_they_cannot_hold():
         StreamKeys(torch.zeros(3, dtype=torch.int32))
     with pytest.raises(ValueError, match="non-negative"):
         SeedStreams([1]).keys("eval").randn(3, offset=-1)
+
+
+def test_draws_happen_on_the_keys_device_without_the_host(monkeypatch):
+    """Keys on another device (torch's "meta" device stands in for a GPU here) draw there, through
+    torch ops: the C kernel is never called and no number is made on the host; the targets'
+    real samples come out on that device too."""
+    from toy.targets import paper_gaussian, two_mode_mixture
+
+    def host(*args):
+        raise AssertionError("drawn on the host")
+    monkeypatch.setattr(philox, "draw_native", host)
+    streams = SeedStreams([1, 2], device="meta")
+    keys = streams.keys("train", 4)
+    assert keys.device.type == "meta" and keys.fold(3).device.type == "meta"
+    for draw in (keys.randn, keys.rand):
+        for dtype in (torch.float32, torch.float64):
+            x = draw((3, 5), offset=7, dtype=dtype)
+            assert x.device.type == "meta" and x.shape == (2, 3, 5) and x.dtype == dtype
+    assert paper_gaussian().sample(10, streams.keys("real")).device.type == "meta"
+    assert two_mode_mixture().sample(10, streams.keys("real")).device.type == "meta"
