@@ -188,15 +188,16 @@ class SeedStreams:
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be distinct")
         self.device = torch.device(device)
+        bits = derive_keys(self.seeds).view(np.int64)   # splitmix(seed), moved to the device once
+        self._base = StreamKeys(torch.from_numpy(bits.copy()).to(self.device))
 
     def __len__(self) -> int:
         return len(self.seeds)
 
     def keys(self, purpose: str, generation: int = 0, step: int = 0) -> StreamKeys:
-        """Every seed's stream for (purpose, generation, step)."""
-        code = PURPOSES[purpose]
-        bits = derive_keys(self.seeds, code, generation, step).view(np.int64)
-        return StreamKeys(torch.from_numpy(bits.copy()).to(self.device))
+        """Every seed's stream for (purpose, generation, step): derive_keys(seeds, purpose code,
+        generation, step), hashed on the device (nothing crosses from the host)."""
+        return self._base.fold(PURPOSES[purpose], generation, step)
 
     def subset(self, index: Sequence[int]) -> "SeedStreams":
         return SeedStreams([self.seeds[i] for i in index], self.device)

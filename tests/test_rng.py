@@ -108,6 +108,7 @@ def test_fold_and_split_hash_keys_as_seedstreams_does():
     seeds = [0, 3, 2 ** 40, 2 ** 63 + 5]
     keys = SeedStreams(seeds).keys("train", 7, 2)
     want = derive_keys(np.array(seeds, dtype=np.uint64), 2, 7, 2, 11, 4).view(np.int64)
+    assert keys.keys.tolist() == derive_keys(np.array(seeds, dtype=np.uint64), 2, 7, 2).view(np.int64).tolist()
     assert keys.fold(11, 4).keys.tolist() == want.tolist()
     children = keys.split(3)
     assert len(children) == 12
