@@ -10,7 +10,7 @@ Layout (shared with philox.c, which is the CPU kernel). Stream = (key, kind); bl
 Philox output of the counter (b mod 2^32, b div 2^32, kind, 0). Number p of a draw comes from
 block p // PER[kind]:
 
-    kind 0  float32 uniform on [0, 1): (w >> 8) 2^-24, every value exactly representable; 4 per block
+    kind 0  float32 uniform on [0, 1): (w >> 8) 2^-24 (exactly representable); 4 per block
     kind 1  float32 normal: Box-Muller on the pairs (w0, w1), (w2, w3), computed in float64 from
             u1 = 1 - w0 2^-32 in (0, 1] and u2 = w1 2^-32, then rounded; |z| <= 6.66; 4 per block
     kind 2  float64 uniform: 53 bits, ((w0 >> 5) 2^26 + (w1 >> 6)) 2^-53; 2 per block
@@ -141,7 +141,7 @@ def _bits53(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def numbers(kind: int, w) -> torch.Tensor:
-    """The numbers of blocks with words w = (w0, w1, w2, w3), each [..., B]: [..., B * PER[kind]]."""
+    """The numbers of blocks with words w = (w0, w1, w2, w3), each [..., B]: [..., B PER[kind]]."""
     w0, w1, w2, w3 = w
     if kind == UNIFORM32:
         v = [(x >> 8).to(torch.float32) * 2.0 ** -24 for x in w]
@@ -186,7 +186,7 @@ _LIB: dict[str, object] = {}
 
 
 def kernel():
-    """philox.c loaded, or None (no C compiler, or MADLAB_KERNELS=torch): torch ops then, same bits."""
+    """philox.c loaded, or None (no C compiler, or MADLAB_KERNELS=torch): torch ops, same bits."""
     if os.environ.get("MADLAB_KERNELS", "").strip().lower() == "torch":
         return None
     if "lib" not in _LIB:

@@ -35,9 +35,9 @@ class Backend(Protocol):
 
     def sample(self, model: Model, n: int, keys: StreamKeys, *,
                guide: Model | None = None, omega: float = 0.0) -> torch.Tensor:
-        """Draw [N, n, ...] samples, member k's from stream keys[k]. With a guidance partner `guide` and weight omega the
-        sampler follows (1 + omega) * s_model - omega * s_guide (SIMS, Eq. 5); omega == 0
-        must not evaluate the partner at all."""
+        """Draw [N, n, ...] samples, member k's from stream keys[k]. With a guidance partner `guide`
+        and weight omega the sampler follows (1 + omega) * s_model - omega * s_guide (SIMS, Eq. 5);
+        omega == 0 must not evaluate the partner at all."""
 
     def combine(self, models: Sequence[Model], weights: Sequence[float]) -> Model:
         """Parameter-space combination sum_i weights[i] * theta_i (SIMS, Eq. 6)."""

@@ -50,7 +50,8 @@ def test_a_seeds_draws_are_the_same_alone_beside_others_and_in_pieces():
         for draw in ("randn", "rand"):
             whole = getattr(together, draw)((4, 7, 3), dtype=dtype)
             for k, seed in enumerate([5, 2, 9]):
-                alone = getattr(SeedStreams([seed]).keys("train", 3, 1), draw)((4, 7, 3), dtype=dtype)
+                keys = SeedStreams([seed]).keys("train", 3, 1)
+                alone = getattr(keys, draw)((4, 7, 3), dtype=dtype)
                 assert torch.equal(alone[0], whole[k])
                 assert torch.equal(getattr(together[k], draw)((4, 7, 3), dtype=dtype)[0], whole[k])
             flat = whole.flatten(1)
