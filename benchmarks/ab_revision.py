@@ -10,16 +10,14 @@ import argparse
 
 import torch
 
-from benchmarks.before_after import load_before
+from benchmarks.before_after import load_before, streams_of
 from benchmarks.common import best_interleaved, machine, one_thread
-from loops.rng import SeedStreams
 from toy import ddpm
 
 
 def block_step(module, seeds: int, rows: int):
     b = module.ToyDDPM(module.DDPMConfig(kernels="fused"))
-    streams = SeedStreams(range(seeds))
-    _, p = b._pack(b.init(streams.generators("init")), 0, seeds)
+    _, p = b._pack(b.init(streams_of(module, range(seeds))("init")), 0, seeds)
     grads = b._views(torch.empty(sum(v.numel() for v in p.values())), seeds)
     g = torch.Generator().manual_seed(0)
     x, eps = torch.randn(seeds, rows, 2, generator=g), torch.randn(seeds, rows, 2, generator=g)

@@ -17,26 +17,49 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from benchmarks.common import best_of, machine, one_thread
+from loops import rng
 from loops.rng import SeedStreams
 from toy.ddpm import DDPMConfig, ToyDDPM
 
 BASE = "9498e63"  # the core engine commit
 
 
-def load_before(rev: str):
-    src = subprocess.run(["git", "show", f"{rev}:toy/ddpm.py"], capture_output=True, text=True,
+def _load(rev: str, path: str, name: str, replace: tuple[str, str] | None = None):
+    src = subprocess.run(["git", "show", f"{rev}:{path}"], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[1]).stdout
-    path = Path(tempfile.mkdtemp()) / "ddpm_before.py"
-    path.write_text(src)
-    spec = importlib.util.spec_from_file_location("ddpm_before", path)
+    if replace:
+        src = src.replace(*replace)
+    file = Path(tempfile.mkdtemp()) / f"{name}.py"
+    file.write_text(src)
+    spec = importlib.util.spec_from_file_location(name, file)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["ddpm_before"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_before(rev: str):
+    """toy/ddpm.py at `rev`, drawing from loops/rng.py at `rev` (its `rng` attribute): an old
+    module gets the per-seed torch.Generator streams it was written for."""
+    tag = rev.replace("~", "_").replace("^", "_").replace("/", "_")
+    rng = _load(rev, "loops/rng.py", f"rng_before_{tag}")
+    module = _load(rev, "toy/ddpm.py", f"ddpm_before_{tag}",
+                   ("from loops.rng import", f"from rng_before_{tag} import"))
+    module.rng = rng
+    return module
+
+
+def streams_of(module, seeds) -> "Callable":
+    """purpose, generation -> what `module`'s backend takes: StreamKeys, or (before the counter-based
+    streams) a list of torch.Generators. A module from `load_before` brings its own loops/rng.py;
+    any other (the working tree's) uses the working tree's."""
+    s = getattr(module, "rng", rng).SeedStreams(seeds)
+    return s.keys if hasattr(s, "keys") else s.generators
 
 
 def main(argv=None) -> None:
@@ -52,18 +75,19 @@ def main(argv=None) -> None:
     s = SeedStreams(range(args.seeds))
     now = DDPMConfig()
     same = dict(batch_size=now.batch_size, lr=now.lr)  # the "before" defaults were batch 64, lr 1e-3
-    variants = (("before", before.ToyDDPM(before.DDPMConfig(**same))),
-                ("torch ops", ToyDDPM(DDPMConfig(kernels="torch"))),
-                ("fused", ToyDDPM(DDPMConfig(kernels="fused"))))
-    model = variants[-1][1].init(s.generators("init"))
+    old = streams_of(before, range(args.seeds))
+    variants = (("before", before.ToyDDPM(before.DDPMConfig(**same)), old),
+                ("torch ops", ToyDDPM(DDPMConfig(kernels="torch")), s.keys),
+                ("fused", ToyDDPM(DDPMConfig(kernels="fused")), s.keys))
+    model = variants[-1][1].init(s.keys("init"))
     data = torch.randn(args.seeds, 1250, 2)
     guide = copy.deepcopy(model)
     steps = args.epochs * math.ceil(1250 / min(now.batch_size, 1250))
     rows = []
-    for name, b in variants:
-        b.train(model, data, 1, s.generators("train"))
-        _, train_cpu = best_of(lambda: b.train(model, data, args.epochs, s.generators("train")), 2)
-        _, sample_cpu = best_of(lambda: b.sample(model, args.n_sample, s.generators("eval"),
+    for name, b, keys in variants:
+        b.train(model, data, 1, keys("train"))
+        _, train_cpu = best_of(lambda: b.train(model, data, args.epochs, keys("train")), 2)
+        _, sample_cpu = best_of(lambda: b.sample(model, args.n_sample, keys("eval"),
                                                  guide=guide, omega=3.0), 2)
         rows.append((name, train_cpu, sample_cpu))
         print(f"{name:>9}: train {train_cpu / steps / args.seeds * 1e6:8.0f} us CPU per seed-step "

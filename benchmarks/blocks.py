@@ -33,12 +33,12 @@ def main(argv=None) -> None:
                 for sb in (int(s) for s in args.blocks.split(","))}
     any_b = next(iter(variants.values()))
     streams = SeedStreams(range(args.seeds))
-    model = any_b.init(streams.generators("init"))
+    model = any_b.init(streams.keys("init"))
     data = torch.randn(args.seeds, 1250, 2)
     batch = min(any_b.config.batch_size, 1250)
     steps = args.epochs * math.ceil(1250 / batch)
     a = torch.randn(2048, 2048)
-    fns = {sb: (lambda b=b: b.train(model, data, args.epochs, streams.generators("train")))
+    fns = {sb: (lambda b=b: b.train(model, data, args.epochs, streams.keys("train")))
            for sb, b in variants.items()}
     best = best_interleaved({**fns, "peak": lambda: a @ a}, args.rounds)
     peak = 2 * 2048 ** 3 / best.pop("peak")
@@ -51,7 +51,7 @@ def main(argv=None) -> None:
 
     samplers = {r: ToyDDPM(DDPMConfig(sample_rows=r, kernels=args.kernels))
                 for r in (int(s) for s in args.sample_rows.split(",") if s)}
-    best = best_interleaved({r: (lambda b=b: b.sample(model, args.n_sample, streams.generators("eval"),
+    best = best_interleaved({r: (lambda b=b: b.sample(model, args.n_sample, streams.keys("eval"),
                                                        guide=model, omega=3.0))
                              for r, b in samplers.items()}, args.rounds)
     flops = forward_flops(any_b) * 2 * any_b.config.T * args.n_sample * args.seeds

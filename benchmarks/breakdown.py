@@ -15,11 +15,11 @@ import argparse
 
 import numpy as np
 import ot
-import torch
 from scipy.optimize import linear_sum_assignment
 
 from analysis.distances import per_seed, w2
 from benchmarks.common import Timer, best_of, machine, one_thread
+from loops.rng import SeedStreams
 from madlab.config import RunConfig
 from madlab.runner import run_config
 from toy.targets import paper_gaussian
@@ -49,9 +49,9 @@ def main(argv=None) -> None:
                      ("eval", "evaluation (n_eval samples + exact W2)")):
         print(f"  {label:<40} {phases[k] / total:6.1%}  ({phases[k] / sg:.3f} s per seed-gen)")
 
-    gens = [torch.Generator().manual_seed(k) for k in range(args.ot_seeds)]
+    streams = SeedStreams(range(args.ot_seeds))
     target = paper_gaussian()
-    x, y = target.sample(1000, gens), target.sample(1000, gens)
+    x, y = target.sample(1000, streams.keys("eval")), target.sample(1000, streams.keys("eval-real"))
 
     def emd_all():
         for a, b in zip(x, y):

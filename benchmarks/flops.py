@@ -52,21 +52,21 @@ def main(argv=None) -> None:
     paths = {"fused kernels": "fused", "torch ops": "torch"} if dev == "cpu" else {"torch ops": None}
     for label, kernels in paths.items():
         b = ToyDDPM(DDPMConfig(device=dev, kernels=kernels))
-        streams = SeedStreams(range(args.seeds))
-        model = b.init(streams.generators("init"))
+        streams = SeedStreams(range(args.seeds), device=dev)
+        model = b.init(streams.keys("init"))
         data = torch.randn(args.seeds, 1250, 2, device=dev)
         batch = min(b.config.batch_size, 1250)
         steps = round(args.epochs * math.ceil(1250 / batch))
         fwd = forward_flops(b)
-        b.train(model, data, 1, streams.generators("train"))
-        wall, cpu = best_of(lambda: (b.train(model, data, args.epochs, streams.generators("train")),
+        b.train(model, data, 1, streams.keys("train"))
+        wall, cpu = best_of(lambda: (b.train(model, data, args.epochs, streams.keys("train")),
                                      sync(dev)))
         t = cpu if dev == "cpu" else wall
         rows.append((f"training step, {label} (N={args.seeds}, batch {batch}, whole train() incl. "
                      f"data prep)", 3 * fwd * batch * args.seeds * steps, t,
                      f"{t / steps / args.seeds * 1e6:.0f} us per seed-step"))
         guide = copy.deepcopy(model)
-        wall, cpu = best_of(lambda: (b.sample(model, args.n_sample, streams.generators("eval"),
+        wall, cpu = best_of(lambda: (b.sample(model, args.n_sample, streams.keys("eval"),
                                               guide=guide, omega=3.0), sync(dev)), 2)
         t = cpu if dev == "cpu" else wall
         rows.append((f"sampling, {label} (N={args.seeds} x {args.n_sample} points, SIMS-guided, "

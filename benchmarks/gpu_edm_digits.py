@@ -72,34 +72,34 @@ def main() -> None:
     data = load_images("digits")
     target = ImageTarget(data)
     streams = SeedStreams([0])
-    real = target.sample(len(data.images), streams.generators("real"))          # all 1797 digits, [1, M, 1, 8, 8]
+    real = target.sample(len(data.images), streams.keys("real"))          # all 1797 digits, [1, M, 1, 8, 8]
     config = EDMConfig(net=a.net, batch_size=a.batch, lr=a.lr, ema_kimg=a.ema_kimg, budget="kimg",
                        num_steps=a.steps, sample_batch=a.sample_batch, lr_rampup_kimg=min(10.0, a.aux_kimg / 4),
                        device=a.device)
     backend = EDMBackend(config, target.event_shape)
-    model = backend.init(streams.generators("init"))
+    model = backend.init(streams.keys("init"))
     n_params = sum(p.numel() for p in model.nets[0].parameters())
     print(f"net {a.net}: {n_params / 1e6:.2f} M parameters, batch {a.batch}, bf16 autocast: {device.type == 'cuda'}")
 
     probe_kimg = a.batch * 20 / 1000
-    backend.train(model, real, probe_kimg, streams.generators("train", 0, 1))   # warm-up (cudnn autotune)
-    _, probe_s = timed(lambda: backend.train(model, real, probe_kimg, streams.generators("train", 0, 2)), device)
+    backend.train(model, real, probe_kimg, streams.keys("train", 0, 1))   # warm-up (cudnn autotune)
+    _, probe_s = timed(lambda: backend.train(model, real, probe_kimg, streams.keys("train", 0, 2)), device)
     rate = probe_kimg * 1000 / probe_s
     budget_kimg = max(probe_kimg, rate * a.minutes * 60 / 1000)
     print(f"probe: {rate:,.0f} train images/s -> budget {budget_kimg:,.1f} kimg for {a.minutes:g} min")
 
-    model, train_s = timed(lambda: backend.train(model, real, budget_kimg, streams.generators("train")), device)
+    model, train_s = timed(lambda: backend.train(model, real, budget_kimg, streams.keys("train")), device)
     train_rate = budget_kimg * 1000 / train_s
     print(f"train: {budget_kimg:,.1f} kimg in {train_s:.1f} s = {train_rate:,.0f} images/s")
 
-    base, base_s = timed(lambda: backend.sample(model, a.n_eval, streams.generators("eval")), device)
+    base, base_s = timed(lambda: backend.sample(model, a.n_eval, streams.keys("eval")), device)
     nfe = 2 * a.steps - 1
     print(f"sample (base, {nfe} NFE): {a.n_eval / base_s:,.0f} images/s")
 
-    synthetic, _ = timed(lambda: backend.sample(model, a.n_aux, streams.generators("aux-sample")), device)
-    aux, aux_s = timed(lambda: backend.train(model, synthetic, a.aux_kimg, streams.generators("finetune")), device)
+    synthetic, _ = timed(lambda: backend.sample(model, a.n_aux, streams.keys("aux-sample")), device)
+    aux, aux_s = timed(lambda: backend.train(model, synthetic, a.aux_kimg, streams.keys("finetune")), device)
     print(f"SIMS auxiliary: fine-tuned {a.aux_kimg:g} kimg on {a.n_aux} self-samples in {aux_s:.1f} s")
-    sims, sims_s = timed(lambda: backend.sample(model, a.n_eval, streams.generators("eval"), guide=aux,
+    sims, sims_s = timed(lambda: backend.sample(model, a.n_eval, streams.keys("eval"), guide=aux,
                                                 omega=a.omega), device)
     print(f"sample (SIMS w={a.omega:g}, {2 * nfe} NFE): {a.n_eval / sims_s:,.0f} images/s")
 

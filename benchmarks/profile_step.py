@@ -35,11 +35,11 @@ def main(argv=None) -> None:
     else:
         b = ToyDDPM(DDPMConfig(kernels=args.which))
     s = SeedStreams(range(args.seeds))
-    model = b.init(s.generators("init"))
+    model = b.init(s.keys("init"))
     data = torch.randn(args.seeds, 1250, 2)
-    b.train(model, data, 1, s.generators("train"))
-    for name, fn in (("train", lambda: b.train(model, data, args.epochs, s.generators("train"))),
-                     ("guided sampling", lambda: b.sample(model, args.n_sample, s.generators("eval"),
+    b.train(model, data, 1, s.keys("train"))
+    for name, fn in (("train", lambda: b.train(model, data, args.epochs, s.keys("train"))),
+                     ("guided sampling", lambda: b.sample(model, args.n_sample, s.keys("eval"),
                                                           guide=model, omega=3.0))):
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             fn()

@@ -21,6 +21,7 @@ from analysis.distances import w2
 from benchmarks import peer
 from benchmarks.common import Timer, best_of, machine, one_thread
 from benchmarks.flops import forward_flops, matmul_peak
+from loops.rng import SeedStreams
 from madlab.config import RunConfig
 from madlab.runner import run_config
 from toy.ddpm import DDPMConfig, ToyDDPM
@@ -32,7 +33,8 @@ def peer_run(cfg: RunConfig, seed: int) -> dict[str, float]:
     g = torch.Generator().manual_seed(seed)
     backend, o = ToyDDPM(cfg.ddpm()), cfg.flat()
     target = make_target(o["target"])
-    real = target.sample(o["n_real"], [g])[0]
+    streams = SeedStreams([seed])
+    real = target.sample(o["n_real"], streams.keys("real", 1))[0]
     synthetic, seconds = None, {"train": 0.0, "synth": 0.0, "eval": 0.0}
     for t in range(1, o["gens"] + 1):
         data = real if synthetic is None else torch.cat([real, synthetic])
@@ -45,7 +47,7 @@ def peer_run(cfg: RunConfig, seed: int) -> dict[str, float]:
                 synthetic = peer.sample(base, o["n_synth"], aux, o["omega"], generator=g)
         with Timer() as te:
             x = peer.sample(base, o["n_eval"], aux, o["omega"], generator=g).double().numpy()
-            y = target.sample(o["n_eval"], [g])[0].double().numpy()
+            y = target.sample(o["n_eval"], streams.keys("eval-real", t))[0].double().numpy()
             n = len(x)
             ot.emd2(np.full(n, 1 / n), np.full(n, 1 / n), ot.dist(x, y), numItermax=10_000_000)
         for k, tm in (("train", tt), ("synth", ts), ("eval", te)):

@@ -13,6 +13,7 @@ _WHERE = {
     "Standard": "loops.algorithms", "Trained": "loops.algorithms",
     "make_algorithm": "loops.algorithms", "GenerationRecord": "loops.loop", "Loop": "loops.loop",
     "Backend": "loops.protocol", "Target": "loops.protocol", "SeedStreams": "loops.rng",
+    "StreamKeys": "loops.rng",
 }
 __all__ = sorted(_WHERE)
 

@@ -8,13 +8,13 @@ sims-param  Eq. 6: sample from theta = (1 + w) theta_base - w theta_aux.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from loops.config import AlgoConfig, LoopConfig
 from loops.protocol import Backend
-from loops.rng import SeedStreams
+from loops.rng import SeedStreams, StreamKeys
 
 
 @dataclass
@@ -27,10 +27,10 @@ class Trained:
     omega: float = 0.0         # guidance weight used with `guide`
     sampling_model: Any = None  # a parameter-space combination to sample from instead of `model`
 
-    def sample(self, n: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    def sample(self, n: int, keys: StreamKeys) -> torch.Tensor:
         if self.sampling_model is not None:
-            return self.backend.sample(self.sampling_model, n, generators)
-        return self.backend.sample(self.model, n, generators, guide=self.guide, omega=self.omega)
+            return self.backend.sample(self.sampling_model, n, keys)
+        return self.backend.sample(self.model, n, keys, guide=self.guide, omega=self.omega)
 
 
 @dataclass
@@ -45,8 +45,8 @@ class Standard:
         if self.warm_start and previous is not None:
             start = previous.model
         else:
-            start = backend.init(streams.generators("init", generation))
-        return backend.train(start, data, self.epochs, streams.generators("train", generation))
+            start = backend.init(streams.keys("init", generation))
+        return backend.train(start, data, self.epochs, streams.keys("train", generation))
 
     def __call__(self, backend: Backend, data: torch.Tensor, streams: SeedStreams,
                  generation: int, previous: Trained | None = None) -> Trained:
@@ -62,9 +62,9 @@ class Sims(Standard):
     aux_epochs: float = AlgoConfig.aux_epochs  # training budget B, in epochs over S
 
     def auxiliary(self, backend: Backend, base, streams: SeedStreams, generation: int):
-        synthetic = backend.sample(base, self.n_aux, streams.generators("aux-sample", generation))
+        synthetic = backend.sample(base, self.n_aux, streams.keys("aux-sample", generation))
         return backend.train(base, synthetic, self.aux_epochs,
-                             streams.generators("finetune", generation))
+                             streams.keys("finetune", generation))
 
     def __call__(self, backend: Backend, data: torch.Tensor, streams: SeedStreams,
                  generation: int, previous: Trained | None = None) -> Trained:

@@ -50,22 +50,22 @@ class Loop:
     def run(self, streams: SeedStreams, evaluate: Evaluate, *,
             keep_models: bool = False) -> Iterator[GenerationRecord]:
         """Yield one record per generation t = 1..generations."""
-        real = self.target.sample(self.n_real, streams.generators("real", 1))
+        real = self.target.sample(self.n_real, streams.keys("real", 1))
         synthetic: list[torch.Tensor] = []
         previous: Trained | None = None
         for t in range(1, self.generations + 1):
             if t > 1 and draws_fresh_real(self.kind):
-                real = self.target.sample(self.n_real, streams.generators("real", t))
+                real = self.target.sample(self.n_real, streams.keys("real", t))
             data = training_set(self.kind, t, real, synthetic)
 
             tick = time.perf_counter()
             model = self.algorithm(self.backend, data, streams, t, previous)
             trained = time.perf_counter()
             if t < self.generations:  # the last generation feeds no one
-                d_s = model.sample(self.n_synth, streams.generators("synth", t))
+                d_s = model.sample(self.n_synth, streams.keys("synth", t))
                 synthetic = synthetic + [d_s] if keeps_all_synthetic(self.kind) else [d_s]
             synthesized = time.perf_counter()
-            samples = model.sample(self.n_eval, streams.generators("eval", t))
+            samples = model.sample(self.n_eval, streams.keys("eval", t))
             metrics = {k: v.detach().cpu() for k, v in evaluate(samples, t).items()}
             evaluated = time.perf_counter()
 

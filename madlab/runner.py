@@ -81,7 +81,7 @@ def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
     def evaluate(samples: torch.Tensor, generation: int) -> dict[str, torch.Tensor]:
         real = None
         if any(NEEDS_REAL_SAMPLE.get(m, False) for m in metrics):
-            real = target.sample(n_eval, streams.generators("eval-real", generation))
+            real = target.sample(n_eval, streams.keys("eval-real", generation))
         # exact OT per seed, in ot_jobs() threads
         return {m: fid(samples) if m == "fid" else per_seed(m, samples.cpu(), real, target,
                                                             n_jobs=ot_jobs())
@@ -111,7 +111,7 @@ def run_config(cfg: RunConfig, progress: Progress | None = None) -> pd.DataFrame
     started = time.perf_counter()
     for start in range(0, len(seeds), cfg.seed_chunk):
         chunk = seeds[start:start + cfg.seed_chunk]
-        streams = SeedStreams(chunk)
+        streams = SeedStreams(chunk, device=cfg.device)  # draws happen where the models live
         for rec in loop.run(streams, make_evaluate(cfg, loop.target, streams)):
             for metric, values in rec.metrics.items():
                 for seed, value in zip(chunk, values.tolist()):

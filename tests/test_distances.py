@@ -5,6 +5,7 @@ import scipy.linalg
 import torch
 
 from analysis.distances import frechet_to_gaussian, gaussian_w2, per_seed, w1, w2
+from loops.rng import SeedStreams
 from toy.targets import paper_gaussian
 
 
@@ -70,18 +71,16 @@ def test_sample_w2_converges_to_the_closed_form():
 
 def test_frechet_distance_of_true_samples_vanishes_with_sample_size():
     target = paper_gaussian()
-    g = [torch.Generator().manual_seed(k) for k in range(4)]
-    small = frechet_to_gaussian(target.sample(500, g), target.mean, target.cov)
-    g = [torch.Generator().manual_seed(k) for k in range(4)]
-    large = frechet_to_gaussian(target.sample(50_000, g), target.mean, target.cov)
+    keys = SeedStreams(range(4)).keys("eval")
+    small = frechet_to_gaussian(target.sample(500, keys), target.mean, target.cov)
+    large = frechet_to_gaussian(target.sample(50_000, keys), target.mean, target.cov)
     assert large.mean() < small.mean() / 4        # ~ n^(-1/2): 100x the points, ~10x smaller
     assert large.max() < 0.03
 
 
 def test_frechet_distance_sees_a_wrong_covariance():
     target = paper_gaussian()
-    g = [torch.Generator().manual_seed(k) for k in range(2)]
-    wide = target.sample(50_000, g) * 1.5
+    wide = target.sample(50_000, SeedStreams(range(2)).keys("eval")) * 1.5
     truth = float(gaussian_w2(target.mean, target.cov, target.mean, 2.25 * target.cov))
     assert per_seed("fd", wide, target=target).numpy() == pytest.approx([truth, truth], rel=0.02)
 
@@ -89,8 +88,8 @@ def test_frechet_distance_sees_a_wrong_covariance():
 def test_exact_w2_floor_between_two_real_samples_is_about_point_two():
     """DESIGN.md: exact OT between two 1000-point samples of p_r has a floor of about 0.19."""
     target = paper_gaussian()
-    a = target.sample(1000, [torch.Generator().manual_seed(k) for k in range(8)])
-    b = target.sample(1000, [torch.Generator().manual_seed(100 + k) for k in range(8)])
+    streams = SeedStreams(range(8))
+    a, b = target.sample(1000, streams.keys("eval")), target.sample(1000, streams.keys("eval-real"))
     floor = per_seed("w2", a, b).mean().item()
     assert 0.12 < floor < 0.3
 

@@ -154,12 +154,12 @@ def test_a_wrong_denoiser_fails_the_moment_check():
 
 def test_an_image_does_not_depend_on_its_batch():
     D = gaussian_denoiser(MU, COV)
-    g = lambda: torch.Generator().manual_seed(7)
-    all_at_once = sample_images(D, ImageNoise.from_generator(g(), 10, (3,), dtype=torch.float64), 10,
+    member = SeedStreams([7]).keys("eval")
+    all_at_once = sample_images(D, ImageNoise.from_keys(member, 10, (3,), dtype=torch.float64), 10,
                                 num_steps=8, S_churn=5)
-    in_threes = sample_images(D, ImageNoise.from_generator(g(), 10, (3,), dtype=torch.float64), 3,
+    in_threes = sample_images(D, ImageNoise.from_keys(member, 10, (3,), dtype=torch.float64), 3,
                               num_steps=8, S_churn=5)
-    fewer = sample_images(D, ImageNoise.from_generator(g(), 4, (3,), dtype=torch.float64), 4,
+    fewer = sample_images(D, ImageNoise.from_keys(member, 4, (3,), dtype=torch.float64), 4,
                           num_steps=8, S_churn=5)
     torch.testing.assert_close(all_at_once, in_threes, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(all_at_once[:4], fewer, rtol=1e-12, atol=1e-12)
@@ -247,13 +247,13 @@ def params(net):
 def test_backend_members_do_not_depend_on_their_neighbours():
     backend = tiny_backend()
     pair, alone = SeedStreams([3, 9]), SeedStreams([9])
-    data = ImageTarget(load_images("digits")).sample(24, pair.generators("real"))
-    m2 = backend.train(backend.init(pair.generators("init")), data, 1.0, pair.generators("train"))
-    m1 = backend.train(backend.init(alone.generators("init")), data[1:], 1.0, alone.generators("train"))
+    data = ImageTarget(load_images("digits")).sample(24, pair.keys("real"))
+    m2 = backend.train(backend.init(pair.keys("init")), data, 1.0, pair.keys("train"))
+    m1 = backend.train(backend.init(alone.keys("init")), data[1:], 1.0, alone.keys("train"))
     torch.testing.assert_close(params(m2.nets[1]), params(m1.nets[0]))
     torch.testing.assert_close(params(m2.emas[1]), params(m1.emas[0]))
     assert not torch.equal(params(m2.nets[0]), params(m2.nets[1]))
-    x2, x1 = backend.sample(m2, 5, pair.generators("eval")), backend.sample(m1, 5, alone.generators("eval"))
+    x2, x1 = backend.sample(m2, 5, pair.keys("eval")), backend.sample(m1, 5, alone.keys("eval"))
     assert x2.shape == (2, 5, 1, 8, 8)
     torch.testing.assert_close(x2[1], x1[0])
     assert torch.equal(x2, to_unit(to_uint8(x2)))   # quantised to 8-bit levels, in [-1, 1]
@@ -262,9 +262,9 @@ def test_backend_members_do_not_depend_on_their_neighbours():
 def test_training_lowers_the_loss_and_budget_counts_images():
     backend = tiny_backend(batch_size=32, lr=3e-3)
     streams = SeedStreams([0])
-    data = ImageTarget(load_images("digits")).sample(256, streams.generators("real"))
-    start = backend.init(streams.generators("init"))
-    trained = backend.train(start, data, 2.0, streams.generators("train"))
+    data = ImageTarget(load_images("digits")).sample(256, streams.keys("real"))
+    start = backend.init(streams.keys("init"))
+    trained = backend.train(start, data, 2.0, streams.keys("train"))
     assert trained.images_seen == 2 * 256 and start.images_seen == 0
     kimg = tiny_backend(budget="kimg").budget_images(0.5, 256)
     assert kimg == 500
@@ -282,20 +282,20 @@ def test_training_lowers_the_loss_and_budget_counts_images():
 def test_omega_zero_ignores_the_guide_and_combine_is_linear(tmp_path):
     backend = tiny_backend(checkpoint_dir=str(tmp_path))
     streams = SeedStreams([1, 2])
-    data = ImageTarget(load_images("digits")).sample(16, streams.generators("real"))
-    base = backend.train(backend.init(streams.generators("init")), data, 1.0, streams.generators("train"))
-    plain = backend.sample(base, 4, streams.generators("eval"))
-    torch.testing.assert_close(backend.sample(base, 4, streams.generators("eval"), guide=object(), omega=0.0), plain)
+    data = ImageTarget(load_images("digits")).sample(16, streams.keys("real"))
+    base = backend.train(backend.init(streams.keys("init")), data, 1.0, streams.keys("train"))
+    plain = backend.sample(base, 4, streams.keys("eval"))
+    torch.testing.assert_close(backend.sample(base, 4, streams.keys("eval"), guide=object(), omega=0.0), plain)
     # parameter space: (1 + w) theta - w theta = theta; and the weights are applied member-wise
     same = backend.combine([base, base], [1.8, -0.8])
     torch.testing.assert_close(params(same.emas[0]), params(base.emas[0]), rtol=1e-5, atol=1e-6)
-    half = backend.combine([base, backend.init(streams.generators("aux-init"))], [0.5, 0.5])
-    init = backend.init(streams.generators("aux-init"))
+    half = backend.combine([base, backend.init(streams.keys("aux-init"))], [0.5, 0.5])
+    init = backend.init(streams.keys("aux-init"))
     torch.testing.assert_close(params(half.nets[1]), 0.5 * params(base.nets[1]) + 0.5 * params(init.nets[1]))
     # checkpoints: train() wrote one; loading it gives the same samples
     saved = tmp_path / "edm-0001.pt"
     assert saved.is_file()
-    torch.testing.assert_close(backend.sample(backend.load(saved), 4, streams.generators("eval")), plain)
+    torch.testing.assert_close(backend.sample(backend.load(saved), 4, streams.keys("eval")), plain)
 
 
 # ---------------------------------------------------------------- data and the loop
@@ -310,8 +310,8 @@ def test_digits_and_npz_data(tmp_path):
     assert loaded.images.shape == (10, 3, 6, 6)
     np.testing.assert_array_equal(loaded.images[4].transpose(1, 2, 0), imgs[4])
     target = ImageTarget(loaded)
-    a = target.sample(8, SeedStreams([0, 1]).generators("real"))
-    b = target.sample(8, SeedStreams([1]).generators("real"))
+    a = target.sample(8, SeedStreams([0, 1]).keys("real"))
+    b = target.sample(8, SeedStreams([1]).keys("real"))
     assert a.shape == (2, 8, 3, 6, 6) and a.min() >= -1 and a.max() <= 1
     torch.testing.assert_close(a[1], b[0])
     assert len({tuple(r.flatten().tolist()) for r in a[0]}) == 8   # n <= M: distinct images

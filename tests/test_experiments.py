@@ -24,10 +24,10 @@ def three_models():
     from toy.ddpm import DDPMConfig
     backend = ToyDDPM(DDPMConfig(T=10, width=16, depth=1, batch_size=32))
     s = SeedStreams([0, 1])
-    data = paper_gaussian().sample(64, s.generators("real"))
-    r = backend.train(backend.init(s.generators("init")), data, 2, s.generators("train"))
-    a = backend.train(r, data * 1.1, 2, s.generators("finetune", 1))
-    aux = backend.train(r, data * 0.9, 2, s.generators("finetune", 2))
+    data = paper_gaussian().sample(64, s.keys("real"))
+    r = backend.train(backend.init(s.keys("init")), data, 2, s.keys("train"))
+    a = backend.train(r, data * 1.1, 2, s.keys("finetune", 1))
+    aux = backend.train(r, data * 0.9, 2, s.keys("finetune", 2))
     return backend, s, r, a, aux
 
 
@@ -35,8 +35,8 @@ def test_landscape_origin_is_exactly_the_base_model(three_models):
     backend, s, r, a, aux = three_models
     theta = landscape.theta(backend, r, a, aux, 0.0, 0.0)
     assert all(torch.equal(theta[k], r[k]) for k in r)
-    x0 = backend.sample(theta, 50, s.generators("eval"))
-    assert torch.equal(x0, backend.sample(r, 50, s.generators("eval")))
+    x0 = backend.sample(theta, 50, s.keys("eval"))
+    assert torch.equal(x0, backend.sample(r, 50, s.keys("eval")))
 
 
 def test_landscape_paths(three_models):
@@ -51,7 +51,7 @@ def test_landscape_paths(three_models):
 # ------------------------------------------------------------------ Figure 7: shift
 def test_assign_modes_recovers_the_true_modes():
     mixture = two_mode_mixture()
-    x, modes = mixture.sample_with_modes(4000, SeedStreams([3]).generators("real"))
+    x, modes = mixture.sample_with_modes(4000, SeedStreams([3]).keys("real"))
     agree = (shift.assign_modes(x, mixture) == modes).double().mean()
     assert agree > 0.995  # modes at (±3, 0), unit covariance: Phi(-3) = 0.13 % are misassigned
 
@@ -59,7 +59,7 @@ def test_assign_modes_recovers_the_true_modes():
 @pytest.mark.parametrize("shares,size", [([0.7, 0.3], 1000), ([0.3, 0.7], 999), ([0.5, 0.5], 10)])
 def test_curated_set_has_the_requested_proportions(shares, size):
     mixture = two_mode_mixture()
-    x, _ = mixture.sample_with_modes(3 * size, SeedStreams([0, 1, 2]).generators("real"))
+    x, _ = mixture.sample_with_modes(3 * size, SeedStreams([0, 1, 2]).keys("real"))
     modes = shift.assign_modes(x, mixture)
     S = shift.curate(x, modes, shares, size)
     assert S.shape == (3, size, 2)
@@ -74,7 +74,7 @@ def test_curated_set_has_the_requested_proportions(shares, size):
 
 def test_curate_refuses_when_a_mode_is_short():
     mixture = two_mode_mixture()
-    x, _ = mixture.sample_with_modes(100, SeedStreams([0]).generators("real"), weights=[0.95, 0.05])
+    x, _ = mixture.sample_with_modes(100, SeedStreams([0]).keys("real"), weights=[0.95, 0.05])
     with pytest.raises(ValueError, match="mode 1"):
         shift.curate(x, shift.assign_modes(x, mixture), [0.3, 0.7], 100)
 

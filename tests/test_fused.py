@@ -25,7 +25,7 @@ def _case(name, seeds=3):
     overrides, dim, rows, per_row = CASES[name]
     backend = ToyDDPM(DDPMConfig(kernels="fused", **overrides), dim=dim)
     g = torch.Generator().manual_seed(5)
-    params = backend.init(SeedStreams(range(seeds)).generators("init"))
+    params = backend.init(SeedStreams(range(seeds)).keys("init"))
     params = {k: v + 0.3 * torch.randn(v.shape, generator=g) for k, v in params.items()}
     _, p = backend._pack(params, 0, seeds)
     x = torch.randn(seeds, rows, dim, generator=g)
@@ -71,12 +71,12 @@ def test_training_and_sampling_agree_with_torch_ops():
     data = torch.randn(2, 90, 2, generator=torch.Generator().manual_seed(1))
     a, b = (ToyDDPM(DDPMConfig(batch_size=32, kernels=k)) for k in ("torch", "fused"))
     assert b.fused and not a.fused
-    model = a.init(streams.generators("init"))
-    ta, tb = (m.train(model, data, 3, streams.generators("train")) for m in (a, b))
+    model = a.init(streams.keys("init"))
+    ta, tb = (m.train(model, data, 3, streams.keys("train")) for m in (a, b))
     diff = torch.cat([(ta[k] - tb[k]).abs().flatten() for k in ta])
     # Adam's eps-scale sensitivity (see tests/test_vectorized._same_training)
     assert diff.max() <= a.config.lr and (diff > 1e-5).float().mean() < 1e-2
-    xa, xb = (m.sample(ta, 40, streams.generators("eval"), guide=model, omega=2.5) for m in (a, b))
+    xa, xb = (m.sample(ta, 40, streams.keys("eval"), guide=model, omega=2.5) for m in (a, b))
     torch.testing.assert_close(xb, xa, atol=1e-4, rtol=1e-4)
 
 
@@ -101,8 +101,8 @@ def test_without_a_compiler_torch_ops_take_over(monkeypatch, tmp_path):
     with pytest.warns(RuntimeWarning, match="fused CPU kernels unavailable"):
         backend = ToyDDPM(DDPMConfig())
     assert not backend.fused
-    x = backend.sample(backend.init(SeedStreams([1]).generators("init")), 5,
-                       SeedStreams([1]).generators("eval"))
+    x = backend.sample(backend.init(SeedStreams([1]).keys("init")), 5,
+                       SeedStreams([1]).keys("eval"))
     assert x.shape == (1, 5, 2) and torch.isfinite(x).all()
     with pytest.raises(RuntimeError, match="could not be built"):
         ToyDDPM(DDPMConfig(kernels="fused"))

@@ -3,9 +3,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from loops.rng import SeedStreams, rand, randn
+from loops.rng import SeedStreams
 from madlab.config import RunConfig
 from madlab.runner import run_config
+from toy.targets import paper_gaussian
 
 TINY = dict(gens=3, n_real=64, n_synth=16, n_aux=64, n_eval=64, epochs=2, aux_epochs=1,
             T=10, width=16, depth=1, batch_size=32, metric=["w2", "fd"])
@@ -41,26 +42,50 @@ def test_different_seeds_give_different_numbers():
     assert not np.allclose(a.to_numpy(), b.to_numpy())
 
 
-def test_stream_rows_are_torchs_own_draws_from_each_generator():
-    """Row k of randn/rand is exactly torch.randn/torch.rand(shape, generator=g_k): anyone can
-    reproduce one seed's numbers with plain torch and that seed's generator."""
-    streams = SeedStreams([5, 2, 9])
-    for ours, theirs in ((randn, torch.randn), (rand, torch.rand)):
-        for shape in ((7,), (2, 3, 4)):
-            got = ours(streams.generators("train", 3, 1), shape)
-            for row, g in zip(got, streams.generators("train", 3, 1)):
-                assert torch.equal(row, theirs(shape, generator=g))
+def test_a_seeds_draws_are_the_same_alone_beside_others_and_in_pieces():
+    """Row k of a draw for seeds [5, 2, 9] is bit for bit what seed k draws alone, and a draw cut
+    at any offsets is the whole draw."""
+    together = SeedStreams([5, 2, 9]).keys("train", 3, 1)
+    for dtype in (torch.float32, torch.float64):
+        for draw in ("randn", "rand"):
+            whole = getattr(together, draw)((4, 7, 3), dtype=dtype)
+            for k, seed in enumerate([5, 2, 9]):
+                keys = SeedStreams([seed]).keys("train", 3, 1)
+                alone = getattr(keys, draw)((4, 7, 3), dtype=dtype)
+                assert torch.equal(alone[0], whole[k])
+                assert torch.equal(getattr(together[k], draw)((4, 7, 3), dtype=dtype)[0], whole[k])
+            flat = whole.flatten(1)
+            pieces = [getattr(together, draw)((b - a,), offset=a, dtype=dtype)
+                      for a, b in ((0, 5), (5, 6), (6, 43), (43, 84))]
+            assert torch.equal(torch.cat(pieces, dim=1), flat)
+
+
+def test_toy_ddpm_numbers_do_not_depend_on_how_draws_are_chunked(monkeypatch):
+    """ToyDDPM draws RANDOM_CHUNK epochs (or sampler steps) per call, by offset: any chunk size
+    gives the same trained model and the same samples, bit for bit."""
+    from toy import ddpm
+    streams = SeedStreams([4, 11])
+    data = paper_gaussian().sample(40, streams.keys("real"))
+    backend = ddpm.ToyDDPM(ddpm.DDPMConfig(T=10, width=16, depth=1, batch_size=16))
+    results = []
+    for chunk in (8, 3, 100):
+        monkeypatch.setattr(ddpm, "RANDOM_CHUNK", chunk)
+        model = backend.train(backend.init(streams.keys("init")), data, 7, streams.keys("train"))
+        results.append((model, backend.sample(model, 13, streams.keys("eval"))))
+    for model, x in results[1:]:
+        assert all(torch.equal(model[k], results[0][0][k]) for k in model)
+        assert torch.equal(x, results[0][1])
 
 
 def test_threaded_draws_are_the_serial_draws():
-    """With several torch threads the rows are drawn in parallel; the numbers do not change."""
-    streams = SeedStreams(range(40))
+    """With several torch threads the seeds are drawn in parallel; the numbers do not change."""
+    keys = SeedStreams(range(40)).keys("eval")
     previous = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        serial = randn(streams.generators("eval"), (3, 50)), rand(streams.generators("eval"), (9,))
+        serial = keys.randn((3, 50)), keys.rand((9,))
         torch.set_num_threads(4)
-        threaded = randn(streams.generators("eval"), (3, 50)), rand(streams.generators("eval"), (9,))
+        threaded = keys.randn((3, 50)), keys.rand((9,))
     finally:
         torch.set_num_threads(previous)
     assert torch.equal(serial[0], threaded[0]) and torch.equal(serial[1], threaded[1])

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from analysis.distances import per_seed, w1, w2
-from loops.rng import SeedStreams, randn
-from toy.ddpm import RANDOM_CHUNK, DDPMConfig, ToyDDPM
+from loops.rng import SeedStreams
+from toy.ddpm import DDPMConfig, ToyDDPM
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,16 +60,16 @@ def test_seeds_trained_together_equal_each_seed_alone(name):
     backend = ToyDDPM(DDPMConfig(seed_block=2, sample_rows=40, **CONFIGS[name]))
     streams = SeedStreams(SEEDS)
     data = _data()
-    model = backend.init(streams.generators("init"))
-    together = backend.train(model, data, 2.5, streams.generators("train"))
-    x_together = backend.sample(together, 30, streams.generators("eval"), guide=model, omega=3.0)
+    model = backend.init(streams.keys("init"))
+    together = backend.train(model, data, 2.5, streams.keys("train"))
+    x_together = backend.sample(together, 30, streams.keys("eval"), guide=model, omega=3.0)
     for k, seed in enumerate(SEEDS):
         alone_streams = SeedStreams([seed])
-        start = backend.init(alone_streams.generators("init"))
+        start = backend.init(alone_streams.keys("init"))
         assert _close(start, {key: v[k:k + 1] for key, v in model.items()}, 0)
-        alone = backend.train(start, data[k:k + 1], 2.5, alone_streams.generators("train"))
+        alone = backend.train(start, data[k:k + 1], 2.5, alone_streams.keys("train"))
         assert _same_training(alone, {key: v[k:k + 1] for key, v in together.items()})
-        x_alone = backend.sample(alone, 30, alone_streams.generators("eval"), guide=start, omega=3.0)
+        x_alone = backend.sample(alone, 30, alone_streams.keys("eval"), guide=start, omega=3.0)
         torch.testing.assert_close(x_alone[0], x_together[k], atol=1e-4, rtol=1e-4)
 
 
@@ -78,11 +78,11 @@ def test_blocking_changes_no_number_beyond_rounding():
     data = _data()
     backends = [ToyDDPM(DDPMConfig(batch_size=32, seed_block=seed_block, sample_rows=sample_rows))
                 for seed_block, sample_rows in ((1, 7), (16, 4096))]
-    model = backends[0].init(streams.generators("init"))
-    trained = [b.train(model, data, 1.5, streams.generators("train")) for b in backends]
+    model = backends[0].init(streams.keys("init"))
+    trained = [b.train(model, data, 1.5, streams.keys("train")) for b in backends]
     assert _same_training(trained[0], trained[1])
     # sampling blocks, from the same trained weights
-    x = [b.sample(trained[0], 25, streams.generators("eval"), guide=model, omega=2.0)
+    x = [b.sample(trained[0], 25, streams.keys("eval"), guide=model, omega=2.0)
          for b in backends]
     torch.testing.assert_close(x[0], x[1], atol=1e-4, rtol=1e-4)
 
@@ -92,7 +92,7 @@ def test_forward_loss_gradient_match_plain_module(name):
     peer = _peer()
     backend = ToyDDPM(DDPMConfig(**CONFIGS[name]))
     streams = SeedStreams(SEEDS)
-    params = backend.init(streams.generators("init"))
+    params = backend.init(streams.keys("init"))
     params = {k: v + 0.1 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1))
               for k, v in params.items()}  # LayerNorm gains/biases away from (1, 0)
     g = torch.Generator().manual_seed(2)
@@ -129,11 +129,10 @@ def test_forward_loss_gradient_match_plain_module(name):
                 torch.testing.assert_close(full[f"b{i}.h2"][k, 0], block.norm2.bias.grad, atol=1e-6, rtol=1e-4)
 
 
-def _training_draws(generator: torch.Generator, n: int, d: int, n_epochs: int) -> torch.Tensor:
-    """The random numbers ToyDDPM.train draws for one seed, [n_epochs, n, d + 2]."""
-    chunks = [randn([generator], (min(RANDOM_CHUNK, n_epochs - s), n, d + 2))[0]
-              for s in range(0, n_epochs, RANDOM_CHUNK)]
-    return torch.cat(chunks)
+def _training_draws(keys, n: int, d: int, n_epochs: int) -> torch.Tensor:
+    """The random numbers ToyDDPM.train draws for one seed, [n_epochs, n, d + 2]: one piece of its
+    stream, whatever chunks train() draws it in."""
+    return keys.randn((n_epochs, n, d + 2))[0]
 
 
 def test_training_and_sampling_match_plain_module_with_torch_adam():
@@ -144,19 +143,20 @@ def test_training_and_sampling_match_plain_module_with_torch_adam():
     streams = SeedStreams(SEEDS)
     data = _data()
     epochs = 9  # more than RANDOM_CHUNK: two chunks of draws; last batch of each epoch is short
-    model = backend.init(streams.generators("init"))
-    trained = backend.train(model, data, epochs, streams.generators("train"))
+    model = backend.init(streams.keys("init"))
+    trained = backend.train(model, data, epochs, streams.keys("train"))
     T, n = backend.config.T, 20
-    x = backend.sample(trained, n, streams.generators("eval"), guide=model, omega=3.0)
-    for k, gen in enumerate(streams.generators("train")):
-        z = _training_draws(gen, data.shape[1], 2, math.ceil(epochs))
+    x = backend.sample(trained, n, streams.keys("eval"), guide=model, omega=3.0)
+    train_keys = streams.keys("train")
+    for k in range(len(SEEDS)):
+        z = _training_draws(train_keys[k], data.shape[1], 2, math.ceil(epochs))
         net = peer.train(peer.EpsNet(backend).load(model, k), data[k], epochs, z=z)
         ref = peer.EpsNet(backend).load(trained, k)
         assert _same_training(dict(net.named_parameters()), dict(ref.named_parameters()),
                               lr=backend.config.lr)
-    for k, gen in enumerate(streams.generators("eval")):
-        z = torch.cat([randn([gen], (min(RANDOM_CHUNK, T + 1 - s), n, 2))[0]
-                       for s in range(0, T + 1, RANDOM_CHUNK)])
+    eval_keys = streams.keys("eval")
+    for k in range(len(SEEDS)):
+        z = eval_keys[k].randn((T + 1, n, 2))[0]
         ref = peer.sample(peer.EpsNet(backend).load(trained, k), n,
                           guide=peer.EpsNet(backend).load(model, k), omega=3.0, z=z)
         torch.testing.assert_close(x[k], ref, atol=1e-4, rtol=1e-4)

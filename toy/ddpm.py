@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from loops.rng import rand, randn
+from loops.rng import StreamKeys
 from toy import fused
 from toy.config import DDPMConfig  # its options; `from toy.ddpm import DDPMConfig` keeps working
 from toy.schedules import alpha_bar, betas_from_alpha_bar
@@ -36,7 +36,7 @@ Params = dict[str, torch.Tensor]
 ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu": F.gelu, "tanh": torch.tanh}  # toy.config.ACTIVATION_NAMES
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # torch >= 2.0 (CPU kernel since 2.4)
 FUSED_BLOCK_ROWS = 10000  # rows (seeds x batch) per training block on the fused CPU path (benchmarks.blocks)
-RANDOM_CHUNK = 8  # epochs (training) or steps (sampling) drawn per call: fixed, so seeds stay independent of N
+RANDOM_CHUNK = 8  # epochs (training) or steps (sampling) drawn per call (memory only: draws are by offset)
 
 
 def _argsort_rows(keys: torch.Tensor) -> torch.Tensor:
@@ -358,14 +358,14 @@ class ToyDDPM:
         param.addcdiv_(exp_avg, denom, value=-lr / (1 - beta1 ** step))
 
     # ----------------------------------------------------------------- protocol
-    def init(self, generators: Sequence[torch.Generator]) -> Params:
+    def init(self, keys: StreamKeys) -> Params:
         """PyTorch's nn.Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)); LayerNorm (1, 0)."""
         shapes = self.shapes()
         sizes = [math.prod(s) for s in shapes.values()]
-        u = rand(generators, (sum(sizes),), device=self.device) * 2 - 1
+        u = keys.rand((sum(sizes),), device=self.device) * 2 - 1
         params, start = {}, 0
         for (name, shape), size in zip(shapes.items(), sizes):
-            block = u[:, start:start + size].reshape(len(generators), *shape)
+            block = u[:, start:start + size].reshape(len(keys), *shape)
             start += size
             if name.endswith((".g1", ".g2")):
                 params[name] = torch.ones_like(block)
@@ -377,7 +377,7 @@ class ToyDDPM:
         return params
 
     def train(self, model: Params, data: torch.Tensor, epochs: float,
-              generators: Sequence[torch.Generator]) -> Params:
+              keys: StreamKeys) -> Params:
         """Adam on sum_k mean_batch ||eps - eps_theta_k(sqrt(ab) x0 + sqrt(1 - ab) eps, t)||^2 / d."""
         c = self.config
         data = data.to(self.device, torch.float32)
@@ -404,8 +404,9 @@ class ToyDDPM:
         step = 0
         for chunk_start in range(0, n_epochs, RANDOM_CHUNK):
             chunk = min(RANDOM_CHUNK, n_epochs - chunk_start)
-            # per seed, per epoch, per point: d noise values, one time-step draw, one shuffle key
-            z = randn(generators, (chunk, n, d + 2), device=self.device)
+            # per seed, per epoch, per point: d noise values, one time-step draw, one shuffle key;
+            # epochs chunk_start.. of one [n_epochs, n, d + 2] stream, whatever RANDOM_CHUNK is
+            z = keys.randn((chunk, n, d + 2), offset=chunk_start * n * (d + 2), device=self.device)
             for e in range(chunk):
                 steps = min(per_epoch, total_steps - step)
                 if steps <= 0:
@@ -447,11 +448,11 @@ class ToyDDPM:
         return (1 + omega) * out[:S] - omega * out[S:]
 
     @torch.no_grad()
-    def sample(self, model: Params, n: int, generators: Sequence[torch.Generator], *,
+    def sample(self, model: Params, n: int, keys: StreamKeys, *,
                guide: Params | None = None, omega: float = 0.0) -> torch.Tensor:
         """DDPM ancestral sampling; with `guide`, eps = (1 + omega) eps_model - omega eps_guide."""
         c = self.config
-        N = len(generators)
+        N = len(keys)
         guided = guide is not None and omega != 0
         if n == 0:
             return torch.empty(N, 0, self.dim, device=self.device)
@@ -469,7 +470,7 @@ class ToyDDPM:
         ws: dict = {}
         for chunk_start in range(0, c.T + 1, RANDOM_CHUNK):
             steps = min(RANDOM_CHUNK, c.T + 1 - chunk_start)
-            z = randn(generators, (steps, n, self.dim), device=self.device)
+            z = keys.randn((steps, n, self.dim), offset=chunk_start * n * self.dim, device=self.device)
             for s0, s1, p in blocks:
                 for q0 in range(0, n, P):
                     xb = x[s0:s1, q0:q0 + P]

@@ -6,27 +6,22 @@ bias + time input + LayerNorm + affine + ReLU (+ residual), and the thin input a
 in one pass over the rows, forward and backward; the 64 x 64 matrix products stay with torch's
 BLAS.
 
-The C file is compiled with the system C compiler (`$CC`, else `cc`) at first use (about a
-second) into `$MADLAB_CACHE` (default `~/.cache/madlab`; the temporary directory when that is not
-writable), one shared library per source, compiler and CPU
-(`-march=native`: a cluster with mixed CPUs gets one file per CPU model). Where no compiler
-works, `kernels()` returns None and the toy DDPM runs on torch ops: the same numbers up to
-float rounding, about 2x slower. `MADLAB_KERNELS=torch` forces torch ops, `MADLAB_KERNELS=fused`
+The C file is compiled with the system C compiler at first use (about a second) and cached per
+machine (loops/native.py). Where no compiler works, `kernels()` returns None and the toy DDPM
+runs on torch ops: the same numbers up to float rounding, about 2x slower. `MADLAB_KERNELS=torch` forces torch ops, `MADLAB_KERNELS=fused`
 makes a missing compiler an error.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from loops import native
 from toy.config import KERNEL_MODES as MODES  # auto | fused | torch, declared with the DDPM options
 
 SOURCE = Path(__file__).with_name("fused_mlp.c")
@@ -37,58 +32,8 @@ MAX_OUT = 4  # MAXD in fused_mlp.c: outputs of the fused output layer
 _LIB: dict[str, object] = {}
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("MADLAB_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "madlab"
-    return Path(base)
-
-
-def _cpu_signature() -> str:
-    """CPU model and ISA flags: a -march=native library is only reused on the same kind of CPU."""
-    fields = {}
-    try:
-        for line in open("/proc/cpuinfo"):
-            key = line.split(":", 1)[0].strip()
-            if key in ("model name", "flags") and key not in fields:
-                fields[key] = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return f"{platform.machine()}|{fields.get('model name', '')}|{fields.get('flags', '')}"
-
-
 def _compile() -> Path:
-    cc = os.environ.get("CC", "cc")
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, " ".join([cc, *FLAGS]).encode(),
-                                     _cpu_signature().encode()])).hexdigest()[:16]
-    name = f"fused_mlp_{key}.so"
-    user = getattr(os, "getuid", lambda: "user")()  # no getuid on Windows
-    for folder in (cache_dir(), Path(tempfile.gettempdir()) / f"madlab-{user}"):
-        if (folder / name).exists():
-            return folder / name
-        try:  # a read-only home (some clusters) falls back to the temporary directory
-            folder.mkdir(parents=True, exist_ok=True)
-            if os.access(folder, os.W_OK):
-                break
-        except OSError:
-            continue
-    target = folder / name
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        # -march=native where the compiler knows it (not every clang does): else portable -O3
-        for flags in (FLAGS, [f for f in FLAGS if f != "-march=native"]):
-            done = subprocess.run([cc, *flags, str(SOURCE), "-o", tmp], capture_output=True,
-                                  text=True)
-            if done.returncode == 0:
-                break
-        else:
-            raise OSError(f"{cc} failed: {done.stderr.strip()[:500]}")
-        os.replace(tmp, target)  # atomic: concurrent workers may compile at the same time
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    return native.build(SOURCE, FLAGS)
 
 
 class Kernels:

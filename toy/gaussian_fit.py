@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from loops.rng import randn
+from loops.rng import StreamKeys
 
 from toy.config import ESTIMATORS
 Fit = tuple[torch.Tensor, torch.Tensor]  # (mu [N, d], Sigma [N, d, d]), float64
@@ -40,11 +40,11 @@ class GaussianFit:
         if not self.bias > 0:
             raise ValueError(f"sampling bias lambda must be positive, got {self.bias}")
 
-    def init(self, generators: Sequence[torch.Generator]) -> None:
+    def init(self, keys: StreamKeys) -> None:
         return None
 
     def train(self, model, data: torch.Tensor, epochs: float,
-              generators: Sequence[torch.Generator]) -> Fit:
+              keys: StreamKeys) -> Fit:
         x = data.to(torch.float64)
         n = x.shape[1]
         if n < 2:
@@ -54,13 +54,13 @@ class GaussianFit:
         dof = n if self.estimator == "mle" else n - 1
         return mu, centred.transpose(1, 2) @ centred / dof
 
-    def sample(self, model: Fit, n: int, generators: Sequence[torch.Generator], *,
+    def sample(self, model: Fit, n: int, keys: StreamKeys, *,
                guide: Fit | None = None, omega: float = 0.0) -> torch.Tensor:
         mu, S = model
         if guide is not None and omega != 0:
             mu, S = self.guided(model, guide, omega)
         L = torch.linalg.cholesky(_psd_floor(self.bias * S))
-        z = randn(generators, (n, mu.shape[-1]), dtype=torch.float64)
+        z = keys.randn((n, mu.shape[-1]), dtype=torch.float64, device=mu.device)
         return (mu.unsqueeze(1) + z @ L.transpose(1, 2)).float()
 
     @staticmethod

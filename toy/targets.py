@@ -1,12 +1,11 @@
-"""Target distributions p_r with known moments, sampled per seed from that seed's generator."""
+"""Target distributions p_r with known moments, sampled per seed from that seed's stream, on the
+streams' device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
 import torch
 
-from loops.rng import rand, randn
+from loops.rng import StreamKeys
 
 
 @dataclass
@@ -23,9 +22,9 @@ class Gaussian:
         self.chol = torch.linalg.cholesky(self.cov)
         self.event_shape = tuple(self.mean.shape)
 
-    def sample(self, n: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
-        z = randn(generators, (n, self.mean.numel()), dtype=torch.float64)
-        return (self.mean + z @ self.chol.T).float()
+    def sample(self, n: int, keys: StreamKeys) -> torch.Tensor:
+        z = keys.randn((n, self.mean.numel()), dtype=torch.float64)
+        return (self.mean.to(z.device) + z @ self.chol.T.to(z.device)).float()
 
 
 @dataclass
@@ -56,20 +55,20 @@ class GaussianMixture:
         return (torch.einsum("m,mij->ij", self.weights, self.covs)
                 + torch.einsum("m,mi,mj->ij", self.weights, centred, centred))
 
-    def sample_with_modes(self, n: int, generators: Sequence[torch.Generator],
-                          weights: torch.Tensor | None = None):
+    def sample_with_modes(self, n: int, keys: StreamKeys, weights: torch.Tensor | None = None):
         """Samples [N, n, d] and their mode index [N, n]; `weights` overrides the mixture weights."""
         w = self.weights if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         d = self.means.shape[1]
-        u = rand(generators, (n, d + 1), dtype=torch.float64)  # first column picks the mode
-        cdf = torch.cumsum(w / w.sum(), 0)
-        mode = torch.searchsorted(cdf, u[..., 0].contiguous()).clamp(max=len(w) - 1)
-        z = torch.special.ndtri(u[..., 1:].clamp(1e-12, 1 - 1e-12))
-        x = self.means[mode] + torch.einsum("Nnij,Nnj->Nni", self.chols[mode], z)
+        u = keys.rand((n,), dtype=torch.float64)                  # picks the mode
+        z = keys.randn((n, d), dtype=torch.float64)
+        cdf = torch.cumsum(w / w.sum(), 0).to(u.device)
+        mode = torch.searchsorted(cdf, u).clamp(max=len(w) - 1)
+        means, chols = self.means.to(u.device), self.chols.to(u.device)
+        x = means[mode] + torch.einsum("Nnij,Nnj->Nni", chols[mode], z)
         return x.float(), mode
 
-    def sample(self, n: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
-        return self.sample_with_modes(n, generators)[0]
+    def sample(self, n: int, keys: StreamKeys) -> torch.Tensor:
+        return self.sample_with_modes(n, keys)[0]
 
 
 def paper_gaussian() -> Gaussian:

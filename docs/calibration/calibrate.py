@@ -60,8 +60,8 @@ def run(name: str, algo: str, omega: float, n_synth: int, seeds: int, gens: int,
                 n = W2_POINTS        # a cheaper look at the approach to the plateau
             else:
                 continue
-            samples = rec.model.sample(n, streams.generators("eval", t))
-            real = loop.target.sample(W2_POINTS, streams.generators("eval-real", t))
+            samples = rec.model.sample(n, streams.keys("eval", t))
+            real = loop.target.sample(W2_POINTS, streams.keys("eval-real", t))
             fd = per_seed("fd", samples, None, loop.target)
             w2 = per_seed("w2", samples[:, :W2_POINTS], real, loop.target)
             now = time.perf_counter()

@@ -11,9 +11,9 @@ from toy.targets import paper_gaussian
 
 target, streams = paper_gaussian(), SeedStreams(range(64))
 for n in (1000, 4000, 16000):
-    fd = per_seed("fd", target.sample(n, streams.generators("eval", n)), None, target)
+    fd = per_seed("fd", target.sample(n, streams.keys("eval", n)), None, target)
     print(f"fd floor at n_eval {n:6d}: mean {fd.mean():.4f} sd {fd.std():.4f}")
-x = target.sample(1000, streams.generators("eval", 1))
-y = target.sample(1000, streams.generators("eval-real", 1))
+x = target.sample(1000, streams.keys("eval", 1))
+y = target.sample(1000, streams.keys("eval-real", 1))
 w2 = per_seed("w2", x, y, target)
 print(f"w2 floor at 1000 vs 1000: mean {w2.mean():.4f} sd {w2.std():.4f}")

@@ -20,18 +20,18 @@ OMEGAS = (-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
 torch.set_num_threads(1)
 seeds, n_eval = int(sys.argv[1]), int(sys.argv[2])
 target, streams = paper_gaussian(), SeedStreams(range(seeds))
-data = target.sample(1000, streams.generators("real", 1))
+data = target.sample(1000, streams.keys("real", 1))
 backend = ToyDDPM(DDPMConfig(batch_size=64, lr=1e-3))
-base = backend.train(backend.init(streams.generators("init", 1)), data, 100,
-                     streams.generators("train", 1))
-synthetic = backend.sample(base, 2000, streams.generators("aux-sample", 1))
+base = backend.train(backend.init(streams.keys("init", 1)), data, 100,
+                     streams.keys("train", 1))
+synthetic = backend.sample(base, 2000, streams.keys("aux-sample", 1))
 for aux_lr in sys.argv[3:]:
     tick = time.perf_counter()
     tuner = ToyDDPM(DDPMConfig(batch_size=64, lr=float(aux_lr)))
-    aux = tuner.train(base, synthetic, 50, streams.generators("finetune", 1))
+    aux = tuner.train(base, synthetic, 50, streams.keys("finetune", 1))
     cells = []
     for omega in OMEGAS:
-        x = backend.sample(base, n_eval, streams.generators("eval", 1), guide=aux, omega=omega)
+        x = backend.sample(base, n_eval, streams.keys("eval", 1), guide=aux, omega=omega)
         cells.append(f"w={omega:g}: {per_seed('fd', x, None, target).mean():.3f}")
     print(f"aux lr {aux_lr} (mean fd over {seeds} seeds, n_eval {n_eval}; "
           f"{time.perf_counter() - tick:.0f}s): " + "  ".join(cells), flush=True)

@@ -19,7 +19,7 @@ OMEGAS = (-1.0, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
 torch.set_num_threads(1)
 seeds, n_eval = int(sys.argv[1]), int(sys.argv[2])
 target, streams = paper_gaussian(), SeedStreams(range(seeds))
-data = target.sample(1000, streams.generators("real", 1))
+data = target.sample(1000, streams.keys("real", 1))
 for spec in sys.argv[3:]:
     bs, lr = spec.split(",")
     backend = ToyDDPM(DDPMConfig(batch_size=int(bs), lr=float(lr)))
@@ -28,7 +28,7 @@ for spec in sys.argv[3:]:
     trained = sims(backend, data, streams, 1)
     cells = []
     for omega in OMEGAS:
-        x = backend.sample(trained.model, n_eval, streams.generators("eval", 1),
+        x = backend.sample(trained.model, n_eval, streams.keys("eval", 1),
                            guide=trained.guide, omega=omega)
         fd = per_seed("fd", x, None, target)
         cells.append(f"w={omega:g}: {fd.mean():.3f}")

@@ -2,7 +2,9 @@
 
 Member k is its own module (N is small at image scale), trained in turn with its own Adam and an
 EMA copy; every random number of member k (initialisation, minibatches, σ, noise, dropout,
-sampling) comes from generators[k], so a seed's model never depends on the seeds beside it.
+sampling) comes from stream keys[k] (drawn on the device by counter; torch's own generator, seeded
+from the key, only for module initialisation and dropout), so a seed's model never depends on the
+seeds beside it.
 The training budget is counted in images seen: epochs × |D| (budget "epochs"), or the number
 given in thousands of images (budget "kimg", the paper's unit). On CUDA the forward pass of
 training runs in bfloat16 autocast (mixed precision); sampling runs in float32.
@@ -18,6 +20,7 @@ from typing import Iterator, Sequence
 
 import torch
 
+from loops.rng import StreamKeys
 from madlab.edm.config import EDMConfig  # its options; `from madlab.edm.backend import EDMConfig` keeps working
 from madlab.edm.data import to_uint8, to_unit
 from madlab.edm.guidance import SimsGuidance
@@ -39,16 +42,21 @@ class EDMEnsemble:
         return self.emas[k] if use_ema else self.nets[k]
 
 
-def member_seed(generator: torch.Generator) -> int:
-    return int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+DRAW_CHUNK = 16  # training steps whose σ and noise are drawn per call (memory only: draws are by offset)
+# sub-streams of one member's training keys
+DROPOUT, SHUFFLE, SIGMA, NOISE = range(4)
 
 
-def batches(n: int, batch: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless minibatch indices: shuffled epochs, back to back (drawn lazily from `generator`)."""
-    pending = torch.empty(0, dtype=torch.long)
+def batches(n: int, batch: int, keys: StreamKeys, device=None) -> Iterator[torch.Tensor]:
+    """Endless minibatch indices: shuffled epochs, back to back. Epoch e's permutation is the
+    (stable) argsort of uniforms e n .. (e + 1) n - 1 of the one-member stream `keys`."""
+    pending = torch.empty(0, dtype=torch.long, device=device)
+    epoch = 0
     while True:
         while len(pending) < batch:
-            pending = torch.cat([pending, torch.randperm(n, generator=generator)])
+            u = keys.rand((n,), offset=epoch * n, dtype=torch.float64, device=device)[0]
+            pending = torch.cat([pending, torch.argsort(u, stable=True)])
+            epoch += 1
         yield pending[:batch]
         pending = pending[batch:]
 
@@ -82,16 +90,16 @@ class EDMBackend:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
 
     # ----------------------------------------------------------------- protocol
-    def init(self, generators: Sequence[torch.Generator]) -> EDMEnsemble:
+    def init(self, keys: StreamKeys) -> EDMEnsemble:
         nets = []
-        for g in generators:
+        for seed in keys.int_seeds():
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(member_seed(g))
+                torch.manual_seed(seed)
                 nets.append(self.build().to(self.device))
         return EDMEnsemble(nets, [copy.deepcopy(net) for net in nets], 0)
 
     def train(self, model: EDMEnsemble, data: torch.Tensor, epochs: float,
-              generators: Sequence[torch.Generator]) -> EDMEnsemble:
+              keys: StreamKeys) -> EDMEnsemble:
         """A copy of `model` trained on data [N, n, C, H, W] (values in [-1, 1]) for the budget."""
         c = self.config
         N, n = data.shape[:2]
@@ -99,35 +107,44 @@ class EDMBackend:
         steps = max(1, math.ceil(self.budget_images(epochs, n) / batch))
         out = EDMEnsemble([copy.deepcopy(m) for m in model.nets], [copy.deepcopy(m) for m in model.emas],
                           model.images_seen + steps * batch)
-        for k, g in enumerate(generators):
-            self.train_member(out.nets[k], out.emas[k], data[k], steps, model.images_seen, g)
+        for k in range(N):
+            self.train_member(out.nets[k], out.emas[k], data[k], steps, model.images_seen, keys[k])
         if c.checkpoint_dir:
             self.saved += 1
             self.save(out, Path(c.checkpoint_dir) / f"edm-{self.saved:04d}.pt")
         return out
 
     def train_member(self, net: Denoiser, ema: Denoiser, data: torch.Tensor, steps: int,
-                     images_seen: int, g: torch.Generator) -> None:
-        """`steps` Adam steps of one member on its data [n, C, H, W], updating net and ema in place."""
+                     images_seen: int, keys: StreamKeys) -> None:
+        """`steps` Adam steps of one member on its data [n, C, H, W], updating net and ema in place;
+        `keys`: that member's stream (one key)."""
         c = self.config
         data = data.to(self.device, torch.float32)
         devices = []
         if self.device.type == "cuda":
             devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
         with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(member_seed(g))  # dropout masks: this member's own stream
+            torch.manual_seed(keys.fold(DROPOUT).int_seeds()[0])  # dropout: this member's own stream
             net.train()
             opt = torch.optim.Adam(net.parameters(), lr=c.lr, betas=(0.9, 0.999), eps=1e-8)
-            order = batches(len(data), min(c.batch_size, len(data)), g)
+            B = min(c.batch_size, len(data))
+            order = batches(len(data), B, keys.fold(SHUFFLE), self.device)
+            sigma_keys, noise_keys = keys.fold(SIGMA), keys.fold(NOISE)
             rampup = c.lr_rampup_kimg * 1000
             for step in range(steps):
                 idx = next(order)
-                B = len(idx)
-                z, u = torch.randn(B, generator=g), torch.rand(B, generator=g)
-                noise = torch.randn((B, *self.event_shape), generator=g).to(self.device)
-                sigma = draw_sigma(z, u, c.precond, c.P_mean, c.P_std).to(self.device)
+                j = step % DRAW_CHUNK
+                if j == 0:  # steps step .. step + DRAW_CHUNK - 1 of one stream each, on the device
+                    chunk = min(DRAW_CHUNK, steps - step)
+                    zs = sigma_keys.randn((chunk, B), offset=step * B, device=self.device)[0]
+                    us = sigma_keys.rand((chunk, B), offset=step * B, device=self.device)[0]
+                    per = B * math.prod(self.event_shape)
+                    noises = noise_keys.randn((chunk, B, *self.event_shape), offset=step * per,
+                                              device=self.device)[0]
+                sigma = draw_sigma(zs[j], us[j], c.precond, c.P_mean, c.P_std)
+                noise = noises[j]
                 with self.autocast():
-                    loss = denoising_loss(net, data[idx.to(self.device)], sigma, noise).mean()
+                    loss = denoising_loss(net, data[idx], sigma, noise).mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 seen_now = (step + 1) * B
@@ -157,15 +174,15 @@ class EDMBackend:
             b_ema.copy_(b)
 
     @torch.no_grad()
-    def sample(self, model: EDMEnsemble, n: int, generators: Sequence[torch.Generator], *,
+    def sample(self, model: EDMEnsemble, n: int, keys: StreamKeys, *,
                guide: EDMEnsemble | None = None, omega: float = 0.0) -> torch.Tensor:
         """[N, n, C, H, W] images in [-1, 1] by Heun sampling; with `guide`, SIMS guidance
         D = D_model + ω (D_model - D_guide) inside [guide_sigma_lo, guide_sigma_hi]."""
         c = self.config
         use_ema = c.ema_kimg > 0
         out = []
-        for k, g in enumerate(generators):
-            noise = ImageNoise.from_generator(g, n, self.event_shape, self.device)
+        for k in range(len(keys)):
+            noise = ImageNoise.from_keys(keys[k], n, self.event_shape, self.device)
             base = model.sampling_net(k, use_ema).eval()
             aux = guide.sampling_net(k, use_ema).eval() if guide is not None and omega != 0 else None
             denoise = SimsGuidance(base, aux, omega, c.guide_sigma_lo, c.guide_sigma_hi)

@@ -12,10 +12,11 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
+
+from loops.rng import StreamKeys
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -124,8 +125,9 @@ def load_images_cached(dataset: str) -> ImageSet:
 class ImageTarget:
     """p_r = the empirical distribution of a local image set (Target protocol).
 
-    Seed k draws its real set from generators[k]: n distinct images (a random subset) when
-    n <= M, otherwise with replacement.
+    Seed k draws its real set from stream keys[k]: n distinct images (a random subset: the first n
+    of the stable argsort of M uniforms) when n <= M, otherwise with replacement. Images stay on the
+    CPU, where the EDM backend keeps its data.
     """
 
     def __init__(self, images: ImageSet):
@@ -134,10 +136,10 @@ class ImageTarget:
         self.event_shape = tuple(images.images.shape[1:])
         self._unit = to_unit(images.images)
 
-    def sample(self, n: int, generators: Sequence[torch.Generator]) -> torch.Tensor:
+    def sample(self, n: int, keys: StreamKeys) -> torch.Tensor:
         M = len(self._unit)
-        rows = []
-        for g in generators:
-            idx = torch.randperm(M, generator=g)[:n] if n <= M else torch.randint(M, (n,), generator=g)
-            rows.append(self._unit[idx])
-        return torch.stack(rows)
+        if n <= M:
+            idx = torch.argsort(keys.rand((M,), dtype=torch.float64), dim=-1, stable=True)[:, :n]
+        else:
+            idx = (keys.rand((n,), dtype=torch.float64) * M).long().clamp(max=M - 1)
+        return self._unit[idx.cpu()]

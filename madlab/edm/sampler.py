@@ -1,15 +1,19 @@
 """Heun's 2nd-order sampler, Karras et al. 2022 Algorithm 2 (σ(t) = t, s(t) = 1), line by line.
 
 `denoise(x, sigma)` is any denoiser D(x; σ) (a network, an exact formula, or SIMS guidance).
-Randomness comes from `ImageNoise`: one generator per image, so an image's numbers (its latent and
-its churn noise) never depend on which other images share its batch.
+Randomness comes from `ImageNoise`: one counter-based stream per image (loops/rng.py), drawn on
+the device, so an image's numbers (its latent and its churn noise) never depend on which other
+images share its batch.
 """
 from __future__ import annotations
 
 import math
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
+
+from loops.rng import StreamKeys, derive_keys
 
 DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -25,30 +29,42 @@ def sigma_steps(num_steps: int, sigma_min: float = 0.002, sigma_max: float = 80.
 
 
 class ImageNoise:
-    """Per-image random streams: image j's latent and churn noise come from its own generator."""
+    """Per-image random streams: image j's latent and churn noise come from its own stream key.
 
-    def __init__(self, seeds: Sequence[int], shape: Sequence[int], device="cpu", dtype=torch.float32):
-        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    The i-th call of `randn` draws numbers i * prod(shape) .. of every image's normal stream, so a
+    batch of images, or a subset of it, gets the numbers each image would get alone.
+    `keys_or_seeds`: a StreamKeys with one key per image, or integer seeds (hashed into keys).
+    """
+
+    def __init__(self, keys_or_seeds: StreamKeys | Sequence[int], shape: Sequence[int],
+                 device="cpu", dtype=torch.float32):
+        if not isinstance(keys_or_seeds, StreamKeys):
+            seeds = np.asarray(list(keys_or_seeds), dtype=np.int64).astype(np.uint64)
+            keys_or_seeds = StreamKeys(torch.from_numpy(derive_keys(seeds).view(np.int64).copy()))
+        self.keys, self.calls = keys_or_seeds, 0
         self.shape, self.device, self.dtype = tuple(shape), device, dtype
 
     @classmethod
-    def from_generator(cls, generator: torch.Generator, n: int, shape, device="cpu", dtype=torch.float32):
-        """n image streams whose seeds are drawn from one (per-seed) generator."""
-        seeds = torch.randint(0, 2 ** 62, (n,), generator=generator)
-        return cls(seeds.tolist(), shape, device, dtype)
+    def from_keys(cls, keys: StreamKeys, n: int, shape, device="cpu", dtype=torch.float32):
+        """n image streams split from one member's stream `keys` (length 1)."""
+        return cls(keys.split(n), shape, device, dtype)
 
     def __len__(self) -> int:
-        return len(self.generators)
+        return len(self.keys)
 
     def subset(self, start: int, stop: int) -> "ImageNoise":
-        out = ImageNoise([], self.shape, self.device, self.dtype)
-        out.generators = self.generators[start:stop]
+        """Images start .. stop - 1, continuing from this object's position in their streams."""
+        out = ImageNoise(self.keys[start:stop], self.shape, self.device, self.dtype)
+        out.calls = self.calls
         return out
 
     def randn(self) -> torch.Tensor:
-        """The next standard normal draw of every image, [B, *shape]."""
-        return torch.stack([torch.randn(self.shape, generator=g) for g in self.generators]).to(
-            self.device, self.dtype)
+        """The next standard normal draw of every image, [B, *shape] (on `device`)."""
+        draw = self.dtype if self.dtype in (torch.float32, torch.float64) else torch.float32
+        z = self.keys.randn(self.shape, offset=self.calls * math.prod(self.shape), dtype=draw,
+                            device=self.device)
+        self.calls += 1
+        return z.to(self.dtype)
 
 
 @torch.no_grad()

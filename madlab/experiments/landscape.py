@@ -66,7 +66,7 @@ def train_models(s: Settings, streams: SeedStreams, progress: Progress = no_prog
     target = paper_gaussian()
     backend = ddpm_backend(s.device, batch_size=s.batch_size, lr=s.lr)
     fine = ddpm_backend(s.device, batch_size=s.batch_size, lr=s.finetune_lr)
-    g = streams.generators
+    g = streams.keys
     real = target.sample(s.n_real, g("real", 1))
     progress(0, total, f"base model: {s.epochs:g} epochs on |D_r| = {s.n_real}")
     theta_r = backend.train(backend.init(g("init", 1)), real, s.epochs, g("train", 1))
@@ -87,13 +87,13 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
     total = 3 + len(grid)
     backend, theta_r, theta_a, theta_s = train_models(s, streams, progress, total)
     needs_real = any(m in ("w1", "w2") for m in s.metrics)
-    real = target.sample(s.n_eval, streams.generators("eval-real", 1)) if needs_real else None
+    real = target.sample(s.n_eval, streams.keys("eval-real", 1)) if needs_real else None
     rows = []
     for i, (wa, ws) in enumerate(grid):
         progress(3 + i, total, f"grid point w_a={wa:g}, w_s={ws:g}")
         # the same sampler noise at every grid point: differences come from theta alone
         x = backend.sample(theta(backend, theta_r, theta_a, theta_s, wa, ws), s.n_eval,
-                           streams.generators("eval", 1))
+                           streams.keys("eval", 1))
         finite = torch.isfinite(x).all(-1).all(-1)
         x = torch.nan_to_num(x, nan=1e6, posinf=1e6, neginf=-1e6).clamp(-1e6, 1e6)
         for metric, values in distances(s.metrics, x, real, target).items():

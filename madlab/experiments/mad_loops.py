@@ -121,14 +121,14 @@ def fresh_with_initial_size(backend, target, streams: SeedStreams, n_initial: in
     Same random streams as `Loop`, so with n_initial == n_real it is exactly Loop("fresh", ...).
     """
     algorithm = Standard(epochs=1)
-    real = target.sample(n_initial, streams.generators("real", 1))
+    real = target.sample(n_initial, streams.keys("real", 1))
     synthetic, previous = [], None
     for t in range(1, settings.gens + 1):
         if t > 1:
-            real = target.sample(settings.n_real, streams.generators("real", t))
+            real = target.sample(settings.n_real, streams.keys("real", t))
         model = algorithm(backend, training_set("fresh", t, real, synthetic), streams, t, previous)
         yield model
-        synthetic, previous = [model.sample(settings.n_synth, streams.generators("synth", t))], model
+        synthetic, previous = [model.sample(settings.n_synth, streams.keys("synth", t))], model
 
 
 def _trace(S: torch.Tensor) -> torch.Tensor:

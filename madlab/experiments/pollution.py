@@ -72,7 +72,7 @@ def epochs_for(s: Settings, n_train: int) -> float:
 def run(settings: Settings, progress: Progress = no_progress) -> Result:
     s = settings.validate()
     streams, target = SeedStreams(range(s.first_seed, s.first_seed + s.seeds)), paper_gaussian()
-    g = streams.generators
+    g = streams.keys
     backend = ddpm_backend(s.device, batch_size=s.batch_size, lr=s.lr)
     sizes = sorted(set(s.n_pollute))
     total = 1 + len(sizes) + (1 + len(sizes)) * len(s.budgets)

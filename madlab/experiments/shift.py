@@ -98,7 +98,7 @@ def curated_set(backend, base, mixture: GaussianMixture, s: Settings, streams: S
     """Draw from the base model until every seed can fill S with the curated shares."""
     xs, ms = [], []
     for step in range(MAX_DRAWS):
-        x = backend.sample(base, 2 * s.n_curated, streams.generators("aux-sample", 1, step)).cpu()
+        x = backend.sample(base, 2 * s.n_curated, streams.keys("aux-sample", 1, step)).cpu()
         xs.append(x), ms.append(assign_modes(x, mixture))
         x, m = torch.cat(xs, 1), torch.cat(ms, 1)
         have = torch.stack([(m == j).sum(1) for j in range(2)], 1)     # [N, 2]
@@ -110,7 +110,7 @@ def curated_set(backend, base, mixture: GaussianMixture, s: Settings, streams: S
 def run(settings: Settings, progress: Progress = no_progress) -> Result:
     s = settings.validate()
     streams, mixture = SeedStreams(range(s.first_seed, s.first_seed + s.seeds)), two_mode_mixture()
-    g = streams.generators
+    g = streams.keys
     backend = ddpm_backend(s.device, batch_size=s.batch_size, lr=s.lr)
     total = 2 + len(s.omegas)
     real = mixture.sample(s.n_real, g("real", 1))
