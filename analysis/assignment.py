@@ -58,7 +58,11 @@ class _Auction:
         N, n, _ = C.shape
         self.C, self.n, self.F, self.rtol, self.theta = C, n, N * n, rtol, theta
         dev = C.device
+        # column reduction (as Jonker-Volgenant start): p_j = -min_i C_ij makes every column
+        # some row's zero-margin choice, so a column far from all rows (an outlier of y) need
+        # not wait for prices elsewhere to climb by its cost in steps of eps
         self.price_ = torch.zeros(self.F + 1, dtype=C.dtype, device=dev)
+        self.price_[:self.F] = -C.amin(1).flatten()
         self.col_ = torch.full((self.F + 1,), -1, dtype=torch.long, device=dev)
         self.row_ = torch.full((self.F + 1,), -1, dtype=torch.long, device=dev)
         self.price = self.price_[:self.F].view(N, n)
@@ -67,9 +71,12 @@ class _Auction:
         self.win = torch.empty(self.F, dtype=torch.long, device=dev)
         scale = C.abs().flatten(1).amax(1)
         self.floor = (scale * FLOOR).clamp(min=torch.finfo(C.dtype).tiny)
-        # start at the typical cost (median of a row subsample) over theta
+        # start at the typical cost (median of a row subsample) over theta, or higher where a
+        # column's two nearest rows differ by more: there prices must climb that far
         rows = C[:, ::max(1, n // 64)].flatten(1)
-        self.eps = torch.maximum(rows.median(1).values / theta, self.floor)
+        two = C.topk(2, dim=1, largest=False).values
+        climb = (two[:, 1] - two[:, 0]).amax(1)
+        self.eps = torch.maximum(torch.maximum(rows.median(1).values, climb) / theta, self.floor)
         self.done = scale == 0          # all costs 0: any permutation is optimal
         self.col[self.done] = torch.arange(n, device=dev)
         self.cost = torch.zeros(N, dtype=C.dtype, device=dev)
@@ -131,7 +138,9 @@ def auction(C: torch.Tensor, rtol: float = RTOL, theta: float = THETA,
 
     A seed stops when gap <= rtol * cost (or eps reaches 1e-12 max|C|, float64's resolution of
     the prices); otherwise eps /= theta, rows with slack > eps are freed and bidding resumes.
-    Each seed runs its own phases, so a seed's result does not depend on its batch.
+    Each seed runs its own phases, so a seed's result does not depend on its batch. Prices
+    start at the column reduction p_j = -min_i C[i, j]; a seed whose columns lie farther out
+    than its rows (sum of column minima > sum of row minima) is solved transposed.
 
     Parameters
     ----------
@@ -158,10 +167,25 @@ def auction(C: torch.Tensor, rtol: float = RTOL, theta: float = THETA,
     if n == 1 or N == 0:
         col = torch.zeros(N, n, dtype=torch.long, device=C.device)
         return Assignment(C[:, 0, 0].clone() if n else C.new_zeros(N), C.new_zeros(N), col)
-    state = _Auction(C, rtol, theta)
+    # rows bid: a far point among the rows bids at once with a large margin, while a far
+    # column waits for prices to climb towards its cost. Put the side farther out in rows.
+    flip = C.amin(1).sum(1) > C.amin(2).sum(1)
+    if bool(flip.any()):
+        C = torch.where(flip[:, None, None], C.transpose(1, 2), C).contiguous()
+    a = _solve(_Auction(C, rtol, theta), max_rounds)
+    if bool(flip.any()):   # row i of the transposed problem is column i: invert the permutation
+        inv = torch.empty_like(a.col).scatter_(1, a.col, torch.arange(n, device=C.device).expand_as(a.col))
+        a = a._replace(col=torch.where(flip[:, None], inv, a.col))
+    return a
+
+
+def _solve(state: _Auction, max_rounds: int) -> Assignment:
+    """Bid until every seed's certificate holds; a seed whose rows are all assigned ends its
+    phase at once, whatever the other seeds are doing."""
+    N, n = state.col.shape
     for _ in range(max_rounds):
         free = (state.col.view(-1) < 0).nonzero().squeeze(1)
-        busy = torch.zeros(N, dtype=torch.bool, device=C.device)
+        busy = torch.zeros(N, dtype=torch.bool, device=free.device)
         busy[torch.div(free, n, rounding_mode="floor")] = True
         ready = (~busy & ~state.done).nonzero().squeeze(1)
         if ready.numel():
