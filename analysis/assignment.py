@@ -51,8 +51,8 @@ def sq_euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class _Auction:
     """State of N forward auctions (min-cost form): prices p [N, n] (column duals -p), owner of
     each column, column of each row, each seed's epsilon and whether its certificate is met.
-    Flat arrays carry one extra dummy slot at index N*n that losing bids write to, so that no
-    round needs a data-dependent (host-synchronizing) mask."""
+    Flat arrays carry one extra dummy slot at index N*n that losing bids write to, so that a
+    round's updates need no boolean-mask indexing (each would synchronize with the host)."""
 
     def __init__(self, C: torch.Tensor, rtol: float, theta: float):
         N, n, _ = C.shape
