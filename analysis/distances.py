@@ -5,6 +5,10 @@ w2, w1   exact optimal transport between two equal-weight sample sets (POT's net
          same value for n = m and measured no faster at n = 1000: benchmarks/breakdown.py.)
          Between two finite samples of the same distribution it is not 0: about 0.19 for W2 at
          1000 vs 1000 points of the paper's target.
+wasserstein_batch  the same for N seeds at once on the samples' device (CPU or CUDA), by the
+         batched auction of analysis/assignment.py (n = m), certified within rtol of the optimum.
+per_seed picks the solver: env MADLAB_OT = auto (default: the auction for CUDA samples, POT on
+         the CPU, where it is faster: benchmarks/ot_solvers.py), pot, or auction.
 gaussian_w2  closed form W2 between N(m1, S1) and N(m2, S2) (Dowson & Landau 1982):
          |m1 - m2|^2 + tr(S1 + S2 - 2 (S2^(1/2) S1 S2^(1/2))^(1/2)).
 fd       the Frechet distance: gaussian_w2 between the samples' mean and covariance and the true
@@ -12,11 +16,18 @@ fd       the Frechet distance: gaussian_w2 between the samples' mean and covaria
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import ot
 import torch
 
+from analysis.assignment import RTOL, auction, sq_euclidean
 from analysis.metrics import METRICS, NEEDS_REAL_SAMPLE  # noqa: F401 (the names, torch-free)
+
+OT_SOLVERS = ("auto", "pot", "auction")
+CHUNK_BYTES = 2**30  # float64 cost matrices [k, n, n] held at once on the CPU; on CUDA up to
+                     # a quarter of the free memory (the auction holds about three copies)
 
 EMD_MAX_ITER = 10_000_000
 
@@ -56,6 +67,61 @@ def w1(x, y) -> float:
     return wasserstein(x, y, 1)
 
 
+def wasserstein_batch(x: torch.Tensor, y: torch.Tensor, p: int = 2,
+                      rtol: float = RTOL) -> torch.Tensor:
+    r"""Exact W_p between x[k] and y[k] for every seed k, on x's device.
+
+    For equal sizes n and uniform weights the optimal plan is a permutation, so
+    W_p(x_k, y_k)^p = (1/n) min_sigma sum_i |x_ki - y_k,sigma(i)|^p, solved for all seeds at once
+    by `analysis.assignment.auction` in float64; each value is certified:
+    W_p^p <= OT^p * (1 + rtol) (W_p within rtol / p, relative).
+
+    Parameters
+    ----------
+    x, y : [N, n, ...] samples (same n; flattened to [N, n, d]), any device
+    p : 1 (Euclidean costs) or 2 (squared Euclidean)
+    rtol : certified relative gap of the assignment cost
+
+    Returns
+    -------
+    [N] float64 on the CPU; NaN for a seed whose samples are not all finite (a diverged model).
+
+    Examples
+    --------
+    >>> x = torch.tensor([[[0., 0.], [1., 0.]]])
+    >>> wasserstein_batch(x, x + torch.tensor([0., 2.])).tolist()
+    [2.0]
+
+    Reference: POT's `ot.emd2` (Flamary et al., JMLR 22(78), 2021) gives the same values.
+    """
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p}")
+    x, y = x.flatten(2), y.to(x.device).flatten(2)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"the assignment needs equal sample sizes, got {x.shape[1]} and {y.shape[1]}")
+    ok = x.isfinite().flatten(1).all(1) & y.isfinite().flatten(1).all(1)
+    out = torch.full((x.shape[0],), float("nan"), dtype=torch.float64, device=x.device)
+    seeds = ok.nonzero().squeeze(1)
+    n = x.shape[1]
+    budget = CHUNK_BYTES
+    if x.device.type == "cuda":
+        budget = torch.cuda.mem_get_info(x.device)[0] // 4
+    step = max(1, budget // (8 * n * n))
+    for k in seeds.split(step):
+        C = sq_euclidean(x[k], y[k])
+        cost = auction(C.sqrt_() if p == 1 else C, rtol).cost / n
+        out[k] = cost if p == 1 else cost.sqrt()
+    return out.cpu()
+
+
+def ot_solver() -> str:
+    """The exact-OT solver of `per_seed`: env MADLAB_OT = auto | pot | auction (default auto)."""
+    value = os.environ.get("MADLAB_OT", "").strip().lower() or "auto"
+    if value not in OT_SOLVERS:
+        raise ValueError(f"MADLAB_OT must be one of {', '.join(OT_SOLVERS)}, got {value!r}")
+    return value
+
+
 def sqrtm_psd(S: torch.Tensor) -> torch.Tensor:
     """Symmetric PSD square root through the eigendecomposition (negative eigenvalues -> 0)."""
     vals, vecs = torch.linalg.eigh((S + S.transpose(-1, -2)) / 2)
@@ -89,14 +155,24 @@ def frechet_to_gaussian(samples: torch.Tensor, mean, cov) -> torch.Tensor:
 
 def per_seed(metric: str, samples: torch.Tensor, real: torch.Tensor | None = None,
              target=None, n_jobs: int = 1) -> torch.Tensor:
-    """dist(G, p_r) for each seed: samples [N, n, d]; real [N, m, d] for w1/w2; target for fd;
-    n_jobs > 1 solves the seeds' OT problems in that many threads (POT's exact solver releases
-    the GIL: 2 threads 1.9x on 2 cores; the values do not depend on n_jobs)."""
+    """dist(G, p_r) for each seed, [N] float64 on the CPU: samples [N, n, d] on any device;
+    real [N, m, d] for w1/w2; target for fd.
+
+    w1/w2 by `ot_solver()`: `auction` solves all seeds at once on the samples' device
+    (`wasserstein_batch`; needs n = m, else POT); `pot` moves the samples to the host and
+    solves each seed with POT, in n_jobs threads (POT's exact solver releases the GIL: 2 threads
+    1.9x on 2 cores; the values do not depend on n_jobs); `auto` is the auction for CUDA samples
+    and POT for CPU samples (POT is faster there: benchmarks/ot_solvers.py)."""
     if metric == "fd":
-        return frechet_to_gaussian(samples, target.mean, target.cov)
+        return frechet_to_gaussian(samples.cpu(), target.mean, target.cov)
     if metric not in ("w1", "w2"):
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     p = 1 if metric == "w1" else 2
+    solver = ot_solver()
+    if solver == "auto":
+        solver = "auction" if samples.is_cuda else "pot"
+    if solver == "auction" and samples.shape[1] == real.shape[1]:
+        return wasserstein_batch(samples, real, p)
     pairs = [(_as_numpy(s), _as_numpy(r)) for s, r in zip(samples, real)]
     if n_jobs > 1 and len(pairs) > 1:
         from concurrent.futures import ThreadPoolExecutor

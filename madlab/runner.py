@@ -8,7 +8,7 @@ from typing import Callable
 import pandas as pd
 import torch
 
-from analysis.distances import NEEDS_REAL_SAMPLE, per_seed
+from analysis.distances import NEEDS_REAL_SAMPLE, ot_solver, per_seed
 from loops import Loop, SeedStreams, make_algorithm
 from madlab.config import ConfigError, RunConfig
 from toy import fused
@@ -63,6 +63,7 @@ def check_environment() -> None:
     """The environment variables madlab reads, checked before any work starts (one-line error)."""
     ot_jobs()
     try:
+        ot_solver()
         fused.mode()
     except ValueError as err:
         raise ConfigError(str(err)) from None
@@ -82,8 +83,8 @@ def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
         real = None
         if any(NEEDS_REAL_SAMPLE.get(m, False) for m in metrics):
             real = target.sample(n_eval, streams.keys("eval-real", generation))
-        # exact OT per seed, in ot_jobs() threads
-        return {m: fid(samples) if m == "fid" else per_seed(m, samples.cpu(), real, target,
+        # exact OT: on the samples' device, or per seed on the host in ot_jobs() threads
+        return {m: fid(samples) if m == "fid" else per_seed(m, samples, real, target,
                                                             n_jobs=ot_jobs())
                 for m in metrics}
 
