@@ -41,13 +41,15 @@ def table(out) -> pd.DataFrame:
 
 
 def gated(out: str, task, threads: int = 1) -> dict:
-    """A Slurm job's entry point: append this start to GATE/<task>.starts, wait until GATE/open or
-    GATE/open-<task> exists, then run the task as usual."""
+    """A Slurm job's entry point: append this start (job id, restart count) to GATE/<task>.starts,
+    wait until GATE/open, GATE/open-<task> or GATE/open-<task>-<restart count> exists, then run
+    the task as usual."""
     gate = Path(os.environ[GATE])
+    restart = os.environ.get("SLURM_RESTART_COUNT", "0")
     job = f"{os.environ.get('SLURM_ARRAY_JOB_ID', os.environ.get('SLURM_JOB_ID'))}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
     with open(gate / f"{task.id}.starts", "a") as f:
-        f.write(job + "\n")
-    while not ((gate / "open").exists() or (gate / f"open-{task.id}").exists()):
+        f.write(f"{job}/{restart}\n")
+    while not any((gate / name).exists() for name in ("open", f"open-{task.id}", f"open-{task.id}-{restart}")):
         time.sleep(0.1)
     return execute_task(out, task, threads)
 
@@ -63,8 +65,10 @@ class Gate:
     def started(self) -> list[str]:
         return sorted(p.stem for p in self.path.glob("*.starts"))
 
-    def open(self, task_id: str | None = None) -> None:
-        (self.path / ("open" if task_id is None else f"open-{task_id}")).touch()
+    def open(self, task_id: str | None = None, restart: int | None = None) -> None:
+        """Open the gate for every task, one task, or one task's given restart (Slurm requeue)."""
+        name = "open" if task_id is None else f"open-{task_id}" + ("" if restart is None else f"-{restart}")
+        (self.path / name).touch()
 
 
 @pytest.fixture
@@ -279,4 +283,28 @@ def test_a_driver_that_dies_right_after_sbatch_finds_its_jobs_by_their_comment(s
     assert counts["done"] == 4 and counts["failed"] == 0
     tasks = submission["tasks"]
     assert {t: len(gate.starts(t)) for t in tasks} == {t: 1 for t in tasks}
+    assert table(out).equals(reference)
+
+
+def test_a_requeued_running_task_is_rerun_by_slurm_and_the_sweep_ends_with_the_uninterrupted_rows(
+        slurm, tmp_path, gate, reference):
+    """`scontrol requeue` (what preemption with PreemptMode=REQUEUE does) kills a running task's
+    job and queues it again under the same id: the driver keeps waiting (PENDING is live), the
+    second run records the task, nothing is recorded as failed. The task reruns from its start
+    today; with per-generation checkpoints it resumes from its last finished generation."""
+    out = tmp_path / "sweep"
+    tasks = spec().tasks()
+    victim = tasks[0]
+    for task in tasks[1:]:
+        gate.open(task.id)
+    gate.open(victim.id, restart=1)                          # only the second run gets through
+    run = Background(lambda: sweep(out, executor(target=gated)))
+    slurm.wait_until(lambda: gate.starts(victim.id), "the task to start")
+    job = JobBook.load(out).job_of(victim.id)
+    slurm.cmd("scontrol", "requeue", job)
+    counts = run.join()
+    assert counts == {"done": 4, "failed": 0, "pending": 0, "rows": len(reference), "skipped": 0}
+    assert gate.starts(victim.id) == [f"{job}/0", f"{job}/1"]   # the same job, run twice
+    assert store.read_failure(out, victim.id) is None
+    assert len(JobBook.load(out).submissions) == 1
     assert table(out).equals(reference)
