@@ -8,7 +8,7 @@ partition `debug` in a temporary folder, on free ports, with no accounting stora
 by process id and removes the folder. Elsewhere the tests that use it skip with a one-line
 reason, unless `MADLAB_REQUIRE_SLURM=1` (CI) turns that skip into a failure.
 
-Use it outside pytest to try things by hand: `python -m tests.slurm_cluster` starts one, prints
+Use it outside pytest to try things by hand: `python tests/slurm_cluster.py` starts one, prints
 the `export SLURM_CONF=...` line, and stops it on Enter.
 """
 from __future__ import annotations
