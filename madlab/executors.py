@@ -185,9 +185,9 @@ class SlurmExecutor:
         waiting: dict[str, Task] = {}
         fresh: list[Task] = []
         for task in tasks:
-            job = book.job_of(task.id)
+            job, token = book.job_of(task.id), book.token_of(task.id)
             state = known.get(job) if job is not None else None
-            if state is not None and state.live:
+            if state is not None and state.live and state.comment == token:   # ours, not a reused id
                 waiting[job] = task                  # still queued or running: wait, never resubmit
             elif store.task_state(out, task.id) == "done":
                 done(_outcome_on_disk(out, task, "done"))     # its job finished since the sweep looked
@@ -376,6 +376,12 @@ class JobBook:
         for sub in reversed(self.submissions):
             if task_id in sub["tasks"]:
                 return sub["jobs"][sub["tasks"].index(task_id)] if sub["jobs"] else None
+        return None
+
+    def token_of(self, task_id: str) -> str | None:
+        for sub in reversed(self.submissions):
+            if task_id in sub["tasks"]:
+                return sub["token"]
         return None
 
     def submitted(self, job: str) -> float:
