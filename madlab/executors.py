@@ -243,9 +243,8 @@ class SlurmExecutor:
         if disk == "done":
             return _outcome_on_disk(out, task, disk)
         how = (f"ended {state.state}" + (f" ({state.reason})" if state.reason not in ("", "None") else "")
-               if state is not None else "is no longer known to Slurm")
-        return record_crash(out, task, f"{where} {how} without a result (cancelled, timed out, "
-                                       f"killed or preempted); its log: {paths.stderr}")
+               if state is not None else "is no longer known to Slurm (cancelled, timed out or killed)")
+        return record_crash(out, task, f"{where} {how} without a result; its log: {paths.stderr}")
 
     def _run_submitit(self, out: Path, tasks: list[Task], done: Done) -> None:
         """submitit's own job tracking (its local cluster: jobs as local processes, for tests)."""
