@@ -7,8 +7,12 @@ and the others go on; a worker that dies is recorded as the failure of the task 
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
+import subprocess
+import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -121,8 +125,14 @@ def _outcome_on_disk(out: Path, task: Task, state: str) -> dict:
 
 @dataclass
 class SlurmExecutor:
-    """One Slurm array job per sweep (one array element per task), through submitit. The sweep
-    directory must be on a file system the compute nodes share."""
+    """One Slurm array job per submission (one array element per task), through submitit. The
+    sweep directory must be on a file system the compute nodes share.
+
+    Job states come from `squeue` (one call per poll for all of this sweep's jobs), never from
+    `sacct`, so clusters without accounting storage work quietly. Every submission is recorded in
+    `DIR/slurm/jobs.json` (task id -> Slurm job id) before and after `sbatch`; a rerun after the
+    driver died waits for the tasks whose jobs Slurm still has queued or running instead of
+    submitting them again, and resubmits only those whose job is gone without a result."""
     partition: str | None = None      # Slurm partition (None: the cluster's default)
     time_min: int = 60                # wall-time limit per task, minutes
     gpus_per_task: int = 0            # GPUs per task
@@ -131,32 +141,114 @@ class SlurmExecutor:
     array_parallelism: int = 256      # most array elements running at once
     threads: int = 1                  # torch threads per task
     cluster: str | None = None        # submitit cluster: None = slurm; "local" runs jobs as local processes (tests)
-    poll_s: float = 2.0               # seconds between checks of the jobs' states
+    poll_s: float = 5.0               # seconds between checks of the jobs' states
+    result_grace_s: float = 15.0      # how long a finished job's result file may lag (shared file systems)
     target: Callable = execute_task
     name = "slurm"
     in_process = False
 
-    def run(self, out: Path, tasks: list[Task], done: Done, step: Step | None = None) -> None:
+    def _submitit_executor(self, folder: Path, name: str, comment: str | None = None):
         submitit = require("submitit")
-        folder = Path(out) / "slurm"                 # submitit: <job id>_<array index>_log.out/err
         try:
             executor = submitit.AutoExecutor(folder=folder, cluster=self.cluster or "slurm")
         except RuntimeError as err:                  # e.g. no srun: not a Slurm machine
             raise ConfigError(f"--executor slurm: {err}") from None
         params = dict(timeout_min=self.time_min, gpus_per_node=self.gpus_per_task,
                       cpus_per_task=self.cpus_per_task, tasks_per_node=1, nodes=1,
-                      name=f"madlab-{Path(out).name}", slurm_array_parallelism=self.array_parallelism)
+                      name=f"madlab-{name}", slurm_array_parallelism=self.array_parallelism)
         if self.partition:
             params["slurm_partition"] = self.partition
         if self.mem_gb:
             params["mem_gb"] = self.mem_gb
+        if comment:
+            params["slurm_comment"] = comment
         executor.update_parameters(**params)
+        return executor
+
+    def _submit(self, executor, out: Path, tasks: list[Task]) -> list:
         n = len(tasks)
         try:
-            jobs = executor.map_array(self.target, [str(out)] * n, tasks, [self.threads] * n)
+            return executor.map_array(self.target, [str(out)] * n, tasks, [self.threads] * n)
         except Exception as err:  # noqa: BLE001 - sbatch missing or refusing: one clear line
             raise ConfigError(f"could not submit the Slurm jobs: {type(err).__name__}: "
                               f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}")
+
+    def run(self, out: Path, tasks: list[Task], done: Done, step: Step | None = None) -> None:
+        out = Path(out)
+        if self.cluster not in (None, "slurm"):
+            return self._run_submitit(out, tasks, done)
+        folder = out / SLURM_DIR                     # submitit: <job id>_<array index>_log.out/err
+        book = JobBook.load(out)
+        queue = Squeue()
+        known = queue.states(must=True)
+        book.resolve(known)
+        waiting: dict[str, Task] = {}
+        fresh: list[Task] = []
+        for task in tasks:
+            job, token = book.job_of(task.id), book.token_of(task.id)
+            state = known.get(job) if job is not None else None
+            if state is not None and state.live and state.comment == token:   # ours, not a reused id
+                waiting[job] = task                  # still queued or running: wait, never resubmit
+            elif store.task_state(out, task.id) == "done":
+                done(_outcome_on_disk(out, task, "done"))     # its job finished since the sweep looked
+            else:
+                fresh.append(task)                   # never submitted, or its job ended without a result
+        if waiting:
+            print(f"slurm: {len(waiting)} of {len(tasks)} tasks are still queued or running from an "
+                  f"earlier submission (jobs {_id_range(waiting)}); waiting for them instead of "
+                  "resubmitting", file=sys.stderr, flush=True)
+        if fresh:
+            token = f"madlab-{uuid.uuid4().hex}"     # finds the jobs if we die right after sbatch
+            book.add(token, [t.id for t in fresh])
+            book.save()
+            jobs = self._submit(self._submitit_executor(folder, out.name, token), out, fresh)
+            book.set_jobs(token, [j.job_id for j in jobs])
+            book.save()
+            waiting.update({j.job_id: t for j, t in zip(jobs, fresh)})
+        while waiting:
+            states = queue.states()
+            if states is not None:
+                for job, task in list(waiting.items()):
+                    state = states.get(job)
+                    if state is None or not state.live:
+                        del waiting[job]
+                        done(self._finish(out, folder, job, task, state, book.submitted(job)))
+            if waiting:
+                time.sleep(self.poll_s)
+
+    def _finish(self, out: Path, folder: Path, job: str, task: Task, state: "JobState | None",
+                submitted: float) -> dict:
+        """The outcome of `task` whose Slurm job `job` has left the queue in `state` (None: Slurm
+        no longer knows it)."""
+        from submitit.core.utils import JobPaths, pickle_load
+
+        paths = JobPaths(folder, job_id=job, task_id=0)
+        result = paths.result_pickle
+        grace = self.result_grace_s if state is None or state.state == "COMPLETED" else 0.0
+        deadline = time.monotonic() + grace
+        while not _fresh(result, submitted) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        disk = store.task_state(out, task.id)
+        where = f"slurm job {job}"
+        if _fresh(result, submitted):
+            try:
+                kind, value = pickle_load(result)
+            except Exception as err:  # noqa: BLE001 - a torn or foreign file: treat as no result
+                kind, value = "error", f"unreadable result file {result}: {err}"
+            if kind == "success" and isinstance(value, dict):
+                return value
+            if disk == "done":
+                return _outcome_on_disk(out, task, disk)
+            return record_crash(out, task, f"{where} failed: {_last_line(str(value))}")
+        if disk == "done":
+            return _outcome_on_disk(out, task, disk)
+        how = (f"ended {state.state}" + (f" ({state.reason})" if state.reason not in ("", "None") else "")
+               if state is not None else "is no longer known to Slurm (cancelled, timed out or killed)")
+        return record_crash(out, task, f"{where} {how} without a result; its log: {paths.stderr}")
+
+    def _run_submitit(self, out: Path, tasks: list[Task], done: Done) -> None:
+        """submitit's own job tracking (its local cluster: jobs as local processes, for tests)."""
+        jobs = self._submit(self._submitit_executor(out / SLURM_DIR, out.name), out, tasks)
         waiting = dict(zip(jobs, tasks))
         while waiting:
             for job, task in list(waiting.items()):
@@ -175,6 +267,147 @@ class SlurmExecutor:
                 time.sleep(self.poll_s)
 
 
+SLURM_DIR = "slurm"                    # DIR/slurm: submitit's files and jobs.json
+JOBS_FILE = "jobs.json"
+# squeue states of a job that is over (anything else squeue lists is queued, running or requeued;
+# PREEMPTED counts as live because a requeued job passes through it)
+TERMINAL = frozenset({"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY",
+                      "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"})
+
+
+@dataclass(frozen=True)
+class JobState:
+    state: str                        # squeue's %T: PENDING, RUNNING, COMPLETED, CANCELLED, ...
+    reason: str = ""                  # squeue's %r
+    comment: str = ""                 # squeue's %k (our submission token)
+    array: str = ""                   # the array's job id (%F; a plain job's own id)
+
+    @property
+    def live(self) -> bool:
+        return self.state not in TERMINAL
+
+
+class Squeue:
+    """This user's jobs as slurmctld knows them (queued, running and, for MinJobAge, finished),
+    one `squeue` call per look; no accounting storage (sacct) needed."""
+
+    FORMAT = "%i|%F|%T|%r|%k"       # job (ARRAY_INDEX), array job id, state, reason, comment
+
+    def __init__(self):
+        self.failing = False
+
+    def states(self, must: bool = False) -> dict[str, JobState] | None:
+        """Job id (array elements as ARRAY_INDEX) -> state; None if squeue failed (reported once),
+        ConfigError instead when `must`."""
+        import getpass
+
+        cmd = ["squeue", "--noheader", "--array", "--states=all", f"--user={getpass.getuser()}",
+               f"--format={self.FORMAT}"]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            problem = None if done.returncode == 0 else (done.stderr.strip() or f"exit status {done.returncode}")
+        except (OSError, subprocess.TimeoutExpired) as err:
+            done, problem = None, str(err)
+        if problem:
+            if must:
+                raise ConfigError(f"--executor slurm: squeue failed: {_last_line(problem)}")
+            if not self.failing:
+                print(f"slurm: squeue failed ({_last_line(problem)}); retrying", file=sys.stderr, flush=True)
+            self.failing = True
+            return None
+        self.failing = False
+        jobs = {}
+        for line in done.stdout.splitlines():
+            parts = line.strip().split("|", 4)
+            if len(parts) == 5:
+                job, array, state, reason, comment = parts
+                jobs[job] = JobState(state.split()[0].rstrip("+"), reason, comment, array)
+        return jobs
+
+
+@dataclass
+class JobBook:
+    """DIR/slurm/jobs.json: every submission of this sweep directory to Slurm, in order: a token
+    (also the jobs' --comment), its tasks, and their Slurm job ids once sbatch returned (null
+    before: then the token finds them in squeue)."""
+    path: Path
+    submissions: list = field(default_factory=list)
+
+    @classmethod
+    def load(cls, out: Path) -> "JobBook":
+        path = Path(out) / SLURM_DIR / JOBS_FILE
+        try:
+            data = json.loads(path.read_text())
+            return cls(path, list(data["submissions"]))
+        except FileNotFoundError:
+            return cls(path)
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigError(f"{path} is unreadable ({err}); remove it to resubmit every unfinished task")
+
+    def save(self) -> None:
+        store.atomic_write_bytes(self.path, json.dumps({"submissions": self.submissions}, indent=1).encode())
+
+    def add(self, token: str, task_ids: list[str]) -> None:
+        self.submissions.append({"token": token, "time": time.time(), "tasks": task_ids, "jobs": None})
+
+    def set_jobs(self, token: str, job_ids: list[str]) -> None:
+        for sub in self.submissions:
+            if sub["token"] == token:
+                sub["jobs"] = list(job_ids)
+
+    def resolve(self, known: dict[str, JobState]) -> None:
+        """Fill in the job ids of submissions whose driver died before it could write them."""
+        changed = False
+        for sub in self.submissions:
+            if sub["jobs"] is not None:
+                continue
+            arrays = {s.array for s in known.values() if s.comment == sub["token"]}
+            if len(arrays) == 1:
+                (array,) = arrays
+                n = len(sub["tasks"])
+                sub["jobs"] = [array] if n == 1 and array in known else [f"{array}_{i}" for i in range(n)]
+                changed = True
+        if changed:
+            self.save()
+
+    def job_of(self, task_id: str) -> str | None:
+        """The Slurm job of the task's latest submission (None: never submitted, or unknown)."""
+        for sub in reversed(self.submissions):
+            if task_id in sub["tasks"]:
+                return sub["jobs"][sub["tasks"].index(task_id)] if sub["jobs"] else None
+        return None
+
+    def token_of(self, task_id: str) -> str | None:
+        for sub in reversed(self.submissions):
+            if task_id in sub["tasks"]:
+                return sub["token"]
+        return None
+
+    def submitted(self, job: str) -> float:
+        for sub in self.submissions:
+            if sub["jobs"] and job in sub["jobs"]:
+                return sub["time"]
+        return 0.0
+
+
+def _fresh(path: Path, since: float) -> bool:
+    """`path` exists and was written after `since` (less a minute of clock skew between nodes)."""
+    try:
+        return path.stat().st_mtime >= since - 60
+    except FileNotFoundError:
+        return False
+
+
+def _last_line(text: str) -> str:
+    lines = [l.strip() for l in str(text).splitlines() if l.strip()]
+    return lines[-1] if lines else ""
+
+
+def _id_range(jobs) -> str:
+    ids = sorted(jobs)
+    return ids[0] if len(ids) == 1 else f"{ids[0]} .. {ids[-1]}"
+
+
 def _first_line(err: BaseException) -> str:
     lines = [l for l in str(err).splitlines() if l.strip()]
     return lines[-1].strip() if lines else ""
@@ -186,6 +419,7 @@ class DaskExecutor:
     compute, this process writes the results, so workers need no shared file system."""
     scheduler: str                    # scheduler address (tcp://host:8786) or a scheduler JSON file
     threads: int = 1                  # torch threads per task
+    target: Callable = compute_task   # worker entry point (task, threads=) -> (rows, failure)
     name = "dask"
     in_process = False
 
@@ -209,7 +443,7 @@ class DaskExecutor:
         distributed = require("distributed")
         client = self.connect()
         try:
-            futures = client.map(compute_task, tasks, threads=self.threads, pure=False)
+            futures = client.map(self.target, tasks, threads=self.threads, pure=False)
             owner = {f.key: t for f, t in zip(futures, tasks)}
             for future in distributed.as_completed(futures):
                 task = owner[future.key]

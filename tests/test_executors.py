@@ -1,7 +1,12 @@
 """Executors: a local process pool, Slurm via submitit's local executor and a real Dask cluster
 all produce exactly the in-process rows, record failures, and survive a dying worker."""
+import functools
 import os
+import signal
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -9,7 +14,7 @@ import pytest
 from madlab import store
 from madlab.config import ConfigError
 from madlab.executors import DaskExecutor, LocalExecutor, SlurmExecutor, make_executor
-from madlab.sweep import SweepSpec, execute_task, open_sweep, run_sweep
+from madlab.sweep import SweepSpec, compute_task, execute_task, open_sweep, run_sweep
 
 GAUSS = {"backend": "gaussian", "loop": "fully-synthetic", "gens": 3, "seeds": 3, "n_real": 50,
          "n_eval": 60, "metric": ["w2", "fd"]}
@@ -90,6 +95,54 @@ def test_dask_cluster_matches_in_process(tmp_path, reference):
                                   dashboard_address=None) as cluster:
         counts = run(tmp_path, DaskExecutor(scheduler=cluster.scheduler_address))
     check_same_as_reference(tmp_path, counts, reference)
+
+
+def stall_first_try(marks: str, task, threads: int = 1):
+    """A dask entry point: the first try of the omega = 2, n_synth = 30 task writes its worker's
+    pid to MARKS/<task id>.pid and hangs there (until the test kills that worker process)."""
+    mark = Path(marks) / f"{task.id}.pid"
+    if task.point == {"omega": 2.0, "n_synth": 30} and not mark.exists():
+        mark.write_text(str(os.getpid()))
+        time.sleep(3600)
+    return compute_task(task, threads)
+
+
+@pytest.mark.parametrize("allowed_failures", [1, 0], ids=["dask-retries", "killed-worker-recorded"])
+def test_a_dask_worker_process_killed_mid_task_loses_and_doubles_no_row(tmp_path, reference, allowed_failures):
+    """Real worker processes under nannies: SIGKILL the worker running a task. With retries left,
+    the scheduler reruns it on the restarted worker; without, the task is recorded as crashed
+    (KilledWorker) and the rerun retries it. Either way the rows end up exactly the in-process ones."""
+    distributed = pytest.importorskip("distributed")
+    import dask
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    out = tmp_path / "sweep"
+    victim = next(t for t in sweep_spec().tasks() if t.point == {"omega": 2.0, "n_synth": 30})
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}), \
+            distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster:
+        executor = DaskExecutor(scheduler=cluster.scheduler_address,
+                                target=functools.partial(stall_first_try, str(marks)))
+        result = {}
+        runner = threading.Thread(target=lambda: result.update(run(out, executor)), daemon=True)
+        runner.start()
+        mark = marks / f"{victim.id}.pid"
+        while not mark.exists() and runner.is_alive():
+            time.sleep(0.1)
+        os.kill(int(mark.read_text()), signal.SIGKILL)              # the worker process, mid-task
+        runner.join(600)
+        assert not runner.is_alive()
+        if allowed_failures:
+            check_same_as_reference(out, result, reference)         # retried on the restarted worker
+        else:
+            failure = store.read_failure(out, victim.id)
+            assert failure["kind"] == "crashed" and "KilledWorker" in failure["error"]
+            executor = DaskExecutor(scheduler=cluster.scheduler_address, target=compute_task)
+            counts = run(out, executor)                             # the rerun retries it
+            assert counts["done"] == 2 and counts["pending"] == 0
+            check_same_as_reference(out, {**counts, "skipped": 0}, reference)
+    assert store.task_state(out, victim.id) == "done"
 
 
 @pytest.mark.parametrize("module, extra, name", [("submitit", "slurm", "slurm"),
