@@ -150,7 +150,7 @@ class ReferenceDDPM:
         ab = torch.cat([ab[:1], torch.cumprod(1 - betas[1:], 0)])  # consistent with clipped betas
         to = dict(device=self.device, dtype=torch.float32)
         self.alpha_bar, self.betas = ab.to(**to), betas.to(**to)
-        self.sigmas = self.betas.sqrt()
+        self.sigmas = betas.sqrt().to(**to)          # sigma_t^2 = beta_t
         self.act = ACTIVATIONS[c.activation]
         self.embed_dim = 2 * c.n_frequencies if c.time_input == "sinusoidal" else 1
 
