@@ -74,6 +74,19 @@ CANDIDATES: dict[str, tuple[str, dict]] = {
     "mlp-T100": ("resmlp-ln", dict(arch="mlp", depth=4, layer_norm=False, T=100)),
     "mlp-clip0.5": ("resmlp-ln", dict(arch="mlp", depth=4, layer_norm=False, max_beta=0.5)),
     "mlp-b128": ("resmlp-ln", dict(arch="mlp", depth=4, layer_norm=False, batch_size=128, lr=1e-3)),
+    # round 2: around the best of round 1 (resmlp-sin: no LayerNorm, sinusoidal time input)
+    "resmlp-ln-sin": ("resmlp-ln", dict(time_input="sinusoidal")),
+    "resmlp-sin-clip0.5": ("resmlp-ln", dict(layer_norm=False, time_input="sinusoidal", max_beta=0.5)),
+    "resmlp-sin-T100": ("resmlp-ln", dict(layer_norm=False, time_input="sinusoidal", T=100)),
+    "resmlp-sin-lr1e-3": ("resmlp-ln", dict(layer_norm=False, time_input="sinusoidal", lr=1e-3)),
+    "resmlp-sin-lr1e-2": ("resmlp-ln", dict(layer_norm=False, time_input="sinusoidal", lr=1e-2)),
+    "resmlp-sin-const": ("resmlp-ln", dict(layer_norm=False, time_input="sinusoidal", lr_schedule="constant")),
+    "resmlp-sin-b128": ("resmlp-ln", dict(layer_norm=False, time_input="sinusoidal", batch_size=128, lr=1e-3)),
+    "resmlp-sin-w128": ("resmlp-ln", dict(layer_norm=False, time_input="sinusoidal", width=128)),
+    "resmlp-sin-d4": ("resmlp-ln", dict(layer_norm=False, time_input="sinusoidal", depth=4)),
+    "resmlp-sin-f4": ("resmlp-ln", dict(layer_norm=False, time_input="sinusoidal", n_frequencies=4)),
+    "mlp-sin": ("resmlp-ln", dict(arch="mlp", depth=4, layer_norm=False, time_input="sinusoidal")),
+    "td-sin-lr3e-3": (TD, dict(time_input="sinusoidal", lr=3e-3)),
 }
 METRICS = ["w2", "w2_in", "fd", "out", "maxabs"] + [f"slope{r:g}" for r in RADII]
 
