@@ -1,4 +1,7 @@
-"""The screen's winner on toy/ddpm.py's fast path: same gen-1 numbers as the reference (seeds 0..15)."""
+"""The screen's winner on toy/ddpm.py's fast path: same gen-1 numbers as the reference (seeds 0..15).
+
+Usage (from the repository root): PYTHONPATH=. OMP_NUM_THREADS=1 python docs/calibration/fast_path_check.py
+"""
 import time, torch
 torch.set_num_threads(1)
 from toy.ddpm import ToyDDPM, DDPMConfig
