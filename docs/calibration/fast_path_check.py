@@ -5,7 +5,7 @@ Usage (from the repository root): PYTHONPATH=. OMP_NUM_THREADS=1 python docs/cal
 import time, torch
 torch.set_num_threads(1)
 from toy.ddpm import ToyDDPM, DDPMConfig
-from toy.reference import ReferenceDDPM, learner, Ensemble
+from toy.reference import ReferenceDDPM, learner
 from loops import SeedStreams
 from toy.targets import paper_gaussian
 from analysis.distances import per_seed

@@ -20,7 +20,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from learner_screen import N_AUX, N_EVAL, N_REAL, EPOCHS, describe, measure
