@@ -18,7 +18,7 @@ SEEDS = [10, 11, 12]
 
 
 def _data(n=80):
-    return paper_gaussian().sample(n, SeedStreams(SEEDS).generators("real"))
+    return paper_gaussian().sample(n, SeedStreams(SEEDS).keys("real"))
 
 
 def _same_training(a: dict, b: dict, lr: float) -> bool:
@@ -49,8 +49,8 @@ def test_same_parameters_same_eps_as_fast_path(name):
     torch.testing.assert_close(ref.alpha_bar, fast.alpha_bar, rtol=0, atol=0)
     torch.testing.assert_close(ref.sigmas, fast.sigmas, rtol=0, atol=0)
     streams = SeedStreams(SEEDS)
-    start = ref.init(streams.generators("init"))
-    fast_start = fast.init(streams.generators("init"))
+    start = ref.init(streams.keys("init"))
+    fast_start = fast.init(streams.keys("init"))
     assert list(start.params) == list(fast_start)
     assert all(torch.equal(start.params[k], fast_start[k]) for k in fast_start)
     g = torch.Generator().manual_seed(1)
@@ -68,12 +68,12 @@ def test_training_and_guided_sampling_follow_the_fast_path():
     ref = ReferenceDDPM(_reference_of(fast.config))
     streams = SeedStreams(SEEDS)
     data = _data()
-    start = ref.init(streams.generators("init"))
-    ours = ref.train(start, data, 5, streams.generators("train"))
-    theirs = fast.train(start.params, data, 5, streams.generators("train"))
+    start = ref.init(streams.keys("init"))
+    ours = ref.train(start, data, 5, streams.keys("train"))
+    theirs = fast.train(start.params, data, 5, streams.keys("train"))
     assert _same_training(ours.params, theirs, fast.config.lr)
-    x_ours = ref.sample(Ensemble(theirs), 40, streams.generators("eval"), guide=start, omega=3.0)
-    x_theirs = fast.sample(theirs, 40, streams.generators("eval"), guide=start.params, omega=3.0)
+    x_ours = ref.sample(Ensemble(theirs), 40, streams.keys("eval"), guide=start, omega=3.0)
+    x_theirs = fast.sample(theirs, 40, streams.keys("eval"), guide=start.params, omega=3.0)
     torch.testing.assert_close(x_ours, x_theirs, rtol=1e-4, atol=1e-4)
 
 
@@ -82,16 +82,16 @@ def test_seeds_trained_together_equal_each_seed_alone(name):
     ref = ReferenceDDPM(learner(name, batch_size=32, shuffle=True))
     streams = SeedStreams(SEEDS)
     data = _data()
-    start = ref.init(streams.generators("init"))
-    together = ref.train(start, data, 2.5, streams.generators("train"))
-    x_together = ref.sample(together, 30, streams.generators("eval"), guide=start, omega=2.0)
+    start = ref.init(streams.keys("init"))
+    together = ref.train(start, data, 2.5, streams.keys("train"))
+    x_together = ref.sample(together, 30, streams.keys("eval"), guide=start, omega=2.0)
     for k, seed in enumerate(SEEDS):
         alone_streams = SeedStreams([seed])
-        alone = ref.train(ref.init(alone_streams.generators("init")), data[k:k + 1], 2.5,
-                          alone_streams.generators("train"))
+        alone = ref.train(ref.init(alone_streams.keys("init")), data[k:k + 1], 2.5,
+                          alone_streams.keys("train"))
         assert _same_training(alone.params, {key: v[k:k + 1] for key, v in together.params.items()},
                               ref.config.lr)
-        x_alone = ref.sample(alone, 30, alone_streams.generators("eval"),
+        x_alone = ref.sample(alone, 30, alone_streams.keys("eval"),
                              guide=Ensemble({key: v[k:k + 1] for key, v in start.params.items()}), omega=2.0)
         torch.testing.assert_close(x_alone[0], x_together[k], rtol=1e-4, atol=1e-4)
 
@@ -110,7 +110,7 @@ def test_toy_diffusion_schedule_is_the_notebooks():
     torch.testing.assert_close(ref.alpha_bar.double(), baralphas, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(ref.betas.double(), betas, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(ref.sigmas.double() ** 2, betas, rtol=1e-6, atol=1e-7)
-    _, t, order = ref._draw_training(SeedStreams([0]).generators("train"), 8, 2000)
+    _, t, order = ref._draw_training(SeedStreams([0]).keys("train"), 0, 8, 2000)
     assert set(t.unique().tolist()) == set(range(steps))      # t uniform on 0..39, 0 included
     counts = torch.bincount(t.flatten(), minlength=steps).double()
     assert (counts - counts.mean()).abs().max() < 5 * counts.mean().sqrt()
@@ -120,7 +120,7 @@ def test_toy_diffusion_network_is_a_plain_relu_mlp_on_x_and_raw_t():
     """Linear(3, 64) -> 4 x [Linear(64, 64), ReLU] -> Linear(64, 2), input [x, t] with t the
     integer step; no activation after the first layer."""
     ref = ReferenceDDPM(learner("toy-diffusion"))
-    model = ref.init(SeedStreams(SEEDS).generators("init"))
+    model = ref.init(SeedStreams(SEEDS).keys("init"))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(len(SEEDS), 20, 2, generator=g)
     t = torch.randint(0, 40, (len(SEEDS), 20), generator=g)
@@ -143,15 +143,15 @@ def test_toy_diffusion_network_is_a_plain_relu_mlp_on_x_and_raw_t():
 def test_empty_guidance_interval_is_standard_sampling():
     ref = ReferenceDDPM(ReferenceConfig(T=20, width=16, depth=1))
     streams = SeedStreams(SEEDS)
-    base = ref.init(streams.generators("init"))
-    aux = ref.init(streams.generators("aux-init"))
-    standard = ref.sample(base, 25, streams.generators("eval"))
+    base = ref.init(streams.keys("init"))
+    aux = ref.init(streams.keys("aux-init"))
+    standard = ref.sample(base, 25, streams.keys("eval"))
     empty = ReferenceDDPM(ReferenceConfig(T=20, width=16, depth=1, guidance_from=11, guidance_to=10))
-    torch.testing.assert_close(empty.sample(base, 25, streams.generators("eval"), guide=aux, omega=3.0),
+    torch.testing.assert_close(empty.sample(base, 25, streams.keys("eval"), guide=aux, omega=3.0),
                                standard, rtol=0, atol=0)
-    full = ref.sample(base, 25, streams.generators("eval"), guide=aux, omega=3.0)
+    full = ref.sample(base, 25, streams.keys("eval"), guide=aux, omega=3.0)
     late = ReferenceDDPM(ReferenceConfig(T=20, width=16, depth=1, guidance_to=10))
-    x_late = late.sample(base, 25, streams.generators("eval"), guide=aux, omega=3.0)
+    x_late = late.sample(base, 25, streams.keys("eval"), guide=aux, omega=3.0)
     assert not torch.allclose(x_late, standard) and not torch.allclose(x_late, full)
     assert late.guided_at(10) and not late.guided_at(11) and ref.guided_at(20)
 
@@ -165,9 +165,9 @@ def test_fine_tune_continuing_adam_is_one_uninterrupted_adam():
     restart = ReferenceDDPM(ReferenceConfig(T=10, width=16, depth=1, batch_size=40))
     streams = SeedStreams(SEEDS)
     data, synthetic = _data(80), _data(120) * 0.9
-    start = cont.init(streams.generators("init"))
-    base = cont.train(start, data, 3, streams.generators("train"))               # 6 steps
-    tuned = cont.train(base, synthetic, 2, streams.generators("finetune"))       # 6 more
+    start = cont.init(streams.keys("init"))
+    base = cont.train(start, data, 3, streams.keys("train"))               # 6 steps
+    tuned = cont.train(base, synthetic, 2, streams.keys("finetune"))       # 6 more
     assert tuned.adam["step"] == 12
 
     params = {k: v.clone().requires_grad_(True) for k, v in start.params.items()}
@@ -175,9 +175,9 @@ def test_fine_tune_continuing_adam_is_one_uninterrupted_adam():
     sqrt_ab, sqrt_1mab = cont.alpha_bar.sqrt(), (1 - cont.alpha_bar).sqrt()
     seeds = torch.arange(len(SEEDS)).unsqueeze(-1)
     for x_data, epochs, gens, lrs in (
-            (data, 3, streams.generators("train"), [cont.config.lr * (1 - 0.99 * s / 6) for s in range(6)]),
-            (synthetic, 2, streams.generators("finetune"), [cont.config.lr * 0.01] * 6)):
-        eps_all, t_all, order = cont._draw_training(gens, epochs, x_data.shape[1])
+            (data, 3, streams.keys("train"), [cont.config.lr * (1 - 0.99 * s / 6) for s in range(6)]),
+            (synthetic, 2, streams.keys("finetune"), [cont.config.lr * 0.01] * 6)):
+        eps_all, t_all, order = cont._draw_training(gens, 0, epochs, x_data.shape[1])
         lr_iter = iter(lrs)
         for e in range(epochs):
             x_all = x_data[seeds, order[:, e]]
@@ -192,8 +192,8 @@ def test_fine_tune_continuing_adam_is_one_uninterrupted_adam():
     for k in params:
         torch.testing.assert_close(tuned.params[k], params[k].detach(), rtol=1e-6, atol=1e-7)
 
-    fresh = restart.train(base, synthetic, 2, streams.generators("finetune"))
-    bare = restart.train(Ensemble(base.params), synthetic, 2, streams.generators("finetune"))
+    fresh = restart.train(base, synthetic, 2, streams.keys("finetune"))
+    bare = restart.train(Ensemble(base.params), synthetic, 2, streams.keys("finetune"))
     assert all(torch.equal(fresh.params[k], bare.params[k]) for k in bare.params)
     assert not all(torch.allclose(fresh.params[k], tuned.params[k]) for k in bare.params)
 
@@ -227,11 +227,11 @@ def test_far_field_eps_of_the_recommended_learner_is_near_exact():
     at r = 8 (measured 0.28-0.48)."""
     target = paper_gaussian()
     streams = SeedStreams(range(200, 204))
-    data = target.sample(1000, streams.generators("real", 1))
+    data = target.sample(1000, streams.keys("real", 1))
     slopes = {}
     for name in ("resmlp-sin", "resmlp-ln"):
         ref = ReferenceDDPM(learner(name))
-        model = ref.train(ref.init(streams.generators("init", 1)), data, 100, streams.generators("train", 1))
+        model = ref.train(ref.init(streams.keys("init", 1)), data, 100, streams.keys("train", 1))
         slopes[name] = ref.eps_slope(model, target, (4.0, 8.0))
     assert (slopes["resmlp-sin"][:, 0] > 2 / 3).all()
     assert ((slopes["resmlp-sin"][:, 1] > 0.55) & (slopes["resmlp-sin"][:, 1] < 0.8)).all()

@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from loops.rng import rand, randn
+from loops.rng import StreamKeys
 from toy.schedules import SCHEDULES, alpha_bar, betas_from_alpha_bar
 
 Params = dict[str, torch.Tensor]
@@ -203,16 +203,17 @@ class ReferenceDDPM:
         return torch.baddbmm(p["out.b"], h, p["out.w"])
 
     # ----------------------------------------------------------------- random numbers
-    # Every draw of the backend is in these three functions: row k from generators[k].
-    def _draw_init(self, generators: Sequence[torch.Generator], size: int) -> torch.Tensor:
+    # Every draw of the backend is in these three functions: row k from seed k's stream, at the
+    # offsets toy.ddpm uses (so both draw the same numbers whatever RANDOM_CHUNK is).
+    def _draw_init(self, keys: StreamKeys, size: int) -> torch.Tensor:
         """[N, size] uniforms on [0, 1)."""
-        return rand(generators, (size,), device=self.device)
+        return keys.rand((size,), device=self.device)
 
-    def _draw_training(self, generators: Sequence[torch.Generator], epochs: int, n: int):
+    def _draw_training(self, keys: StreamKeys, first: int, epochs: int, n: int):
         """Per seed, epoch and data point: the noise eps [N, epochs, n, d], the step t [N, epochs,
         n] and the shuffle order [N, epochs, n] (toy.ddpm's draws: one normal per quantity)."""
         c, d = self.config, self.dim
-        z = randn(generators, (epochs, n, d + 2), device=self.device)
+        z = keys.randn((epochs, n, d + 2), offset=first * n * (d + 2), device=self.device)
         u = torch.special.ndtr(z[..., d])
         if c.train_from_zero:
             t = (u * (c.T + 1)).long().clamp(0, c.T)
@@ -221,20 +222,21 @@ class ReferenceDDPM:
         order = torch.argsort(z[..., d + 1], dim=-1, stable=True)
         return z[..., :d], t, order
 
-    def _draw_sampling(self, generators: Sequence[torch.Generator], steps: int, n: int) -> torch.Tensor:
-        """[N, steps, n, d] standard normals: x_T, then the noise of each reverse step."""
-        return randn(generators, (steps, n, self.dim), device=self.device)
+    def _draw_sampling(self, keys: StreamKeys, first: int, steps: int, n: int) -> torch.Tensor:
+        """[N, steps, n, d] standard normals from step `first` on: x_T, then the noise of each
+        reverse step."""
+        return keys.randn((steps, n, self.dim), offset=first * n * self.dim, device=self.device)
 
     # ----------------------------------------------------------------- protocol
-    def init(self, generators: Sequence[torch.Generator]) -> Ensemble:
+    def init(self, keys: StreamKeys) -> Ensemble:
         """PyTorch's nn.Linear initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and
         biases; LayerNorm gains 1, biases 0."""
         shapes = self.shapes()
         sizes = [math.prod(s) for s in shapes.values()]
-        u = self._draw_init(generators, sum(sizes)) * 2 - 1
+        u = self._draw_init(keys, sum(sizes)) * 2 - 1
         params, start = {}, 0
         for (name, shape), size in zip(shapes.items(), sizes):
-            block = u[:, start:start + size].reshape(len(generators), *shape)
+            block = u[:, start:start + size].reshape(len(keys), *shape)
             start += size
             head, _, kind = name.rpartition(".")
             if kind in ("g1", "g2"):          # LayerNorm gain
@@ -253,7 +255,7 @@ class ReferenceDDPM:
         return c.lr * (1 + (c.lr_end_factor - 1) * step / total)
 
     def train(self, model: Ensemble, data: torch.Tensor, epochs: float,
-              generators: Sequence[torch.Generator]) -> Ensemble:
+              keys: StreamKeys) -> Ensemble:
         """A copy of `model` trained by Adam on sum_k mean_batch ||eps - eps_theta_k(x_t, t)||^2 / d."""
         c = self.config
         data = data.to(self.device, torch.float32)
@@ -276,7 +278,7 @@ class ReferenceDDPM:
         step = 0
         for chunk_start in range(0, n_epochs, RANDOM_CHUNK):
             chunk = min(RANDOM_CHUNK, n_epochs - chunk_start)
-            eps_all, t_all, order = self._draw_training(generators, chunk, n)
+            eps_all, t_all, order = self._draw_training(keys, chunk_start, chunk, n)
             for e in range(chunk):
                 x_all = data[seeds, order[:, e]] if c.shuffle else data
                 for b in range(0, n, batch):
@@ -304,17 +306,17 @@ class ReferenceDDPM:
         return c.guidance_from <= t <= (c.T if c.guidance_to is None else c.guidance_to)
 
     @torch.no_grad()
-    def sample(self, model: Ensemble, n: int, generators: Sequence[torch.Generator], *,
+    def sample(self, model: Ensemble, n: int, keys: StreamKeys, *,
                guide: Ensemble | None = None, omega: float = 0.0) -> torch.Tensor:
         """DDPM ancestral sampling (Ho et al. Algorithm 2), [N, n, d]; with `guide`, eps =
         (1 + omega) eps_model - omega eps_guide at the steps of the guidance interval."""
         c = self.config
-        N = len(generators)
+        N = len(keys)
         guided = guide is not None and omega != 0
         x = torch.empty(N, n, self.dim, device=self.device)
         for chunk_start in range(0, c.T + 1, RANDOM_CHUNK):
             steps = min(RANDOM_CHUNK, c.T + 1 - chunk_start)
-            z = self._draw_sampling(generators, steps, n)
+            z = self._draw_sampling(keys, chunk_start, steps, n)
             for j in range(steps):
                 i = chunk_start + j          # 0: x_T; i >= 1: the step from t = T + 1 - i
                 if i == 0:

@@ -11,15 +11,15 @@ from toy.targets import paper_gaussian
 from analysis.distances import per_seed
 from analysis.tails import outlier_share
 tg = paper_gaussian(); s = SeedStreams(range(16))
-data = tg.sample(1000, s.generators("real", 1)); real = tg.sample(1000, s.generators("eval-real", 1))
+data = tg.sample(1000, s.keys("real", 1)); real = tg.sample(1000, s.keys("eval-real", 1))
 for name, fast_cfg in [("resmlp-sin", DDPMConfig(layer_norm=False, time_embedding="sinusoidal")), ("resmlp-ln", DDPMConfig())]:
     fast = ToyDDPM(fast_cfg)
-    t0 = time.process_time(); m = fast.train(fast.init(s.generators("init", 1)), data, 100, s.generators("train", 1)); t1 = time.process_time()
-    x = fast.sample(m, 1000, s.generators("eval", 1)); t2 = time.process_time()
+    t0 = time.process_time(); m = fast.train(fast.init(s.keys("init", 1)), data, 100, s.keys("train", 1)); t1 = time.process_time()
+    x = fast.sample(m, 1000, s.keys("eval", 1)); t2 = time.process_time()
     w = per_seed("w2", x, real)
     ref = ReferenceDDPM(learner("resmlp-ln", layer_norm=fast_cfg.layer_norm, time_input=fast_cfg.time_embedding))
-    t3 = time.process_time(); r = ref.train(ref.init(s.generators("init", 1)), data, 100, s.generators("train", 1)); t4 = time.process_time()
-    xr = ref.sample(r, 1000, s.generators("eval", 1))
+    t3 = time.process_time(); r = ref.train(ref.init(s.keys("init", 1)), data, 100, s.keys("train", 1)); t4 = time.process_time()
+    xr = ref.sample(r, 1000, s.keys("eval", 1))
     wr = per_seed("w2", xr, real)
     print(f"{name}: fast path (fused={fast.fused}) W2 mean {w.mean():.3f} median {w.median():.3f} beyond r=5 {outlier_share(x, tg).mean()*100:.2f} %  "
           f"| reference W2 mean {wr.mean():.3f} median {wr.median():.3f} | max |W2 fast - ref| over seeds {(w-wr).abs().max():.2e} | "

@@ -103,15 +103,15 @@ def generation_one(config, seeds: list[int], target, omegas=(OMEGA,)):
     Returns {sampler: {metric: [N]}} with sampler 'base' and 'sims-w{omega}'."""
     backend = ReferenceDDPM(config)
     streams = SeedStreams(seeds)
-    data = target.sample(N_REAL, streams.generators("real", 1))
+    data = target.sample(N_REAL, streams.keys("real", 1))
     sims = make_algorithm("sims", epochs=EPOCHS, omega=omegas[0], n_aux=N_AUX, aux_epochs=AUX_EPOCHS)
     trained = sims(backend, data, streams, 1)
-    real = target.sample(N_EVAL, streams.generators("eval-real", 1))
+    real = target.sample(N_EVAL, streams.keys("eval-real", 1))
     slope_base = backend.eps_slope(trained.model, target, RADII)
     slope_aux = backend.eps_slope(trained.guide, target, RADII)
     out = {}
     for omega in (0.0, *omegas):
-        x = backend.sample(trained.model, N_EVAL, streams.generators("eval", 1),
+        x = backend.sample(trained.model, N_EVAL, streams.keys("eval", 1),
                            guide=trained.guide, omega=omega)
         row = measure(x, real, target)
         slope = (1 + omega) * slope_base - omega * slope_aux
@@ -154,8 +154,8 @@ def main() -> None:
           f"omega = {OMEGA:g} (aux: {AUX_EPOCHS} epochs on n_s = {N_AUX}); p_r's own outlier share "
           f"{own_rate(target):.1e}", flush=True)
     streams = SeedStreams(seeds)   # p_r itself against the same real sample: the estimator floors
-    floor = measure(target.sample(N_EVAL, streams.generators("experiment", 1)),
-                    target.sample(N_EVAL, streams.generators("eval-real", 1)), target)
+    floor = measure(target.sample(N_EVAL, streams.keys("experiment", 1)),
+                    target.sample(N_EVAL, streams.keys("eval-real", 1)), target)
     print("p_r itself: " + ", ".join(f"{m} {describe(v.numpy(), m)}" for m, v in floor.items()))
     print(HEADER, flush=True)
     with path.open("a", newline="") as fh:

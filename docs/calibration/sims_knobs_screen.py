@@ -61,15 +61,15 @@ def main() -> None:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     streams = SeedStreams(seeds)
     backend = ReferenceDDPM(config)
-    data = target.sample(N_REAL, streams.generators("real", 1))
-    real = target.sample(N_EVAL, streams.generators("eval-real", 1))
+    data = target.sample(N_REAL, streams.keys("real", 1))
+    real = target.sample(N_EVAL, streams.keys("eval-real", 1))
     tick = time.perf_counter()
-    base = backend.train(backend.init(streams.generators("init", 1)), data, EPOCHS, streams.generators("train", 1))
-    synthetic = backend.sample(base, N_AUX, streams.generators("aux-sample", 1))
+    base = backend.train(backend.init(streams.keys("init", 1)), data, EPOCHS, streams.keys("train", 1))
+    synthetic = backend.sample(base, N_AUX, streams.keys("aux-sample", 1))
     path = HERE / f"{args.out or 'sims_knobs_' + args.learner}.csv"
     new = not path.exists()
     print(f"# SIMS knobs at generation 1: {label}, seeds {seeds[0]}..{seeds[-1]}, aux on n_s = {N_AUX}", flush=True)
-    base_row = measure(backend.sample(base, N_EVAL, streams.generators("eval", 1)), real, target)
+    base_row = measure(backend.sample(base, N_EVAL, streams.keys("eval", 1)), real, target)
     print("| carry | B | omega | interval | W2 mean/median (range) | W2 inliers | fd | outliers | max abs x |\n"
           "|---|---|---|---|---|---|---|---|---|")
     print("| base | | 0 | | " + " | ".join(describe(base_row[m].numpy(), m) for m in METRICS) + " |", flush=True)
@@ -83,11 +83,11 @@ def main() -> None:
         for carry, (adam, lr) in CARRIES.items():
             tuner = ReferenceDDPM(replace(config, finetune_adam=adam, finetune_lr=lr))
             for budget in BUDGETS:
-                aux = tuner.train(base, synthetic, budget, streams.generators("finetune", 1))
+                aux = tuner.train(base, synthetic, budget, streams.keys("finetune", 1))
                 for name, (lo, hi) in intervals(config.T).items():
                     sampler = ReferenceDDPM(replace(config, guidance_from=lo, guidance_to=hi))
                     for omega in OMEGAS:
-                        x = sampler.sample(base, N_EVAL, streams.generators("eval", 1), guide=aux, omega=omega)
+                        x = sampler.sample(base, N_EVAL, streams.keys("eval", 1), guide=aux, omega=omega)
                         row = measure(x, real, target)
                         for m in METRICS:
                             for seed, v in zip(seeds, row[m].tolist()):
