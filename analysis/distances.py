@@ -173,11 +173,17 @@ def per_seed(metric: str, samples: torch.Tensor, real: torch.Tensor | None = Non
         solver = "auction" if samples.is_cuda else "pot"
     if solver == "auction" and samples.shape[1] == real.shape[1]:
         return wasserstein_batch(samples, real, p)
-    pairs = [(_as_numpy(s), _as_numpy(r)) for s, r in zip(samples, real)]
+    return pot_each([(s, r) for s, r in zip(samples, real)], p, n_jobs)
+
+
+def pot_each(pairs, p: int = 2, n_jobs: int = 1) -> torch.Tensor:
+    """Exact W_p of every (x [n, d], y [m, d]) pair by POT on the host (sizes may differ), in
+    n_jobs threads (POT's exact solver releases the GIL) -> [len(pairs)] float64."""
+    pairs = [(_as_numpy(x), _as_numpy(y)) for x, y in pairs]
     if n_jobs > 1 and len(pairs) > 1:
         from concurrent.futures import ThreadPoolExecutor
         with ThreadPoolExecutor(min(n_jobs, len(pairs))) as pool:
             values = list(pool.map(lambda pair: wasserstein(*pair, p), pairs))
     else:
-        values = [wasserstein(s, r, p) for s, r in pairs]
+        values = [wasserstein(x, y, p) for x, y in pairs]
     return torch.tensor(values, dtype=torch.float64)

@@ -17,5 +17,5 @@ def run_summary(frame: pd.DataFrame) -> pd.DataFrame:
                      "first": first.mean(), "first_se": first.std(ddof=1) / np.sqrt(len(first)) if len(first) > 1 else float("nan"),
                      "last_generation": int(last_gen), "last": last.mean(),
                      "last_se": last.std(ddof=1) / np.sqrt(len(last)) if len(last) > 1 else float("nan"),
-                     "ratio": last.mean() / first.mean()})
+                     "ratio": last.mean() / first.mean() if first.mean() != 0 else float("nan")})
     return pd.DataFrame(rows)

@@ -14,7 +14,11 @@ outlier     r(x) > R, R = OUTLIER_RADIUS = 5. For a d-dimensional Gaussian p_r t
             probability at most 3.7e-6 in 2-D (`own_rate`).
 inliers     the samples with r(x) <= R; the "distance on inliers" is the distance between the
             inliers of the model sample and those of the real sample (the real sample has, to
-            that rate, none to drop).
+            that rate, none to drop). A non-finite sample (a diverged model) counts as an outlier.
+
+`distance_on_inliers` is the reference (every seed solved on its inliers); `inlier_distance` is
+what every run records (madlab.runner): the same numbers, but a seed with nothing to drop reuses
+the plain distance instead of solving a second OT problem (`tail_metrics` computes all of them).
 
 A target is anything with `mean` [d] and `cov` [d, d] (toy.targets.Gaussian), or with `weights`
 [m], `means` [m, d] and `covs` [m, d, d] (toy.targets.GaussianMixture).
@@ -23,7 +27,8 @@ from __future__ import annotations
 
 import torch
 
-from analysis.distances import frechet_to_gaussian, wasserstein
+from analysis.distances import frechet_to_gaussian, per_seed, pot_each, wasserstein
+from analysis.metrics import OUTLIER_SHARE, base_metric
 
 OUTLIER_RADIUS = 5.0
 
@@ -122,7 +127,8 @@ def distance_on_inliers(metric: str, samples, real, target,
     metric "w2" / "w1": exact optimal transport (analysis.distances.wasserstein) between the
     inliers of samples[k] and the inliers of real[k] (uniform weights on each, so the two sets
     may differ in size); "fd": the Frechet distance of the inliers' mean and covariance to p_r's
-    (mean, cov) (`real` unused). With no sample beyond `radius` this is the plain distance.
+    (mean, cov) (`real` unused; a mixture's total mean and covariance, as the plain fd). With no
+    sample beyond `radius` this is the plain distance.
 
     Parameters
     ----------
@@ -148,15 +154,13 @@ def distance_on_inliers(metric: str, samples, real, target,
     x = torch.as_tensor(samples, dtype=torch.float64)
     keep_x = inlier_mask(x, target, radius)
     if metric == "fd":
-        means, covs = _components(target)
-        if len(means) != 1:
-            raise ValueError("fd on inliers needs a Gaussian target (one mean, one covariance)")
+        mean, cov = (torch.as_tensor(v, dtype=torch.float64) for v in (target.mean, target.cov))
         out = []
         for xs, keep in zip(x, keep_x):
             inl = xs[keep]
-            out.append(frechet_to_gaussian(inl[None], means[0], covs[0])[0] if len(inl) > 1
+            out.append(frechet_to_gaussian(inl[None], mean, cov)[0] if len(inl) > 1
                        else torch.tensor(float("nan"), dtype=torch.float64))
-        return torch.stack(out).to(torch.float64)
+        return torch.stack(out).to(torch.float64) if out else torch.zeros(0, dtype=torch.float64)
     if metric not in ("w1", "w2"):
         raise ValueError(f"unknown metric {metric!r}; choose one of w2, w1, fd")
     y = torch.as_tensor(real, dtype=torch.float64)
@@ -165,3 +169,67 @@ def distance_on_inliers(metric: str, samples, real, target,
     values = [wasserstein(xs[kx], ys[ky], p) if kx.sum() > 1 and ky.sum() > 1 else float("nan")
               for xs, kx, ys, ky in zip(x, keep_x, y, keep_y)]
     return torch.tensor(values, dtype=torch.float64)
+
+
+def inlier_distance(metric: str, samples: torch.Tensor, real: torch.Tensor | None, target,
+                    plain: torch.Tensor | None = None, n_jobs: int = 1,
+                    radius: float = OUTLIER_RADIUS) -> torch.Tensor:
+    """`distance_on_inliers`, as every run records it: [N] float64 on the CPU.
+
+    A seed with no model sample beyond `radius` (and, for w1/w2, no real point beyond it) has
+    nothing to drop: it gets the plain distance, `plain[k]` when given (no second OT solve), else
+    `per_seed` on those seeds (on a CUDA device the batched auction). Every other seed is solved on
+    its inliers: w1/w2 by POT on the host in n_jobs threads (the two inlier sets differ in size,
+    which the batched assignment cannot take), fd from the inliers' moments.
+
+    Parameters
+    ----------
+    metric : "w2", "w1" or "fd"
+    samples : [N, n, d] model samples, any device
+    real : [N, m, d] real samples (w1/w2), any device; None for fd
+    target : p_r
+    plain : [N] the plain distance of the same samples, if already measured
+    n_jobs : POT threads
+    radius : R (default OUTLIER_RADIUS = 5)
+    """
+    x = samples.detach()
+    keep_x = inlier_mask(x.cpu(), target, radius)
+    clean = keep_x.all(-1)
+    keep_y = None
+    if metric in ("w1", "w2"):
+        keep_y = inlier_mask(real.detach().cpu(), target, radius)
+        clean &= keep_y.all(-1)
+    out = torch.full((x.shape[0],), float("nan"), dtype=torch.float64)
+    if clean.any():
+        if plain is not None:
+            out[clean] = torch.as_tensor(plain, dtype=torch.float64).cpu()[clean]
+        else:
+            idx = clean.nonzero().squeeze(1)
+            out[clean] = per_seed(metric, x[idx.to(x.device)],
+                                  None if keep_y is None else real[idx.to(real.device)], target, n_jobs)
+    dirty = (~clean).nonzero().squeeze(1)
+    if len(dirty) == 0:
+        return out
+    if metric == "fd":
+        out[dirty] = distance_on_inliers("fd", x.cpu()[dirty], None, target, radius)
+        return out
+    xs, ys = x.cpu(), real.detach().cpu()
+    solvable = [k for k in dirty.tolist() if keep_x[k].sum() > 1 and keep_y[k].sum() > 1]
+    if solvable:
+        out[solvable] = pot_each([(xs[k][keep_x[k]], ys[k][keep_y[k]]) for k in solvable],
+                                 1 if metric == "w1" else 2, n_jobs)
+    return out
+
+
+def tail_metrics(names, samples: torch.Tensor, real: torch.Tensor | None, target,
+                 plain: dict | None = None, n_jobs: int = 1) -> dict[str, torch.Tensor]:
+    """The tail diagnostics among `names` (analysis.metrics.TAIL_METRICS), [N] float64 each:
+    "outlier_share" and "<m>_inlier" (`inlier_distance`, reusing plain[m] when given). Other
+    names are skipped."""
+    out = {}
+    for name in names:
+        if name == OUTLIER_SHARE:
+            out[name] = outlier_share(samples.detach().cpu(), target)
+        elif (m := base_metric(name)) is not None:
+            out[name] = inlier_distance(m, samples, real, target, (plain or {}).get(m), n_jobs)
+    return out

@@ -7,7 +7,7 @@
       toy_ddpm    DDPMConfig         toy/config.py         T, schedule, width, depth, ... (--backend toy-ddpm)
       gaussian    GaussianFitConfig  toy/config.py         estimator, sampling_bias   (--backend gaussian)
       edm         EDMConfig          madlab/edm/config.py  dataset, edm_net, edm_lr, ... (--backend edm)
-      evaluation  EvalConfig         here                  metric, n_eval
+      evaluation  EvalConfig         here                  metric, tails, n_eval
       device, seed_chunk
 
 Each option is declared once, in its component's dataclass (`loops.options.option`), and has one
@@ -24,6 +24,7 @@ The stable API (tests, notebooks, scripts):
     cfg.to_dict()           # the same, nested as the tree; RunConfig.from_dict() reads it back
     cfg.run_id()            # hash of what changes the numbers (not device, seed_chunk, checkpoints)
     cfg.seed_list()         # [first_seed, ..., first_seed + seeds - 1]
+    cfg.recorded_metrics()  # the metric rows a run writes: chosen distances + tail diagnostics
     cfg.backend_config()    # the active backend's config, device filled in (cfg.ddpm(): toy DDPM)
     OPTIONS, option_spec(name)   # every option: flat name, flag, path, type, default, help, panel
 
@@ -37,7 +38,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-from analysis.metrics import IMAGE_METRICS, METRICS
+from analysis.metrics import IMAGE_METRICS, VECTOR_METRICS, recorded
 from loops.config import AlgoConfig, LoopConfig
 from loops.options import (ConfigError, Spec, check, check_unique, coerce, get_path, lookup,
                            nested, non_negative, option, positive, require, set_path, specs)
@@ -58,10 +59,16 @@ class EvalConfig:
 
     PANEL: ClassVar[str] = EVAL_PANEL
 
-    metric: list[str] = option(default_factory=list, choices=tuple(dict.fromkeys(METRICS + IMAGE_METRICS)), help=(
+    metric: list[str] = option(default_factory=list, choices=tuple(dict.fromkeys(VECTOR_METRICS + IMAGE_METRICS)), help=(
         "dist(G^t, p_r), one or several comma-separated: w2 / w1 (exact OT against n-eval fresh "
         "real points), fd (Frechet distance to the true mean and covariance), fid (--backend edm: "
-        "Frechet distance of features to the whole data set's). Empty: w2, or fid for --backend edm."))
+        "Frechet distance of features to the whole data set's). Empty: w2, or fid for --backend edm. "
+        "Tail diagnostics (toy backends): outlier_share, w2_inlier, w1_inlier, fd_inlier."))
+    tails: bool = option(True, identity=False, help=(
+        "Toy backends: beside each chosen distance m (w2, w1, fd) also record outlier_share (share "
+        "of samples beyond Mahalanobis radius 5 under p_r; p_r's own: 3.7e-6 in 2-D) and m_inlier "
+        "(m on the samples within it). Adds rows, changes no other number (not in the run id). "
+        "None for --backend edm."))
     n_eval: int = option(1000, help=(
         "Model samples per seed per generation used to measure the distance (and real samples, "
         "for w1/w2)."))
@@ -137,11 +144,11 @@ class RunConfig:
         ev = self.evaluation
         if not ev.metric:
             ev.metric = ["fid"] if self.backend == "edm" else ["w2"]
-        allowed = IMAGE_METRICS if self.backend == "edm" else METRICS
+        allowed = IMAGE_METRICS if self.backend == "edm" else VECTOR_METRICS
         for m in ev.metric:
             require(m in allowed, f"unknown metric {m!r} for backend {self.backend}; choose one of "
                                   f"{', '.join(allowed)}")
-        require(ev.n_eval >= 2 or "fd" not in ev.metric, "fd needs n-eval >= 2")
+        require(ev.n_eval >= 2 or not {"fd", "fd_inlier"} & set(ev.metric), "fd needs n-eval >= 2")
         if self.backend == "edm":
             self.edm.check_data(ev.metric)
         if self.device.startswith("cuda"):
@@ -181,6 +188,14 @@ class RunConfig:
     def run_id(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    def recorded_metrics(self) -> list[str]:
+        """Every metric a run records, one results row each per seed and generation: the chosen
+        distances, then (toy backends, --tails) outlier_share and each chosen m's m_inlier
+        (analysis.metrics.recorded). Call after validate()."""
+        if self.backend == "edm":
+            return list(self.evaluation.metric)
+        return recorded(self.evaluation.metric, self.evaluation.tails)
 
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))

@@ -9,6 +9,8 @@ import pandas as pd
 import torch
 
 from analysis.distances import NEEDS_REAL_SAMPLE, ot_solver, per_seed
+from analysis.metrics import TAIL_METRICS
+from analysis.tails import tail_metrics
 from loops import Loop, SeedStreams, make_algorithm
 from madlab.config import ConfigError, RunConfig
 from toy import fused
@@ -70,9 +72,12 @@ def check_environment() -> None:
 
 
 def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
-    """dist(G^t, p_r) for each configured metric; w1/w2 against a fresh real sample of n_eval;
-    fid against the data set's cached reference statistics (madlab.edm.evaluate)."""
-    fid, metrics, n_eval = None, cfg.evaluation.metric, cfg.evaluation.n_eval
+    """dist(G^t, p_r) for each recorded metric (cfg.recorded_metrics()); w1/w2 against a fresh
+    real sample of n_eval; fid against the data set's cached reference statistics
+    (madlab.edm.evaluate); the tail diagnostics (outlier_share, m_inlier) from the same samples,
+    m_inlier reusing m where a seed has no outlier (analysis.tails.tail_metrics)."""
+    fid, names, n_eval = None, cfg.recorded_metrics(), cfg.evaluation.n_eval
+    metrics = [m for m in names if m not in TAIL_METRICS]
     if "fid" in metrics:
         from madlab.edm.evaluate import FidMetric
         from madlab.edm.features import make_features
@@ -81,12 +86,14 @@ def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
 
     def evaluate(samples: torch.Tensor, generation: int) -> dict[str, torch.Tensor]:
         real = None
-        if any(NEEDS_REAL_SAMPLE.get(m, False) for m in metrics):
+        if any(NEEDS_REAL_SAMPLE.get(m, False) for m in names):
             real = target.sample(n_eval, streams.keys("eval-real", generation))
         # exact OT: on the samples' device, or per seed on the host in ot_jobs() threads
-        return {m: fid(samples) if m == "fid" else per_seed(m, samples, real, target,
-                                                            n_jobs=ot_jobs())
-                for m in metrics}
+        values = {m: fid(samples) if m == "fid" else per_seed(m, samples, real, target,
+                                                              n_jobs=ot_jobs())
+                  for m in metrics}
+        values |= tail_metrics(names, samples, real, target, plain=values, n_jobs=ot_jobs())
+        return {m: values[m] for m in names}
 
     return evaluate
 

@@ -31,10 +31,12 @@ def finished_run(tmp_path_factory):
 def test_run_writes_config_and_one_tidy_table(finished_run):
     out, result = finished_run
     frame = pd.read_parquet(out / "results.parquet")
-    assert len(frame) == 3 * 2 * 2                          # seeds x generations x metrics
-    assert set(frame["metric"]) == {"w2", "fd"}
+    assert len(frame) == 3 * 2 * 5                          # seeds x generations x metrics
+    assert list(dict.fromkeys(frame["metric"])) == ["w2", "fd", "outlier_share", "w2_inlier", "fd_inlier"]
     assert {"seed", "generation", "value", "loop", "algo", "omega", "n_synth"} <= set(frame.columns)
-    assert (frame["value"] > 0).all()
+    assert (frame.loc[frame["metric"].isin(["w2", "fd"]), "value"] > 0).all()
+    share = frame.loc[frame["metric"] == "outlier_share", "value"]
+    assert ((share >= 0) & (share <= 1)).all()
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["loop"]["kind"] == "augment" and config["algo"] == {"name": "sims", "omega": 3.0,
                                                                      "n_aux": 64, "aux_epochs": 1.0}

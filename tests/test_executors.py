@@ -47,7 +47,7 @@ def reference(tmp_path_factory):
 def check_same_as_reference(out, counts, reference, omegas=(0.0, 2.0)):
     ref_out, _ = reference
     n = len(omegas)
-    assert counts == {"done": n, "failed": n, "pending": 0, "rows": n * 3 * 3 * 2, "skipped": 0}
+    assert counts == {"done": n, "failed": n, "pending": 0, "rows": n * 3 * 3 * 5, "skipped": 0}  # w2, fd + 3 tail rows
     expected = table(ref_out)
     assert table(out).equals(expected[expected["omega"].isin(omegas)].reset_index(drop=True))
     for task in sweep_spec(omegas).tasks():
@@ -73,7 +73,7 @@ def test_a_dying_worker_fails_only_its_own_task(tmp_path):
     s = SweepSpec(name="x", base={**GAUSS, "n_synth": 30}, grid={"omega": [0.0, 2.0]})
     tasks = open_sweep(tmp_path, s, s.tasks())
     counts = run_sweep(tmp_path, tasks, LocalExecutor(jobs=2, target=crash_on_omega_two))
-    assert counts == {"done": 1, "failed": 1, "pending": 0, "rows": 3 * 3 * 2, "skipped": 0}
+    assert counts == {"done": 1, "failed": 1, "pending": 0, "rows": 3 * 3 * 5, "skipped": 0}
     for task in tasks:
         failure = store.read_failure(tmp_path, task.id)
         if task.point["omega"] == 2.0:
@@ -177,7 +177,7 @@ def test_the_sweep_command_drives_a_dask_scheduler(tmp_path, capsys):
             main([*args, "--executor", "dask", "--scheduler", cluster.scheduler_address])
     assert exit_.value.code == 0
     by_dask = table(tmp_path)
-    assert len(by_dask) == 2 * 2 * 2 and set(by_dask["omega"]) == {0.0, 1.0}
+    assert len(by_dask) == 2 * 2 * 2 * 3 and set(by_dask["omega"]) == {0.0, 1.0}   # w2 + 2 tail rows
     with pytest.raises(SystemExit) as exit_:                     # same sweep, locally: nothing to do
         main(args)
     assert exit_.value.code == 0 and "2 of them already done" in capsys.readouterr().err

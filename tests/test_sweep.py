@@ -130,7 +130,7 @@ def test_the_merged_table_is_the_single_runs_tables_and_chunking_changes_no_numb
     s = spec(omega=[0.0, 3.0], n_synth=[20, 40])
     s.seed_chunk = 3
     counts = run_sweep(tmp_path, open_sweep(tmp_path, s, s.tasks()), LocalExecutor(jobs=1))
-    assert counts == {"done": 8, "failed": 0, "pending": 0, "rows": 2 * 4 * 3 * 4, "skipped": 0}
+    assert counts == {"done": 8, "failed": 0, "pending": 0, "rows": 4 * 4 * 3 * 5, "skipped": 0}  # w2, fd + 3 tail rows
     merged = pd.read_parquet(tmp_path / "results.parquet")
     single = pd.concat([run_config(RunConfig.from_dict(cfg.to_dict())) for _, cfg in s.configs()])
     assert list(merged.columns) == list(single.columns)           # the schema of a single run
@@ -201,7 +201,7 @@ def test_a_different_grid_is_refused_unless_extended(tmp_path):
     assert (tmp_path / "sweep.json").read_bytes() == before          # refusals write nothing
     tasks = open_sweep(tmp_path, bigger, bigger.tasks(), extend=True)
     counts = run_sweep(tmp_path, tasks, LocalExecutor(jobs=1))
-    assert counts == {"done": 3, "failed": 0, "pending": 0, "rows": 3 * 4 * 3 * 2, "skipped": 2}
+    assert counts == {"done": 3, "failed": 0, "pending": 0, "rows": 3 * 4 * 3 * 5, "skipped": 2}
     assert sorted(pd.read_parquet(tmp_path / "results.parquet")["omega"].unique()) == [0.0, 3.0, 5.0]
 
 

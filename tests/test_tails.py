@@ -77,3 +77,116 @@ def test_distance_on_inliers_drops_exactly_the_outliers():
 
 def test_docstring_examples():
     assert doctest.testmod(tails).failed == 0
+
+
+# ------------------------------------------------------------------ as every run records them
+
+def _dirty_pair(seeds=4, n=120):
+    """Model samples with far points in seeds 1 and 3 only, and their real samples."""
+    target = paper_gaussian()
+    streams = SeedStreams(range(seeds))
+    x = target.sample(n, streams.keys("eval")) * 1.1
+    real = target.sample(n, streams.keys("eval-real"))
+    if seeds == 4:
+        x[1, :3] = torch.tensor([40.0, 30.0])
+        x[3, :1] = torch.tensor([-90.0, 5.0])
+    return target, x, real
+
+
+@pytest.mark.parametrize("metric", ["w2", "w1", "fd"])
+@pytest.mark.parametrize("solver", ["pot", "auction"])
+def test_inlier_distance_matches_the_reference_on_mixed_seeds(metric, solver, monkeypatch):
+    """Clean seeds through per_seed (the batched auction when MADLAB_OT=auction: the device
+    path), seeds with outliers through POT on their inliers (sizes differ): the reference's values."""
+    monkeypatch.setenv("MADLAB_OT", solver)
+    target, x, real = _dirty_pair()
+    real_or_none = None if metric == "fd" else real
+    reference = distance_on_inliers(metric, x, real_or_none, target)
+    got = tails.inlier_distance(metric, x, real_or_none, target)
+    torch.testing.assert_close(got, reference, rtol=1e-6 if solver == "auction" else 1e-12, atol=1e-12)
+    plain = per_seed(metric, x, real_or_none, target)
+    assert (got[[1, 3]] < plain[[1, 3]]).all()                  # the far points are dropped
+
+
+def test_inlier_distance_reuses_the_plain_value_without_solving(monkeypatch):
+    """A seed with nothing to drop gets the plain value, bit for bit, with no second OT solve."""
+    target, x, real = _dirty_pair()
+    plain = per_seed("w2", x, real)
+    solved = []
+    monkeypatch.setattr(tails, "per_seed", lambda *a, **k: pytest.fail("solved a clean seed again"))
+    monkeypatch.setattr(tails, "pot_each", lambda pairs, p, n_jobs: solved.append(len(pairs))
+                        or torch.zeros(len(pairs), dtype=torch.float64))
+    got = tails.inlier_distance("w2", x, real, target, plain=plain)
+    assert solved == [2]                                         # seeds 1 and 3 only
+    assert torch.equal(got[[0, 2]], plain[[0, 2]])
+
+
+def test_a_real_outlier_is_dropped_too():
+    target, x, real = _dirty_pair()
+    real[0, 0] = torch.tensor([0.0, 60.0])
+    plain = per_seed("w2", x, real)
+    got = tails.inlier_distance("w2", x, real, target, plain=plain)
+    assert got[0] != plain[0]
+    assert float(got[0]) == pytest.approx(per_seed("w2", x[:1], real[:1, 1:])[0].item(), rel=1e-12)
+
+
+def test_fewer_than_two_inliers_is_nan():
+    target, x, real = _dirty_pair(seeds=1, n=3)
+    x[0] = torch.tensor([[50.0, 0.0], [0.0, 70.0], [0.1, 0.2]])
+    assert torch.isnan(tails.inlier_distance("w2", x, real, target)).all()
+    assert torch.isnan(tails.inlier_distance("fd", x, None, target)).all()
+
+
+def test_fd_on_inliers_of_a_mixture_uses_its_total_moments():
+    target = two_mode_mixture()
+    x = target.sample(300, SeedStreams(range(2)).keys("eval"))
+    torch.testing.assert_close(distance_on_inliers("fd", x, None, target), per_seed("fd", x, None, target),
+                               rtol=1e-12, atol=1e-12)
+
+
+# ------------------------------------------------------------------ end to end, through the runner
+
+GAUSS = dict(backend="gaussian", loop="augment", gens=3, seeds=4, n_real=500, n_synth=250, n_eval=300)
+
+
+def test_every_run_records_the_tails_and_inliers_equal_plain_without_outliers(monkeypatch):
+    """The Gaussian fit's samples have (at these seeds) nothing beyond radius 5: every m_inlier
+    row is its m row exactly, and no second OT problem was solved for it."""
+    from madlab.config import RunConfig
+    from madlab.runner import run_config
+
+    monkeypatch.setattr(tails, "pot_each", lambda *a, **k: pytest.fail("a second OT solve"))
+    frame = run_config(RunConfig.from_flat(metric="w2,w1,fd", **GAUSS))
+    wide = frame.pivot_table(index=["seed", "generation"], columns="metric", values="value")
+    assert list(dict.fromkeys(frame["metric"])) == ["w2", "w1", "fd", "outlier_share",
+                                                    "w2_inlier", "w1_inlier", "fd_inlier"]
+    assert len(wide) == 4 * 3 and (wide["outlier_share"] == 0).all()
+    for m in ("w2", "w1", "fd"):
+        assert (wide[f"{m}_inlier"] == wide[m]).all()
+    assert (frame["metric_set"] == "w2,w1,fd").all()           # the chosen distances
+
+
+def test_tails_can_be_turned_off_or_chosen_alone():
+    from madlab.config import RunConfig
+    from madlab.runner import run_config
+
+    plain = run_config(RunConfig.from_flat(metric="w2", tails=False, **GAUSS))
+    assert set(plain["metric"]) == {"w2"}
+    alone = run_config(RunConfig.from_flat(metric="outlier_share,w1_inlier", **GAUSS))
+    assert list(dict.fromkeys(alone["metric"])) == ["outlier_share", "w1_inlier"]
+    with_tails = run_config(RunConfig.from_flat(metric="w2", **GAUSS))
+    key = ["seed", "generation", "metric"]
+    # the tails add rows and change no other number, nor the run id
+    assert with_tails[with_tails.metric == "w2"].set_index(key)["value"].equals(plain.set_index(key)["value"])
+    assert RunConfig.from_flat(tails=False, **GAUSS).validate().run_id() == \
+        RunConfig.from_flat(**GAUSS).validate().run_id()
+
+
+def test_the_edm_backend_records_no_tails():
+    from madlab.config import ConfigError, RunConfig
+
+    cfg = RunConfig.from_flat(backend="edm")
+    cfg.evaluation.metric = ["fid", "w2"]
+    assert cfg.recorded_metrics() == ["fid", "w2"]
+    with pytest.raises(ConfigError, match="unknown metric 'outlier_share' for backend edm"):
+        RunConfig.from_flat(backend="edm", metric="outlier_share").validate()
