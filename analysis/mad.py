@@ -18,6 +18,13 @@ Definitions (m_t = E[dist(G^t, p_r)], the mean over seeds of one configuration a
     MAD         delta > drift_tolerance: E[dist(G^t)] still increases with t at the end of the run;
     prevented   otherwise, and rho <= 1 + tolerance: E[dist(G^inf)] <= E[dist(G^1)] up to the tolerance;
     mitigated   otherwise (bounded: the curve has plateaued, but above E[dist(G^1)]).
+- median statistic    M_t = median over seeds of dist(G^t, p_r) in place of m_t, everything else the
+                      same: median ratio curve M_t / M_1, median convergence ratio mean_{t = start..T}
+                      M_t / M_1, median drift, and its classification. A few seeds whose distance is
+                      decided by far samples move m_t, not M_t (DESIGN.md section 2). Its bootstrap
+                      bands resample the same seed sets as the mean's. Every table carries both;
+                      `statistic` ("mean", the paper's E[.], or "median") picks the one that drives
+                      `status`, the best omega and the threshold.
 - best omega          for each |D_s| (and each other varying option), the omega with the smallest rho.
 - prophylactic threshold  the largest |D_s| whose best rho <= 1 + tolerance (None if there is none);
                       it is located only if a larger |D_s| was run and fails (`threshold`).
@@ -41,6 +48,8 @@ from analysis.paper import (BOOT_SEED, DRIFT_TOLERANCE, LEVEL, N_BOOT, PAPER_SET
 ROW_COLUMNS = ("run", "seed", "generation", "metric", "value", "train_size", "ensemble", "metric_set")
 TIMING = re.compile(r"time_\w+_s")  # time_train_s, time_eval_s, ... (time_embedding is config)
 AXES = ("n_synth", "omega")           # the two axes of Figure 5
+STATISTICS = ("mean", "median")       # over seeds, per generation: m_t (the paper's E[.]) or M_t
+PREFIX = {"mean": "", "median": "median_"}  # column prefix of each statistic's numbers
 
 
 @dataclass
@@ -143,52 +152,100 @@ def _window(generations: np.ndarray, start: int) -> np.ndarray:
     return mask
 
 
+def check_statistic(statistic: str) -> str:
+    if statistic not in STATISTICS:
+        raise ValueError(f"unknown statistic {statistic!r}; choose one of {', '.join(STATISTICS)}")
+    return statistic
+
+
+def center(values: np.ndarray, statistic: str = "mean") -> np.ndarray:
+    """m_t (mean) or M_t (median) over seeds of `values` [S, G] -> [G]."""
+    check_statistic(statistic)
+    return values.mean(axis=0) if statistic == "mean" else np.median(values, axis=0)
+
+
+def boot_counts(S: int, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> np.ndarray:
+    """How often each of S seeds is drawn in each of `n_boot` resamplings: [n_boot, S] ints."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(S, np.full(S, 1.0 / S), size=n_boot)
+
+
 def bootstrap_means(values: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> np.ndarray:
     """Means over seeds of `values` [S, G] under `n_boot` resamplings of the seeds -> [n_boot, G].
 
     Resamples by multinomial counts (memory n_boot x S, not n_boot x S x G)."""
     S = values.shape[0]
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(S, np.full(S, 1.0 / S), size=n_boot)
-    return counts @ values / S
+    return boot_counts(S, n_boot, seed) @ values / S
+
+
+def bootstrap_medians(values: np.ndarray, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> np.ndarray:
+    """Medians over seeds of `values` [S, G] under the same resamplings as `bootstrap_means`
+    -> [n_boot, G]: np.median of each resampled set, read off the counts (sorted values, the
+    k-th smallest is where the cumulated counts first reach k)."""
+    S, G = values.shape
+    counts = boot_counts(S, n_boot, seed)
+    ks = [(S + 1) // 2] if S % 2 else [S // 2, S // 2 + 1]     # the middle one(s), 1-based
+    out = np.empty((counts.shape[0], G))
+    for g in range(G):
+        order = np.argsort(values[:, g], kind="stable")
+        cum = counts[:, order].cumsum(axis=1)                  # [n_boot, S]
+        out[:, g] = np.mean([values[order, g][(cum < k).sum(axis=1)] for k in ks], axis=0)
+    return out
+
+
+def bootstrap(values: np.ndarray, statistic: str = "mean", n_boot: int = N_BOOT,
+              seed: int = BOOT_SEED) -> np.ndarray:
+    """`bootstrap_means` or `bootstrap_medians` of `values` [S, G] -> [n_boot, G]."""
+    check_statistic(statistic)
+    return (bootstrap_means if statistic == "mean" else bootstrap_medians)(values, n_boot, seed)
 
 
 def generation_curves(frame: pd.DataFrame, metric: str = "w2", level: float = LEVEL) -> pd.DataFrame:
     """E[dist(G^t)] per configuration and generation: columns = config columns, generation,
-    seeds, mean, se, lo, hi (lo/hi = mean -+ z * se)."""
+    seeds, mean, se, lo, hi (lo/hi = mean -+ z * se), median (M_t, over seeds)."""
     z = _z(level)
     rows = []
     for cf in configurations(frame, metric):
         S = cf.values.shape[0]
         mean = cf.values.mean(axis=0)
+        median = np.median(cf.values, axis=0)
         se = cf.values.std(axis=0, ddof=1) / np.sqrt(S) if S > 1 else np.full_like(mean, np.nan)
-        for g, m, s in zip(cf.generations, mean, se):
+        for g, m, s, md in zip(cf.generations, mean, se, median):
             rows.append({**cf.key, "generation": int(g), "seeds": S, "mean": m, "se": s,
-                         "lo": m - z * s, "hi": m + z * s})
+                         "lo": m - z * s, "hi": m + z * s, "median": md})
     return pd.DataFrame(rows)
 
 
 def ratio_curves(frame: pd.DataFrame, metric: str = "w2", level: float = LEVEL,
                  n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
-    """E[dist(G^t)] / E[dist(G^1)] per configuration and generation with a bootstrap band:
-    columns = config columns, generation, seeds, ratio, lo, hi."""
+    """E[dist(G^t)] / E[dist(G^1)] per configuration and generation with a bootstrap band, and
+    the same for the median over seeds: columns = config columns, generation, seeds, ratio, lo,
+    hi, median_ratio, median_lo, median_hi."""
     rows = []
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     for cf in configurations(frame, metric):
-        mean = cf.values.mean(axis=0)
-        ratio = mean / mean[0]
-        boot = bootstrap_means(cf.values, n_boot, seed)
-        lo, hi = np.percentile(boot / boot[:, :1], q, axis=0)
-        for g, r, a, b in zip(cf.generations, ratio, lo, hi):
+        cols = {}
+        for statistic in STATISTICS:
+            c = center(cf.values, statistic)
+            boot = bootstrap(cf.values, statistic, n_boot, seed)
+            with np.errstate(divide="ignore", invalid="ignore"):   # E[dist(G^1)] = 0: NaN, not a warning
+                lo, hi = np.percentile(boot / boot[:, :1], q, axis=0)
+                ratio = c / c[0]
+            pre = PREFIX[statistic]
+            cols |= {f"{pre}ratio": ratio, f"{pre}lo": lo, f"{pre}hi": hi}
+        for i, g in enumerate(cf.generations):
             rows.append({**cf.key, "generation": int(g), "seeds": cf.values.shape[0],
-                         "ratio": r, "lo": a, "hi": b})
+                         **{k: v[i] for k, v in cols.items()}})
     return pd.DataFrame(rows)
 
 
 def classify(ratio: float, drift: float, tolerance: float = TOLERANCE,
              drift_tolerance: float = DRIFT_TOLERANCE) -> str:
     """MAD if the curve still rises (drift > drift_tolerance), else prevented if the convergence
-    ratio <= 1 + tolerance, else mitigated (see the module docstring)."""
+    ratio <= 1 + tolerance, else mitigated (see the module docstring); "undefined" when the ratio
+    or drift is not a number (E[dist(G^1)] = 0, e.g. an outlier share with no outlier at G^1)."""
+    if not (np.isfinite(ratio) and np.isfinite(drift)):
+        return "undefined"
     if drift > drift_tolerance:
         return "MAD"
     if ratio <= 1 + tolerance:
@@ -198,10 +255,15 @@ def classify(ratio: float, drift: float, tolerance: float = TOLERANCE,
 
 def convergence_table(frame: pd.DataFrame, metric: str = "w2", start: int = PAPER_START,
                       tolerance: float = TOLERANCE, drift_tolerance: float = DRIFT_TOLERANCE,
-                      level: float = LEVEL, n_boot: int = N_BOOT, seed: int = BOOT_SEED) -> pd.DataFrame:
+                      level: float = LEVEL, n_boot: int = N_BOOT, seed: int = BOOT_SEED,
+                      statistic: str = "mean") -> pd.DataFrame:
     """One row per configuration: config columns, seeds, last_generation, start,
     first = E[dist(G^1)] (first_lo, first_hi: normal band), limit = mean of m_t over t = start..T,
-    ratio = limit / first (ratio_lo, ratio_hi: bootstrap band), drift, status (MAD / mitigated / prevented)."""
+    ratio = limit / first (ratio_lo, ratio_hi: bootstrap band), drift, mean_status; the same with
+    the median over seeds M_t: median_first, median_limit, median_ratio (median_ratio_lo,
+    median_ratio_hi), median_drift, median_status; statistic (the one asked for) and status
+    (MAD / mitigated / prevented by that statistic)."""
+    check_statistic(statistic)
     if tolerance < 0 or drift_tolerance < 0:
         raise ValueError("tolerances must be non-negative")
     z = _z(level)
@@ -210,39 +272,73 @@ def convergence_table(frame: pd.DataFrame, metric: str = "w2", start: int = PAPE
     for cf in configurations(frame, metric):
         window = _window(cf.generations, start)
         S = cf.values.shape[0]
-        mean = cf.values.mean(axis=0)
-        first = mean[0]
         first_se = cf.values[:, 0].std(ddof=1) / np.sqrt(S) if S > 1 else np.nan
         w = np.flatnonzero(window)
         half = len(w) // 2
-        limit = mean[w].mean()
-        ratio = limit / first
-        drift = (mean[w[-half:]].mean() - mean[w[:half]].mean()) / first
-        boot = bootstrap_means(cf.values, n_boot, seed)
-        ratio_lo, ratio_hi = np.percentile(boot[:, w].mean(axis=1) / boot[:, 0], q)
-        rows.append({**cf.key, "seeds": S, "last_generation": int(cf.generations[-1]), "start": start,
-                     "first": first, "first_lo": first - z * first_se, "first_hi": first + z * first_se,
-                     "limit": limit, "ratio": ratio, "ratio_lo": ratio_lo, "ratio_hi": ratio_hi,
-                     "drift": drift, "status": classify(ratio, drift, tolerance, drift_tolerance)})
+        row = {**cf.key, "seeds": S, "last_generation": int(cf.generations[-1]), "start": start}
+        for stat in STATISTICS:
+            c = center(cf.values, stat)
+            first, limit = c[0], c[w].mean()
+            boot = bootstrap(cf.values, stat, n_boot, seed)
+            with np.errstate(divide="ignore", invalid="ignore"):   # E[dist(G^1)] = 0: NaN, not a warning
+                ratio = limit / first
+                drift = (c[w[-half:]].mean() - c[w[:half]].mean()) / first
+                ratio_lo, ratio_hi = np.percentile(boot[:, w].mean(axis=1) / boot[:, 0], q)
+            pre = PREFIX[stat]
+            row |= {f"{pre}first": first}
+            if stat == "mean":
+                row |= {"first_lo": first - z * first_se, "first_hi": first + z * first_se}
+            row |= {f"{pre}limit": limit, f"{pre}ratio": ratio, f"{pre}ratio_lo": ratio_lo,
+                    f"{pre}ratio_hi": ratio_hi, f"{pre}drift": drift,
+                    f"{stat}_status": classify(ratio, drift, tolerance, drift_tolerance)}
+        rows.append({**row, "statistic": statistic, "status": row[f"{statistic}_status"]})
     return pd.DataFrame(rows)
 
 
-def best_omega(table: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
+def as_statistic(table: pd.DataFrame, statistic: str) -> pd.DataFrame:
+    """`table` (convergence_table or ratio_curves output) with its unprefixed ratio columns
+    (first, limit, ratio, ratio_lo, ratio_hi, drift; lo, hi) holding `statistic`'s numbers, for
+    code that reads those names (the plots). The median has no normal band for `first`."""
+    check_statistic(statistic)
+    if statistic == "mean":
+        return table
+    out = table.copy()
+    for col in ("first", "limit", "ratio", "ratio_lo", "ratio_hi", "drift", "lo", "hi"):
+        if f"median_{col}" in out.columns:
+            out[col] = out[f"median_{col}"]
+    for col in ("first_lo", "first_hi"):
+        if col in out.columns:
+            out[col] = np.nan
+    return out
+
+
+def best_omega(table: pd.DataFrame, by: list[str] | None = None, statistic: str = "mean") -> pd.DataFrame:
     """For each |D_s| (and each value of the `by` columns), the omega with the smallest
-    convergence ratio. Input: `convergence_table`'s output. Columns: by..., n_synth, best_omega,
-    best_ratio, best_lo, best_hi, best_status, standard_ratio (omega = 0, NaN if not run),
-    standard_status, omegas (how many omegas were compared)."""
+    convergence ratio by `statistic`. Input: `convergence_table`'s output. Columns: by...,
+    n_synth, statistic, best_omega, best_ratio, best_lo, best_hi, best_status (by `statistic`),
+    mean_best_omega, mean_best_ratio, mean_best_lo, mean_best_hi, mean_best_status and the same
+    for median_ (each statistic's own best omega, side by side), standard_ratio and
+    standard_median_ratio (omega = 0, NaN if not run), standard_status (by `statistic`), omegas
+    (how many omegas were compared)."""
+    check_statistic(statistic)
     by = list(by or [])
     rows = []
     for key, group in table.groupby(by + ["n_synth"], sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
-        best = group.loc[group["ratio"].idxmin()]
+        row = {**dict(zip(by + ["n_synth"], key)), "statistic": statistic}
+        for stat in STATISTICS:
+            pre = PREFIX[stat]
+            ratios = group[f"{pre}ratio"]
+            best = group.loc[ratios.idxmin() if ratios.notna().any() else ratios.index[0]]
+            row |= {f"{stat}_best_omega": float(best["omega"]), f"{stat}_best_ratio": float(best[f"{pre}ratio"]),
+                    f"{stat}_best_lo": float(best[f"{pre}ratio_lo"]), f"{stat}_best_hi": float(best[f"{pre}ratio_hi"]),
+                    f"{stat}_best_status": best[f"{stat}_status"]}
         standard = group[np.isclose(group["omega"].astype(float), 0.0)]
-        rows.append({**dict(zip(by + ["n_synth"], key)), "best_omega": float(best["omega"]),
-                     "best_ratio": float(best["ratio"]), "best_lo": float(best["ratio_lo"]),
-                     "best_hi": float(best["ratio_hi"]), "best_status": best["status"],
+        chosen = {f"best_{k}": row[f"{statistic}_best_{k}"] for k in ("omega", "ratio", "lo", "hi", "status")}
+        rows.append({**row, **chosen,
                      "standard_ratio": float(standard["ratio"].iloc[0]) if len(standard) else np.nan,
-                     "standard_status": standard["status"].iloc[0] if len(standard) else "",
+                     "standard_median_ratio": float(standard["median_ratio"].iloc[0]) if len(standard) else np.nan,
+                     "standard_status": standard[f"{statistic}_status"].iloc[0] if len(standard) else "",
                      "omegas": int(group["omega"].nunique())})
     return pd.DataFrame(rows)
 

@@ -12,6 +12,7 @@ Tail diagnostics (analysis/tails.py, vector targets only) are metrics too, one r
 By default every run records them beside its chosen distances (`recorded`; `--no-tails` turns
 that off); naming them in `--metric` records them alone.
 """
+OUTLIER_RADIUS = 5.0    # Mahalanobis radius beyond which a sample is an outlier (analysis.tails)
 METRICS = ("w2", "w1", "fd")                              # vector data (analysis.distances)
 OUTLIER_SHARE = "outlier_share"
 INLIER = {m: f"{m}_inlier" for m in METRICS}              # w2 -> w2_inlier: m on inliers only

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.mad import TOLERANCE
+from analysis.mad import TOLERANCE, as_statistic
 
 METRIC_NAMES = {"w2": "W2 (exact OT)", "w1": "W1 (exact OT)", "fd": "Fréchet distance"}
 RATIO_SIZES = (125, 250)   # the |D_s| of Figure 5's bottom row
@@ -99,13 +99,19 @@ def plot_first_generation(ax, conv: pd.DataFrame, metric: str, level: float) -> 
     ax.grid(alpha=0.3)
 
 
-def plot_convergence(ax, conv: pd.DataFrame, best: pd.DataFrame, tolerance: float, level: float) -> None:
+def plot_convergence(ax, conv: pd.DataFrame, best: pd.DataFrame, tolerance: float, level: float,
+                     other: pd.DataFrame | None = None, names: tuple[str, str] = ("mean", "median")) -> None:
     """Figure 5 top right: E[dist(G^inf)] / E[dist(G^1)] against omega, one line per |D_s|,
-    bootstrap band, the best omega of each |D_s| starred."""
+    bootstrap band, the best omega of each |D_s| starred; `other` (the same table by the other
+    statistic over seeds, `names` = (this, other)) dashed beside it."""
     colors = size_colors(conv["n_synth"].unique())
     for size, part in conv.sort_values("omega").groupby("n_synth"):
         ax.plot(part["omega"], part["ratio"], "o-", color=colors[size], label=f"$|D_s|$ = {size:g}", ms=4)
         _band(ax, part["omega"].to_numpy(float), part["ratio_lo"], part["ratio_hi"], colors[size])
+    if other is not None:
+        for size, part in other.sort_values("omega").groupby("n_synth"):
+            ax.plot(part["omega"], part["ratio"], "--", color=colors[size], lw=1, alpha=0.8,
+                    label=f"{names[1]} over seeds" if size == min(colors) else None)
     for row in best.itertuples():
         ax.plot([row.best_omega], [row.best_ratio], "*", color=colors[row.n_synth], ms=13,
                 markeredgecolor="black", zorder=5)
@@ -115,7 +121,8 @@ def plot_convergence(ax, conv: pd.DataFrame, best: pd.DataFrame, tolerance: floa
     last = int(conv["last_generation"].max())
     ax.set_xlabel("guidance ω")
     ax.set_ylabel(f"{RATIO_INF}  (t = {start}..{last})")
-    ax.set_title(f"Convergence ratio (★ best ω), band {level:.0%}", fontsize=10)
+    ax.set_title(f"Convergence ratio by the {names[0]} over seeds (★ best ω), band {level:.0%}",
+                 fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
 
@@ -139,29 +146,69 @@ def plot_ratio_curves(ax, ratios: pd.DataFrame, conv: pd.DataFrame, size, best_o
     ax.grid(alpha=0.3)
 
 
+def plot_outlier_share(ax, outliers: pd.DataFrame, best: pd.DataFrame, own_rate: float,
+                       radius: float = 5.0) -> None:
+    """Mean outlier share over seeds per generation (share of samples beyond Mahalanobis radius
+    `radius` under p_r), per |D_s| at its best omega (solid) and at omega = 0 (dashed), against
+    p_r's own share (dotted); symmetric-log axis, linear below p_r's own share."""
+    colors = size_colors(outliers["n_synth"].unique())
+    for size, part in outliers.groupby("n_synth"):
+        row = best[best["n_synth"] == size]
+        chosen = [float(row["best_omega"].iloc[0])] if len(row) else []
+        for w, style in [(w, "-") for w in chosen] + [(0.0, "--")]:
+            curve = part[np.isclose(part["omega"].astype(float), w)].sort_values("generation")
+            if len(curve) and not (style == "--" and chosen and chosen[0] == 0.0):
+                ax.plot(curve["generation"], curve["mean"], style, color=colors[size], lw=1.5,
+                        label=f"$|D_s|$ = {size:g}, {omega_label(w)}")
+    ax.axhline(own_rate, color="black", lw=1, ls=":", label=f"p_r's own ({own_rate:.1e})")
+    ax.set_yscale("symlog", linthresh=own_rate if own_rate > 0 else 1e-6)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("generation t")
+    ax.set_ylabel(f"outlier share (radius > {radius:g})")
+    ax.set_title("Outlier share per generation, mean over seeds (solid: best ω, dashed: ω = 0)",
+                 fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
 def figure5(conv: pd.DataFrame, ratios: pd.DataFrame, best: pd.DataFrame, metric: str = "w2",
             tolerance: float = TOLERANCE, level: float = 0.95, title: str = "",
-            sizes=RATIO_SIZES) -> Figure:
+            sizes=RATIO_SIZES, statistic: str = "mean", outliers: pd.DataFrame | None = None,
+            own_rate: float | None = None) -> Figure:
     """The SIMS paper's Figure 5 from one family's tables (`analysis.mad`'s convergence_table,
     ratio_curves and best_omega): top left E[dist(G^1)] vs omega, top right convergence ratio vs
-    omega per |D_s|, bottom ratio curves over generations at |D_s| = 125 and 250."""
+    omega per |D_s| (by `statistic` over seeds, the other dashed), bottom ratio curves over
+    generations at |D_s| = 125 and 250; with `outliers` (mad.generation_curves of outlier_share)
+    a last bottom panel of the outlier share per generation against p_r's `own_rate`."""
+    other = "median" if statistic == "mean" else "mean"
+    view, ratio_view = as_statistic(conv, statistic), as_statistic(ratios, statistic)
     shown = ratio_sizes(conv["n_synth"].unique(), sizes)
-    fig = new_figure((6 * max(2, len(shown)), 9))
-    axes = fig.subplots(2, max(2, len(shown)), squeeze=False)
-    plot_first_generation(axes[0, 0], conv, metric, level)
-    plot_convergence(axes[0, 1], conv, best, tolerance, level)
+    extra = outliers is not None and len(outliers) > 0
+    cols = max(2, len(shown) + extra)
+    fig = new_figure((6 * cols, 9))
+    axes = fig.subplots(2, cols, squeeze=False)
+    plot_first_generation(axes[0, 0], view, metric, level)
+    plot_convergence(axes[0, 1], view, best, tolerance, level, other=as_statistic(conv, other),
+                     names=(statistic, other))
     for ax in axes[0, 2:]:
         ax.axis("off")
     colors = omega_colors(ratios["omega"].unique())
     for i, size in enumerate(shown):
         row = best[best["n_synth"] == size]
-        plot_ratio_curves(axes[1, i], ratios, conv, size, float(row["best_omega"].iloc[0]) if len(row) else None,
+        plot_ratio_curves(axes[1, i], ratio_view, view, size, float(row["best_omega"].iloc[0]) if len(row) else None,
                           colors, level)
-    for ax in axes[1, len(shown):]:
+    if statistic == "median":   # the panels' labels name the mean E[.]; say what is drawn
+        axes[0, 1].set_ylabel(r"$\mathrm{median}(G^\infty)\,/\,\mathrm{median}(G^1)$ over seeds")
+        axes[0, 0].set_ylabel(r"median over seeds of dist$(G^1, p_r)$")
+        for ax in axes[1, :len(shown)]:
+            ax.set_ylabel(r"$\mathrm{median}(G^t)\,/\,\mathrm{median}(G^1)$ over seeds")
+    if extra:
+        plot_outlier_share(axes[1, len(shown)], outliers, best, own_rate or 0.0)
+    for ax in axes[1, len(shown) + extra:]:
         ax.axis("off")
     seeds = int(conv["seeds"].min())
-    fig.suptitle((title + "\n" if title else "") + f"{metric_label(metric)}, ≥ {seeds} seeds per configuration",
-                 fontsize=12)
+    fig.suptitle((title + "\n" if title else "") + f"{metric_label(metric)}, ≥ {seeds} seeds per configuration, "
+                 f"{statistic} over seeds", fontsize=12)
     fig.tight_layout()
     return fig
 

@@ -8,6 +8,12 @@
 The rules, the same everywhere:
 
 - metric     the one asked for, else w2 when the table has it, else the table's first metric.
+- statistic  E[dist(G^t)] over seeds as the mean (the paper's, default) or the median; every
+             table carries both (analysis.mad), the one asked for drives the classification, the
+             best omega and the threshold, and the other is shown beside it.
+- tails      when the table has outlier_share rows (every toy run records them), each
+             configuration gets its mean outlier share at G^1, over the window and at G^T, and
+             the figure a panel of the share per generation against p_r's own rate.
 - window     E[dist(G^inf)] is the mean over t = start..T. The paper's start (20) when every
              configuration ran past generation 20; otherwise, for shorter runs, the second half of
              the shortest run (start = max(2, T // 2)). The rule applied is stated (`window`).
@@ -25,9 +31,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from scipy.stats import chi2
+
 from analysis import mad
+from analysis.metrics import OUTLIER_RADIUS, OUTLIER_SHARE
 from analysis.paper import (DRIFT_TOLERANCE, LEVEL, N_BOOT, PAPER_SETTING, PAPER_SIMS_BEST,
                             PAPER_STANDARD, PAPER_START, PAPER_THRESHOLD, TOLERANCE)
+
+# p_r's own share beyond the outlier radius: P(chi2_d > R^2) with d = 2, the dimension of every toy
+# target (toy.targets; for a mixture an upper bound, analysis.tails.own_rate): exp(-12.5) = 3.7e-6
+OWN_RATE = float(chi2.sf(OUTLIER_RADIUS ** 2, 2))
 
 
 def choose_metric(frame: pd.DataFrame, metric: str | None = None) -> str:
@@ -73,7 +86,16 @@ class Report:
     conv: pd.DataFrame           # mad.convergence_table: one row per configuration
     ratios: pd.DataFrame         # mad.ratio_curves
     curves: pd.DataFrame         # mad.generation_curves
-    best: pd.DataFrame           # mad.best_omega per family, + threshold, threshold_status, paper_*
+    best: pd.DataFrame           # mad.best_omega per family, + threshold, threshold_status, paper_*,
+                                 # and <statistic>_threshold_status / _value for both statistics
+    statistic: str = "mean"      # "mean" or "median": drives status, best omega and threshold
+    outliers: pd.DataFrame | None = None  # mad.generation_curves of outlier_share (None: no such rows)
+    own_rate: float = OWN_RATE   # p_r's own outlier share
+
+    @property
+    def other(self) -> str:
+        """The statistic shown beside the one asked for."""
+        return "median" if self.statistic == "mean" else "mean"
 
     def families(self, table: pd.DataFrame):
         """(family key dict, the family's rows of `table`) for each family."""
@@ -94,22 +116,39 @@ class Report:
         """Whether every configuration of family `key` is in the paper's Figure 5 setting."""
         return paper_setting(self.rows_of(self.conv, key))
 
-    def threshold_text(self, key: dict) -> str:
+    def threshold_text(self, key: dict, statistic: str | None = None) -> str:
+        """The prophylactic threshold of family `key` by `statistic` (default: the one asked for)."""
         best = self.rows_of(self.best, key)
-        status, value = best["threshold_status"].iloc[0], best["threshold_value"].iloc[0]
+        stat = statistic or self.statistic
+        status, value = best[f"{stat}_threshold_status"].iloc[0], best[f"{stat}_threshold_value"].iloc[0]
         return threshold_sentence(status, value, self.tolerance)
+
+    def rules(self) -> str:
+        """The metric, window and statistic as one line."""
+        return (f"dist = {self.metric}; {self.window}; statistic over seeds: {self.statistic} "
+                f"(classification, best omega, threshold), the {self.other} beside it")
 
     def summary(self) -> list[str]:
         """The analysis in plain lines: the rules, then per family the best omega per |D_s| and
-        the prophylactic threshold."""
-        lines = [f"dist = {self.metric}; {self.window}"]
+        the prophylactic threshold, by the statistic asked for and by the other."""
+        lines = [self.rules()]
+        s, o = self.statistic, self.other
         for key, best in self.families(self.best):
             lines.append(f"{family_name(key) or 'all configurations'}:")
-            for r in best.itertuples():
-                lines.append(f"  |D_s| = {r.n_synth:g}: best omega {r.best_omega:g}, ratio {r.best_ratio:.3f} "
-                             f"({r.best_status}); omega = 0: {fmt(r.standard_ratio)}")
+            for r in best.to_dict("records"):
+                lines.append(f"  |D_s| = {r['n_synth']:g}: by {s}: best omega {r[f'{s}_best_omega']:g}, "
+                             f"ratio {r[f'{s}_best_ratio']:.3f} ({r[f'{s}_best_status']}); by {o}: best omega "
+                             f"{r[f'{o}_best_omega']:g}, ratio {r[f'{o}_best_ratio']:.3f} ({r[f'{o}_best_status']}); "
+                             f"omega = 0: mean {fmt(r['standard_ratio'])}, median {fmt(r['standard_median_ratio'])}")
             paper = f" (paper: about {PAPER_THRESHOLD})" if self.in_paper_setting(key) else ""
-            lines.append(f"  prophylactic threshold: {self.threshold_text(key)}{paper}")
+            lines.append(f"  prophylactic threshold by {s}: {self.threshold_text(key)}{paper}; "
+                         f"by {o}: {self.threshold_text(key, o)}")
+        if self.outliers is not None:
+            lines.append(f"outlier share (Mahalanobis radius > {OUTLIER_RADIUS:g} under p_r; p_r's own "
+                         f"{self.own_rate:.2g}): mean over seeds at G^1 {self.conv['outlier_first'].min():.3g}"
+                         f"..{self.conv['outlier_first'].max():.3g}, over the window "
+                         f"{self.conv['outlier_window'].min():.3g}..{self.conv['outlier_window'].max():.3g} "
+                         "across configurations")
         return lines
 
 
@@ -145,29 +184,55 @@ def fmt(x, digits: int = 3) -> str:
     return str(x)
 
 
+def outlier_columns(frame: pd.DataFrame, conv: pd.DataFrame, start: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """`conv` with each configuration's mean outlier share over seeds at G^1 (outlier_first), over
+    the window t = start..T (outlier_window) and at its last generation (outlier_last), and the
+    share's generation curves; (conv, None) when the table has no outlier_share rows."""
+    if OUTLIER_SHARE not in mad.metrics(frame):
+        return conv, None
+    keys = [c for c in mad.config_columns(mad.prepare(frame, OUTLIER_SHARE)) if c in conv.columns]
+    share = {}
+    for cf in mad.configurations(frame, OUTLIER_SHARE):
+        mean = cf.values.mean(axis=0)
+        share[tuple(str(cf.key[k]) for k in keys)] = (mean[0], mean[cf.generations >= start].mean(), mean[-1])
+    found = [share.get(tuple(str(v) for v in row), (np.nan,) * 3) for row in conv[keys].itertuples(index=False)]
+    first, window_, last = (np.array(col, dtype=float) for col in zip(*found)) if found else ([], [], [])
+    conv = conv.assign(outlier_first=first, outlier_window=window_, outlier_last=last)
+    return conv, mad.generation_curves(frame, OUTLIER_SHARE)
+
+
 def analyse(frame: pd.DataFrame, metric: str | None = None, start: int | None = None,
             tolerance: float = TOLERANCE, drift_tolerance: float = DRIFT_TOLERANCE,
-            level: float = LEVEL, n_boot: int = N_BOOT) -> Report:
+            level: float = LEVEL, n_boot: int = N_BOOT, statistic: str = "mean") -> Report:
     """Analyse a results table (module docstring); ValueError (one line) for bad input."""
     if not 0 < level < 1:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
     if not (tolerance >= 0 and drift_tolerance >= 0):
         raise ValueError("tolerance and drift-tolerance must be non-negative numbers")
+    mad.check_statistic(statistic)
     metric = choose_metric(frame, metric)
     confs = mad.configurations(frame, metric)
     start, rule = window(min(int(cf.generations[-1]) for cf in confs), start)
     family = mad.family_columns(confs)
     kw = dict(metric=metric, level=level)
-    conv = mad.convergence_table(frame, start=start, tolerance=tolerance,
+    conv = mad.convergence_table(frame, start=start, tolerance=tolerance, statistic=statistic,
                                  drift_tolerance=drift_tolerance, n_boot=n_boot, **kw)
+    outliers = None
+    if metric != OUTLIER_SHARE:
+        conv, outliers = outlier_columns(frame, conv, start)
     report = Report(metric=metric, start=start, window=rule, tolerance=tolerance, level=level,
                     family=family, conv=conv, ratios=mad.ratio_curves(frame, n_boot=n_boot, **kw),
                     curves=mad.generation_curves(frame, **kw),
-                    best=mad.best_omega(conv, by=family))
+                    best=mad.best_omega(conv, by=family, statistic=statistic),
+                    statistic=statistic, outliers=outliers)
     parts = []
     for key, best in report.families(report.best):
         status, value = mad.threshold(best, tolerance)
         paper = report.in_paper_setting(key)
+        for stat in mad.STATISTICS:
+            st, v = mad.threshold(best.assign(best_ratio=best[f"{stat}_best_ratio"]), tolerance)
+            best = best.assign(**{f"{stat}_threshold_status": st,
+                                  f"{stat}_threshold_value": v if v is not None else np.nan})
         best = best.assign(
             threshold=value if status == "located" else np.nan, threshold_status=status,
             threshold_value=value if value is not None else np.nan,
@@ -191,7 +256,9 @@ def figures(report: Report, sizes=(125, 250)) -> list[tuple[str, object]]:
         out.append((f"figure5{suffix}", plots.figure5(
             report.rows_of(report.conv, key), report.rows_of(report.ratios, key), best,
             metric=report.metric, tolerance=report.tolerance, level=report.level, title=title,
-            sizes=sizes)))
+            sizes=sizes, statistic=report.statistic,
+            outliers=None if report.outliers is None else report.rows_of(report.outliers, key),
+            own_rate=report.own_rate)))
         out.append((f"generations{suffix}", plots.generations_figure(
             report.rows_of(report.curves, key), metric=report.metric, level=report.level, title=title)))
     return out

@@ -28,9 +28,7 @@ from __future__ import annotations
 import torch
 
 from analysis.distances import frechet_to_gaussian, per_seed, pot_each, wasserstein
-from analysis.metrics import OUTLIER_SHARE, base_metric
-
-OUTLIER_RADIUS = 5.0
+from analysis.metrics import OUTLIER_RADIUS, OUTLIER_SHARE, base_metric
 
 
 def _components(target) -> tuple[torch.Tensor, torch.Tensor]:

@@ -164,3 +164,77 @@ def test_missing_generation_one_is_refused():
     frame = table({(125, 0.0): [1.0, 2.0, 3.0]})
     with pytest.raises(ValueError, match="no generation 1"):
         mad.configurations(frame[frame["generation"] > 1])
+
+
+# --------------------------------------------------------------------------- median over seeds
+
+def test_bootstrap_medians_are_the_medians_of_the_same_resamples():
+    rng = np.random.default_rng(3)
+    for S in (4, 5):                                       # even and odd numbers of seeds
+        values = rng.lognormal(size=(S, 6))
+        counts = mad.boot_counts(S, 50, seed=7)
+        explicit = np.stack([np.median(np.repeat(values, c, axis=0), axis=0) for c in counts])
+        np.testing.assert_allclose(mad.bootstrap_medians(values, 50, seed=7), explicit, rtol=0, atol=0)
+        np.testing.assert_allclose(mad.bootstrap_means(values, 50, seed=7),
+                                   np.stack([np.repeat(values, c, axis=0).mean(0) for c in counts]))
+
+
+def test_median_ratio_equals_the_mean_ratio_when_every_seed_agrees():
+    frame = table({(250, 0.0): flat(1.8), (250, 2.0): [0.5, 0.6, 0.55, 0.5, 0.52, 0.51]},
+                  offsets=np.zeros(4))
+    conv = mad.convergence_table(frame, start=3)
+    for a, b in [("ratio", "median_ratio"), ("ratio_lo", "median_ratio_lo"), ("ratio_hi", "median_ratio_hi"),
+                 ("first", "median_first"), ("drift", "median_drift")]:
+        np.testing.assert_allclose(conv[a], conv[b], rtol=1e-12, err_msg=a)
+    assert (conv["mean_status"] == conv["median_status"]).all()
+    curves = mad.ratio_curves(frame)
+    np.testing.assert_allclose(curves["median_ratio"], curves["ratio"])
+
+
+# five seeds: four stay at 1.0, one is decided by far samples from generation 2 on (value 11)
+FAR_SEED = {"offsets": np.zeros(5)}
+
+
+def far_seed_table(far: float = 11.0, omega: float = 0.0, n_synth: int = 250) -> pd.DataFrame:
+    frame = table({(n_synth, omega): [1.0] * 30}, **FAR_SEED)
+    frame.loc[(frame["seed"] == 4) & (frame["generation"] >= 2), "value"] = far
+    return frame
+
+
+def test_one_far_seed_moves_the_mean_ratio_not_the_median_and_the_statistic_decides_the_status():
+    frame = far_seed_table()
+    by_mean = mad.convergence_table(frame, start=20).iloc[0]
+    by_median = mad.convergence_table(frame, start=20, statistic="median").iloc[0]
+    assert by_mean["ratio"] == pytest.approx((4 + 11) / 5)          # 3.0: m_t = 3, m_1 = 1
+    assert by_mean["median_ratio"] == pytest.approx(1.0)           # M_t = 1 throughout
+    assert by_mean["mean_status"] == "mitigated" and by_mean["median_status"] == "prevented"
+    assert by_mean["status"] == "mitigated" and by_mean["statistic"] == "mean"
+    assert by_median["status"] == "prevented" and by_median["statistic"] == "median"
+    assert by_median["ratio"] == by_mean["ratio"]                   # both are always there
+    with pytest.raises(ValueError, match="unknown statistic 'mode'"):
+        mad.convergence_table(frame, start=20, statistic="mode")
+
+
+def test_best_omega_by_each_statistic():
+    # omega 1: one far seed (mean 3.0, median 1.0); omega 2: every seed at 1.3 (both 1.3)
+    steady = table({(250, 2.0): [1.0] + [1.3] * 29}, **FAR_SEED)
+    frame = pd.concat([far_seed_table(omega=1.0), steady])
+    conv = mad.convergence_table(frame, start=20)
+    by_mean, by_median = mad.best_omega(conv), mad.best_omega(conv, statistic="median")
+    assert by_mean["best_omega"].item() == 2.0 and by_median["best_omega"].item() == 1.0
+    for best in (by_mean, by_median):                                 # side by side either way
+        assert best["mean_best_omega"].item() == 2.0 and best["median_best_omega"].item() == 1.0
+        assert best["median_best_ratio"].item() == pytest.approx(1.0)
+    assert mad.prophylactic_threshold(by_median) == 250 and mad.prophylactic_threshold(by_mean) is None
+
+
+def test_run_summary_gives_both_ratios_with_bands():
+    from analysis.summary import run_summary
+
+    agree = run_summary(table({(250, 0.0): [1.0, 2.0, 3.0]}, offsets=np.zeros(4))).iloc[0]
+    assert agree["ratio"] == agree["median_ratio"] == pytest.approx(3.0)
+    assert agree["ratio_lo"] == agree["median_lo"] == pytest.approx(3.0)
+    far = run_summary(far_seed_table()).iloc[0]
+    assert far["ratio"] == pytest.approx(3.0) and far["median_ratio"] == pytest.approx(1.0)
+    assert far["seeds"] == 5 and far["last"] == pytest.approx(3.0) and far["median_last"] == 1.0
+    assert far["median_lo"] <= 1.0 <= far["median_hi"] and far["ratio_lo"] <= 3.0 <= far["ratio_hi"]

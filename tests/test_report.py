@@ -214,3 +214,59 @@ def test_report_reads_the_finished_tasks_of_a_running_sweep(tmp_path, capsys):
     assert code == 0, err
     assert "reading its 6 finished task files" in err
     assert len(pd.read_csv(tmp_path / "report" / "configurations.csv")) == 6
+
+
+def far_seed_dir(tmp_path) -> Path:
+    """A results table where one of five seeds is decided by far samples (mean ratio 3, median 1),
+    with its outlier_share rows: 0.02 for that seed from generation 2 on, 0 elsewhere."""
+    from test_mad import far_seed_table
+
+    frame = far_seed_table()
+    share = frame.assign(metric="outlier_share",
+                         value=np.where((frame["seed"] == 4) & (frame["generation"] >= 2), 0.02, 0.0))
+    directory = tmp_path / "far"
+    directory.mkdir()
+    pd.concat([frame, share], ignore_index=True).to_parquet(directory / "results.parquet")
+    return directory
+
+
+def test_the_statistic_decides_the_classification_and_the_other_is_beside_it(tmp_path, capsys):
+    directory = far_seed_dir(tmp_path)
+    code, out, err = report([str(directory), "--out", str(tmp_path / "mean"), "--boot", "100"], capsys)
+    assert code == 0, err
+    assert "statistic over seeds: mean" in out and "(mean)" in out and "(median)" in out
+    code, out, err = report([str(directory), "--out", str(tmp_path / "median"), "--boot", "100",
+                             "--statistic", "median"], capsys)
+    assert code == 0, err
+    assert "statistic over seeds: median" in out
+    by_mean = pd.read_csv(tmp_path / "mean" / "configurations.csv").iloc[0]
+    by_median = pd.read_csv(tmp_path / "median" / "configurations.csv").iloc[0]
+    assert (by_mean["status"], by_median["status"]) == ("mitigated", "prevented")
+    assert by_mean["ratio"] == pytest.approx(3.0) and by_mean["median_ratio"] == pytest.approx(1.0)
+    best = pd.read_csv(tmp_path / "median" / "best_omega.csv").iloc[0]
+    assert best["statistic"] == "median" and best["best_status"] == "prevented"
+    assert best["mean_best_status"] == "mitigated" and best["median_threshold_status"] == "above"
+    text = (tmp_path / "median" / "report.md").read_text()
+    assert "**Statistic over seeds: median**" in text and "by the mean: none" in text
+    code, _, err = report([str(directory), "--statistic", "mode", "--out", str(tmp_path / "x")], capsys)
+    assert code == 2 and "unknown statistic 'mode'" in err and err.count("\n") == 1
+
+
+def test_the_outlier_share_gets_columns_a_table_and_a_panel(tmp_path, capsys):
+    from analysis.report import OWN_RATE, analyse, figures
+
+    directory = far_seed_dir(tmp_path)
+    code, out, err = report([str(directory), "--out", str(tmp_path / "r"), "--boot", "50"], capsys)
+    assert code == 0, err
+    conv = pd.read_csv(tmp_path / "r" / "configurations.csv").iloc[0]
+    assert conv["outlier_first"] == 0 and conv["outlier_window"] == pytest.approx(0.02 / 5)
+    curves = pd.read_csv(tmp_path / "r" / "outlier_curves.csv").sort_values("generation")
+    np.testing.assert_allclose(curves["mean"], [0.0] + [0.004] * 29)
+    assert "outlier share" in out and f"{OWN_RATE:.2g}" in out
+    r = analyse(pd.read_parquet(directory / "results.parquet"), start=20, n_boot=20)
+    fig = dict(figures(r))["figure5"]
+    panel = [ax for ax in fig.axes if "Outlier share" in ax.get_title()]
+    assert len(panel) == 1 and any(np.isclose(line.get_ydata()[0], OWN_RATE) for line in panel[0].lines)
+    # a table without outlier rows (older runs, --no-tails) has neither
+    plain = analyse(pd.read_parquet(SWEEP / "results.parquet"), start=START, n_boot=20)
+    assert plain.outliers is None and "outlier_first" not in plain.conv.columns

@@ -16,9 +16,13 @@ from madlab.store import RESULTS
 stderr = Console(stderr=True)
 
 CONFIG_VIEW = ["n_synth", "omega", "seeds", "last_generation", "first", "first_lo", "first_hi",
-               "limit", "ratio", "ratio_lo", "ratio_hi", "drift", "status"]
+               "limit", "ratio", "ratio_lo", "ratio_hi", "drift", "mean_status",
+               "median_first", "median_ratio", "median_ratio_lo", "median_ratio_hi", "median_drift",
+               "median_status", "status"]
+TAIL_VIEW = ["outlier_first", "outlier_window"]
 BEST_VIEW = ["n_synth", "best_omega", "best_ratio", "best_lo", "best_hi", "best_status", "prevented",
-             "standard_ratio", "standard_status", "omegas"]
+             "mean_best_omega", "mean_best_ratio", "median_best_omega", "median_best_ratio",
+             "standard_ratio", "standard_median_ratio", "standard_status", "omegas"]
 PAPER_VIEW = ["paper_standard", "paper_sims_best"]
 
 
@@ -56,30 +60,46 @@ def markdown_table(frame, digits: int = 3) -> str:
 
     head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(fmt(v, digits) for v in row) + " |" for row in frame.itertuples(index=False)]
+    share = [str(c).startswith("outlier_") for c in frame.columns]   # shares near 1e-6: 2 significant digits
+    body = ["| " + " | ".join(f"{v:.2g}" if sh and isinstance(v, float) else fmt(v, digits)
+                              for v, sh in zip(row, share)) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([head, rule, *body])
 
 
 def write_markdown(r, directory: Path, out: Path, figures: list[Path]) -> Path:
     from analysis.report import family_name
 
+    from analysis.metrics import OUTLIER_RADIUS
+
     lines = [f"# madlab report: {directory}", "",
              f"dist = {r.metric}; {r.window}; E[dist(G^inf)] = mean of E[dist(G^t)] over that window; "
              f"convergence ratio = E[dist(G^inf)] / E[dist(G^1)]; bands: {r.level:.0%} "
              "(E[dist(G^1)]: mean ± z·SE over seeds; ratios: percentile bootstrap over seeds).", "",
+             f"**Statistic over seeds: {r.statistic}** (`--statistic`) decides `status`, `best_*` and the "
+             f"threshold; the {r.other} is beside it. Columns without prefix are by the mean "
+             "(the paper's E[·]); `median_*` replace E[dist(G^t)] by the median over seeds M_t "
+             "(median ratio = mean of M_t over the window / M_1), which a few seeds decided by far "
+             "samples do not move.", "",
              "Classification (SIMS paper section 2): **MAD** if the curve still rises across the window "
              "(drift = (late-half mean − early-half mean) / E[dist(G^1)] > drift tolerance); else "
              f"**prevented** if ratio ≤ 1 + {r.tolerance:g}; else **mitigated** (plateau above generation 1).", ""]
+    if r.outliers is not None:
+        lines += [f"Outlier share: the share of a seed's evaluation samples beyond Mahalanobis radius "
+                  f"{OUTLIER_RADIUS:g} under p_r, mean over seeds, at G^1 (`outlier_first`) and averaged "
+                  f"over the window (`outlier_window`); p_r's own share is {r.own_rate:.2g}.", ""]
     for key, best in r.families(r.best):
         conv = r.rows_of(r.conv, key)
         in_paper = r.in_paper_setting(key)
         view = BEST_VIEW + (PAPER_VIEW if in_paper else [])
+        conv_view = CONFIG_VIEW + (TAIL_VIEW if r.outliers is not None else [])
         lines += [f"## {family_name(key)}" if key else "## Results", "",
-                  f"**Prophylactic threshold** (largest |D_s| whose best ratio ≤ 1 + {r.tolerance:g}): "
-                  + r.threshold_text(key) + (f" (paper: about {paper.PAPER_THRESHOLD})." if in_paper else "."),
-                  "", "### Best ω per |D_s|", "", markdown_table(best[view]), "",
+                  f"**Prophylactic threshold** by the {r.statistic} (largest |D_s| whose best ratio ≤ "
+                  f"1 + {r.tolerance:g}): " + r.threshold_text(key)
+                  + (f" (paper: about {paper.PAPER_THRESHOLD})" if in_paper else "")
+                  + f"; by the {r.other}: {r.threshold_text(key, r.other)}.",
+                  "", f"### Best ω per |D_s| (best_*: by the {r.statistic})", "", markdown_table(best[view]), "",
                   "### Every configuration", "",
-                  markdown_table(conv.sort_values(["n_synth", "omega"])[CONFIG_VIEW]), ""]
+                  markdown_table(conv.sort_values(["n_synth", "omega"])[conv_view]), ""]
         if not in_paper:
             lines += ["(Not the paper's Figure 5 setting — augment loop, gaussian2d target, toy DDPM "
                       "— so its published numbers are not shown.)", ""]
@@ -91,14 +111,15 @@ def write_markdown(r, directory: Path, out: Path, figures: list[Path]) -> Path:
 
 def write_report(directory: Path, out: Path, metric: Optional[str] = None, start: Optional[int] = None,
                  tolerance: float = paper.TOLERANCE, drift_tolerance: float = paper.DRIFT_TOLERANCE,
-                 level: float = paper.LEVEL, n_boot: int = paper.N_BOOT, sizes=(125, 250)):
+                 level: float = paper.LEVEL, n_boot: int = paper.N_BOOT, sizes=(125, 250),
+                 statistic: str = "mean"):
     """Analyse DIR/results.parquet and write figures, CSV and Markdown tables into `out`."""
     from analysis import plots
     from analysis.report import analyse, figures
 
     frame = load(directory)
     try:
-        r = analyse(frame, metric, start, tolerance, drift_tolerance, level, n_boot)
+        r = analyse(frame, metric, start, tolerance, drift_tolerance, level, n_boot, statistic)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     out.mkdir(parents=True, exist_ok=True)
@@ -107,8 +128,11 @@ def write_report(directory: Path, out: Path, metric: Optional[str] = None, start
         written += plots.save(fig, out / stem)
     figure_files = list(written)
     best = r.best.drop(columns=["threshold_value"])
-    for name, table in (("configurations.csv", r.conv), ("best_omega.csv", best),
-                        ("ratio_curves.csv", r.ratios), ("generation_curves.csv", r.curves)):
+    tables = [("configurations.csv", r.conv), ("best_omega.csv", best),
+              ("ratio_curves.csv", r.ratios), ("generation_curves.csv", r.curves)]
+    if r.outliers is not None:
+        tables.append(("outlier_curves.csv", r.outliers))
+    for name, table in tables:
         table.to_csv(out / name, index=False)
         written.append(out / name)
     written.append(write_markdown(r, directory, out, figure_files))
@@ -121,21 +145,28 @@ def print_summary(r) -> None:
 
     from analysis.report import family_name, fmt
 
-    console = Console(width=max(Console().width, 110))  # the table's 7 columns fit on one line
-    console.print(escape(f"dist = {r.metric}; {r.window}"))
+    console = Console(width=max(Console().width, 130))  # the table's 10 columns fit on one line
+    console.print(escape(r.rules()))
+    s, o = r.statistic, r.other
     for key, best in r.families(r.best):
         title = f"MAD summary ({r.metric}, t = {r.start}..T)" + (f": {family_name(key)}" if key else "")
         table = Table(title=escape(title))
-        for col in ("|D_s|", "best ω", "best ratio", f"{r.level:.0%} band", "status", "ω = 0 ratio", "ω = 0 status"):
-            table.add_column(escape(col), justify="right")
-        for row in best.itertuples():
-            table.add_row(f"{row.n_synth:g}", f"{row.best_omega:g}", f"{row.best_ratio:.3f}",
-                          f"{row.best_lo:.3f}–{row.best_hi:.3f}", row.best_status, fmt(row.standard_ratio),
-                          row.standard_status or "–")
+        for col in ("|D_s|", f"best ω\n({s})", f"ratio\n({s})", f"{r.level:.0%} band\n({s})", f"status\n({s})",
+                    f"best ω\n({o})", f"ratio\n({o})", f"{r.level:.0%} band\n({o})", f"status\n({o})",
+                    "ω = 0 ratio\nmean / median"):
+            table.add_column(escape(col), justify="right", no_wrap=True)
+        for row in best.to_dict("records"):
+            table.add_row(f"{row['n_synth']:g}",
+                          *[x for st in (s, o) for x in (
+                              f"{row[f'{st}_best_omega']:g}", f"{row[f'{st}_best_ratio']:.3f}",
+                              f"{row[f'{st}_best_lo']:.3f}–{row[f'{st}_best_hi']:.3f}", row[f"{st}_best_status"])],
+                          f"{fmt(row['standard_ratio'])} / {fmt(row['standard_median_ratio'])}")
         console.print(table)
         in_paper = f" (paper: about {paper.PAPER_THRESHOLD})" if r.in_paper_setting(key) else ""
-        console.print(escape(f"prophylactic threshold (best ratio ≤ 1 + {r.tolerance:g}): "
-                             f"{r.threshold_text(key)}{in_paper}"))
+        console.print(escape(f"prophylactic threshold (best ratio ≤ 1 + {r.tolerance:g}) by the {s}: "
+                             f"{r.threshold_text(key)}{in_paper}; by the {o}: {r.threshold_text(key, o)}"))
+    if r.outliers is not None:
+        console.print(escape(r.summary()[-1]))
 
 
 def register(app: typer.Typer) -> None:
@@ -150,14 +181,17 @@ def register(app: typer.Typer) -> None:
         level: Annotated[float, typer.Option(help="Confidence level of every band (normal band for E[dist], seed bootstrap for ratios).")] = paper.LEVEL,
         boot: Annotated[int, typer.Option(help="Bootstrap resamples of the seeds for the ratio bands.")] = paper.N_BOOT,
         sizes: Annotated[str, typer.Option(help="Comma-separated |D_s| values whose ratio curves over generations are drawn (Figure 5 bottom); the two smallest run when none of them was.")] = "125,250",
+        statistic: Annotated[str, typer.Option(help="E[dist(G^t)] over seeds as the mean (the paper's) or the median: the one that decides MAD / mitigated / prevented, the best w and the threshold; the other is printed beside it.", metavar="[mean|median]")] = "mean",
     ) -> None:
         """Figure 5 of the SIMS paper from a run or sweep directory: PNG + PDF figures, CSV + Markdown tables.
 
         Writes into OUT: figure5.png/.pdf (E[dist(G^1)] vs w; convergence ratio vs w per |D_s|;
-        ratio curves over generations at |D_s| = 125 and 250), generations.png/.pdf
-        (E[dist(G^t)] per |D_s|), configurations.csv (one row per configuration: ratio, band,
-        drift, MAD / mitigated / prevented), best_omega.csv (best w per |D_s| and the prophylactic
-        threshold), ratio_curves.csv, generation_curves.csv and report.md (the tables in Markdown).
+        ratio curves over generations at |D_s| = 125 and 250; the outlier share per generation),
+        generations.png/.pdf (E[dist(G^t)] per |D_s|), configurations.csv (one row per
+        configuration: ratio, band, drift, MAD / mitigated / prevented, by the mean and by the
+        median over seeds; outlier share), best_omega.csv (best w per |D_s| by each statistic and
+        the prophylactic threshold), ratio_curves.csv, generation_curves.csv, outlier_curves.csv
+        and report.md (the tables in Markdown).
         If other options than |D_s| and w vary, each combination gets its own figures. The
         paper's published numbers appear only beside configurations in its setting (augment
         loop, gaussian2d target, toy DDPM).
@@ -166,6 +200,8 @@ def register(app: typer.Typer) -> None:
         """
         if boot < 1:
             raise ConfigError(f"boot must be positive, got {boot}")
+        if statistic not in ("mean", "median"):
+            raise ConfigError(f"unknown statistic {statistic!r} (--statistic); choose one of mean, median")
         try:
             size_list = [float(s) for s in sizes.split(",") if s.strip()]
         except ValueError:
@@ -173,6 +209,6 @@ def register(app: typer.Typer) -> None:
         size_list = [int(s) if s == int(s) else s for s in size_list]
         out_dir = out or Path(directory) / "report"
         r, written = write_report(Path(directory), out_dir, metric, start, tolerance, drift_tolerance,
-                                  level, boot, size_list)
+                                  level, boot, size_list, statistic)
         print_summary(r)
         Console().print(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))

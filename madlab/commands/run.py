@@ -18,17 +18,35 @@ def print_summary(frame, out: Path) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from analysis.metrics import OUTLIER_RADIUS, OUTLIER_SHARE
+    from analysis.paper import LEVEL
+    from analysis.report import OWN_RATE
     from analysis.summary import run_summary
 
+    summary = run_summary(frame)
+    console = Console(width=max(Console().width, 150))   # the table's 8 columns fit on one line
     table = Table(title=f"madlab run {out}")
-    for col in ("metric", "seeds", "E[dist(G^1)]", "gen", "E[dist(G^T)]", "ratio G^T/G^1"):
+    band = f"{LEVEL:.0%} band"
+    for col in ("metric", "seeds", "E[dist(G^1)]", "gen", "E[dist(G^T)]", f"ratio by mean [{band}]",
+                "median G^1 → G^T", f"ratio by median [{band}]"):
         table.add_column(escape(col), justify="right")
-    for row in run_summary(frame).itertuples():
+    for row in summary[summary["metric"] != OUTLIER_SHARE].itertuples():
         table.add_row(row.metric, str(row.seeds), f"{row.first:.4f} ± {row.first_se:.4f}",
                       str(row.last_generation), f"{row.last:.4f} ± {row.last_se:.4f}",
-                      f"{row.ratio:.3f}")
-    Console().print(table)
-    Console().print(f"results: pandas.read_parquet('{out / 'results.parquet'}')  (± is one standard error over seeds)")
+                      f"{row.ratio:.3f} [{row.ratio_lo:.3f}–{row.ratio_hi:.3f}]",
+                      f"{row.median_first:.4f} → {row.median_last:.4f}",
+                      f"{row.median_ratio:.3f} [{row.median_lo:.3f}–{row.median_hi:.3f}]")
+    console.print(table)
+    share = summary[summary["metric"] == OUTLIER_SHARE]
+    if len(share):
+        s = share.iloc[0]
+        last = frame[(frame["metric"] == OUTLIER_SHARE) & (frame["generation"] == s.last_generation)]["value"]
+        console.print(escape(
+            f"outlier share (samples beyond Mahalanobis radius {OUTLIER_RADIUS:g} under p_r; p_r's own "
+            f"{OWN_RATE:.2g}): G^1 mean {s.first:.2g}, median {s.median_first:.2g}; G^{s.last_generation} "
+            f"mean {s.last:.2g}, median {s.median_last:.2g}, largest seed {last.max():.2g}"), soft_wrap=True)
+    console.print(f"results: pandas.read_parquet('{out / 'results.parquet'}')  (± is one standard error "
+                  "over seeds; bands: percentile bootstrap over seeds)", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
