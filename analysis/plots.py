@@ -255,3 +255,50 @@ def save(fig: Figure, stem) -> list[Path]:
     fig.savefig(paths[0], dpi=150)
     fig.savefig(paths[1])
     return paths
+
+
+def ellipse(mean, cov, radius: float, points: int = 200) -> np.ndarray:
+    """The Mahalanobis circle {x : (x - mean)^T cov^-1 (x - mean) = radius^2} of a 2-D Gaussian:
+    mean + radius * L (cos a, sin a), L L^T = cov -> [points, 2]."""
+    a = np.linspace(0, 2 * np.pi, points)
+    return np.asarray(mean) + radius * np.stack([np.cos(a), np.sin(a)], 1) @ np.linalg.cholesky(cov).T
+
+
+def samples_figure(x, means, covs, outliers=None, radii=(1, 2, 3, 5), title: str = "",
+                   zoom_radius: float = 6.0) -> Figure:
+    """One seed-generation's samples x [n, 2] against p_r's Mahalanobis contours (radius 1, 2, 3, 5
+    around each mode: means [m, 2], covs [m, 2, 2]); `outliers` (bool [n]) drawn as red crosses.
+    Left: every sample (far points set the scale); right: p_r's region (radius `zoom_radius`)."""
+    x = np.asarray(x, dtype=float)
+    means, covs = np.atleast_2d(means), np.asarray(covs).reshape(-1, 2, 2)
+    if x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"samples_figure draws 2-D samples, got shape {x.shape}")
+    far = np.zeros(len(x), bool) if outliers is None else np.asarray(outliers, bool)
+    fig = new_figure((12, 5.6))
+    axes = fig.subplots(1, 2)
+    box = np.concatenate([ellipse(m, c, zoom_radius) for m, c in zip(means, covs)])
+    for ax, zoom in zip(axes, (False, True)):
+        for j, (m, c) in enumerate(zip(means, covs)):
+            for i, r in enumerate(radii):
+                e = ellipse(m, c, r)
+                ax.plot(e[:, 0], e[:, 1], color="black", lw=0.8, ls="--" if r == max(radii) else "-",
+                        alpha=0.35 + 0.1 * i, label=f"p_r radius {r:g}" if zoom and j == 0 else None)
+        ax.scatter(*x[~far].T, s=4, color="tab:blue", alpha=0.5, label=f"inliers ({(~far).sum()})")
+        if far.any():
+            ax.scatter(*x[far].T, s=28, marker="x", color="tab:red", label=f"beyond radius {max(radii):g} ({far.sum()})")
+        if zoom:
+            lo, hi = box.min(0), box.max(0)
+            ax.set_xlim(lo[0], hi[0])
+            ax.set_ylim(lo[1], hi[1])
+            ax.set_title(f"p_r's region (Mahalanobis radius ≤ {zoom_radius:g})", fontsize=10)
+            ax.legend(fontsize=7, loc="upper left")
+        else:
+            ax.set_title("every sample", fontsize=10)
+        ax.set_aspect("equal", adjustable="datalim" if not zoom else "box")
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -7,7 +7,7 @@
       toy_ddpm    DDPMConfig         toy/config.py         T, schedule, width, depth, ... (--backend toy-ddpm)
       gaussian    GaussianFitConfig  toy/config.py         estimator, sampling_bias   (--backend gaussian)
       edm         EDMConfig          madlab/edm/config.py  dataset, edm_net, edm_lr, ... (--backend edm)
-      evaluation  EvalConfig         here                  metric, tails, n_eval
+      evaluation  EvalConfig         here                  metric, tails, n_eval, save_samples, samples_dir
       device, seed_chunk
 
 Each option is declared once, in its component's dataclass (`loops.options.option`), and has one
@@ -72,10 +72,18 @@ class EvalConfig:
     n_eval: int = option(1000, help=(
         "Model samples per seed per generation used to measure the distance (and real samples, "
         "for w1/w2)."))
+    save_samples: bool = option(False, identity=False, help=(
+        "Toy backends: keep every generation's evaluation samples (float32 .npz per seed chunk and "
+        "generation, n-eval x dim x 4 bytes per seed) under OUT/samples, for `madlab samples`. "
+        "Changes no number and not the run id."))
+    samples_dir: str = option("", identity=False, help=(
+        "Where --save-samples writes [default: OUT/samples, set by madlab run and madlab sweep]; one "
+        "folder per configuration inside (madlab/samples.py)."))
 
     def validate(self) -> "EvalConfig":
         check(self)
         positive(self, "n_eval")
+        require(self.save_samples or not self.samples_dir, "--samples-dir needs --save-samples")
         return self
 
 
@@ -151,6 +159,7 @@ class RunConfig:
         require(ev.n_eval >= 2 or not {"fd", "fd_inlier"} & set(ev.metric), "fd needs n-eval >= 2")
         if self.backend == "edm":
             self.edm.check_data(ev.metric)
+            require(not ev.save_samples, "--save-samples keeps vector samples: toy backends only")
         if self.device.startswith("cuda"):
             import torch
             require(torch.cuda.is_available(),

@@ -13,6 +13,7 @@ from analysis.metrics import TAIL_METRICS
 from analysis.tails import tail_metrics
 from loops import Loop, SeedStreams, make_algorithm
 from madlab.config import ConfigError, RunConfig
+from madlab.samples import sample_saver
 from toy import fused
 from toy.ddpm import ToyDDPM
 from toy.gaussian_fit import GaussianFit
@@ -75,7 +76,8 @@ def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
     """dist(G^t, p_r) for each recorded metric (cfg.recorded_metrics()); w1/w2 against a fresh
     real sample of n_eval; fid against the data set's cached reference statistics
     (madlab.edm.evaluate); the tail diagnostics (outlier_share, m_inlier) from the same samples,
-    m_inlier reusing m where a seed has no outlier (analysis.tails.tail_metrics)."""
+    m_inlier reusing m where a seed has no outlier (analysis.tails.tail_metrics); with
+    --save-samples each generation's samples are kept first (madlab.samples)."""
     fid, names, n_eval = None, cfg.recorded_metrics(), cfg.evaluation.n_eval
     metrics = [m for m in names if m not in TAIL_METRICS]
     if "fid" in metrics:
@@ -84,7 +86,11 @@ def make_evaluate(cfg: RunConfig, target, streams: SeedStreams):
         fid = FidMetric(target.data, make_features(cfg.edm.fid_features, target.data,
                                                    weights=cfg.edm.fid_weights or None, device=cfg.device))
 
+    save = sample_saver(cfg, streams.seeds)   # --save-samples: this chunk's samples, per generation
+
     def evaluate(samples: torch.Tensor, generation: int) -> dict[str, torch.Tensor]:
+        if save is not None:
+            save(samples, generation)
         real = None
         if any(NEEDS_REAL_SAMPLE.get(m, False) for m in names):
             real = target.sample(n_eval, streams.keys("eval-real", generation))

@@ -73,6 +73,8 @@ def register(app: typer.Typer) -> None:
         cfg = RunConfig.from_flat(options).validate()
         check_environment()
         out_dir = out or Path("runs") / f"{cfg.loop.kind}-{cfg.algo.name}-{cfg.run_id()}"
+        from madlab.samples import configure
+        configure(cfg, out_dir)              # --save-samples: into OUT/samples/<run id>
         # the run directory is a one-configuration sweep (madlab.sweep): tasks = chunks of seeds
         check_run_dir(out_dir, cfg)          # a different run there: one line, exit 2, nothing written
         spec = SweepSpec(name=out_dir.name, base=cfg.flat())

@@ -180,6 +180,8 @@ def register(app: typer.Typer) -> None:
             return
         if hasattr(runner, "connect"):              # a scheduler that cannot be reached: nothing written
             runner.connect()
+        from madlab.samples import configure_tasks
+        configure_tasks(tasks, out_dir)             # --save-samples: into OUT/samples/<run id>
         all_tasks = open_sweep(out_dir, spec, tasks, extend=extend)
         plan = make_plan(out_dir, all_tasks, threads=threads, probe=local)
         stderr.print(("no grid given: madlab run's default configuration as a sweep; " if bare else "")

@@ -1,0 +1,59 @@
+"""`madlab samples DIR --seed S --generation T`: one seed-generation's samples against p_r's contours."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typing_extensions import Annotated
+
+from madlab.config import ConfigError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("samples")
+    def samples(
+        directory: Annotated[Path, typer.Argument(metavar="DIR", help="A run or sweep directory.", show_default=False)],
+        seed: Annotated[int, typer.Option(help="Which seed.", show_default=False)],
+        generation: Annotated[int, typer.Option(help="Which generation t (1..gens).", show_default=False)],
+        run: Annotated[Optional[str], typer.Option(help="The configuration (run id, the results' `run` column) when DIR is a sweep with several holding SEED.", show_default=False)] = None,
+        out: Annotated[Optional[Path], typer.Option(help="The PNG to write [default: DIR/report/samples-seed<S>-gen<T>.png].", show_default=False)] = None,
+        regenerate: Annotated[bool, typer.Option("--regenerate", help="Recompute the samples (SEED alone, generations 1..T) instead of reading saved ones: for runs made without --save-samples; equal to the run's to float rounding.")] = False,
+    ) -> None:
+        """Scatter one seed-generation's evaluation samples against p_r's Mahalanobis contours
+        (radius 1, 2, 3, 5), mark the samples beyond radius 5 and print their count and the largest
+        |x|. Reads the samples a run saved with --save-samples, or recomputes them with --regenerate.
+
+        Example: madlab run --gens 13 --save-samples --out runs/a && madlab samples runs/a --seed 13 --generation 13
+        """
+        import numpy as np
+        import torch
+
+        from analysis import plots
+        from analysis.metrics import OUTLIER_RADIUS
+        from analysis.tails import mahalanobis_radius, own_rate, _components
+        from madlab import samples as saved
+        from toy.targets import make_target
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise ConfigError(f"{directory} is not a directory; give a run or sweep directory")
+        x, run_id, options = (saved.regenerate if regenerate else saved.load)(directory, seed, generation, run)
+        target = make_target(options["target"])
+        r = mahalanobis_radius(torch.from_numpy(x), target).numpy()
+        far = ~(r <= OUTLIER_RADIUS)                           # non-finite samples count as far
+        finite = np.isfinite(x).all(1)
+        largest = float(np.linalg.norm(x[finite], axis=1).max()) if finite.any() else float("nan")
+        means, covs = (t.numpy() for t in _components(target))
+        title = (f"run {run_id}, seed {seed}, generation {generation}: {len(x)} samples, {far.sum()} beyond "
+                 f"Mahalanobis radius {OUTLIER_RADIUS:g}, largest |x| {largest:.3g}"
+                 + (" (regenerated)" if regenerate else ""))
+        fig = plots.samples_figure(x[finite], means, covs, far[finite], title=title)
+        path = out or directory / "report" / f"samples-seed{seed}-gen{generation}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=150)
+        print(f"seed {seed}, generation {generation} (run {run_id}{', regenerated' if regenerate else ''}): "
+              f"{len(x)} samples, {far.sum()} beyond Mahalanobis radius {OUTLIER_RADIUS:g} "
+              f"({far.mean():.2%}; p_r's own share {own_rate(target):.2g}), largest |x| {largest:.4g}"
+              + (f", {(~finite).sum()} not finite" if (~finite).any() else ""))
+        print(f"wrote {path}")
