@@ -31,7 +31,7 @@ from analysis.distances import frechet_to_gaussian, per_seed, pot_each, wasserst
 from analysis.metrics import OUTLIER_RADIUS, OUTLIER_SHARE, base_metric
 
 
-def _components(target) -> tuple[torch.Tensor, torch.Tensor]:
+def components(target) -> tuple[torch.Tensor, torch.Tensor]:
     """(means [m, d], covs [m, d, d]) of a Gaussian (m = 1) or Gaussian-mixture target, float64."""
     if hasattr(target, "means") and hasattr(target, "covs"):
         means, covs = target.means, target.covs
@@ -62,7 +62,7 @@ def mahalanobis_radius(samples, target) -> torch.Tensor:
     tensor([1., 3.], dtype=torch.float64)
     """
     x = torch.as_tensor(samples, dtype=torch.float64)
-    means, covs = _components(target)
+    means, covs = components(target)
     chol = torch.linalg.cholesky(covs)                                   # [m, d, d]
     centred = x.unsqueeze(-2) - means                                    # [..., n, m, d]
     z = torch.linalg.solve_triangular(chol, centred.unsqueeze(-1), upper=False)  # L^-1 (x - mu)
@@ -112,7 +112,7 @@ def own_rate(target, radius: float = OUTLIER_RADIUS) -> float:
     >>> f"{own_rate(p_r):.3g}"        # exp(-12.5) in 2-D
     '3.73e-06'
     """
-    d = _components(target)[0].shape[-1]
+    d = components(target)[0].shape[-1]
     r2 = torch.tensor(radius ** 2 / 2, dtype=torch.float64)
     return float(torch.special.gammaincc(torch.tensor(d / 2, dtype=torch.float64), r2))
 

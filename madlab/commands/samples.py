@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
         from analysis import plots
         from analysis.metrics import OUTLIER_RADIUS
-        from analysis.tails import mahalanobis_radius, own_rate, _components
+        from analysis.tails import components, mahalanobis_radius, own_rate
         from madlab import samples as saved
         from toy.targets import make_target
 
@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         far = ~(r <= OUTLIER_RADIUS)                           # non-finite samples count as far
         finite = np.isfinite(x).all(1)
         largest = float(np.linalg.norm(x[finite], axis=1).max()) if finite.any() else float("nan")
-        means, covs = (t.numpy() for t in _components(target))
+        means, covs = (t.numpy() for t in components(target))
         title = (f"run {run_id}, seed {seed}, generation {generation}: {len(x)} samples, {far.sum()} beyond "
                  f"Mahalanobis radius {OUTLIER_RADIUS:g}, largest |x| {largest:.3g}"
                  + (" (regenerated)" if regenerate else ""))
