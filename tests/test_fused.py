@@ -23,7 +23,7 @@ CASES = {  # config, data dimension, rows per seed, time input per row (training
 
 def _case(name, seeds=3):
     overrides, dim, rows, per_row = CASES[name]
-    backend = ToyDDPM(DDPMConfig(kernels="fused", **overrides), dim=dim)
+    backend = ToyDDPM(DDPMConfig(kernels="fused", learner="resmlp-ln", **overrides), dim=dim)
     g = torch.Generator().manual_seed(5)
     params = backend.init(SeedStreams(range(seeds)).keys("init"))
     params = {k: v + 0.3 * torch.randn(v.shape, generator=g) for k, v in params.items()}
@@ -69,7 +69,8 @@ def test_fused_kernels_propagate_nan_like_torch():
 def test_training_and_sampling_agree_with_torch_ops():
     streams = SeedStreams([3, 4])
     data = torch.randn(2, 90, 2, generator=torch.Generator().manual_seed(1))
-    a, b = (ToyDDPM(DDPMConfig(batch_size=32, kernels=k)) for k in ("torch", "fused"))
+    a, b = (ToyDDPM(DDPMConfig(batch_size=32, kernels=k, learner="resmlp-ln"))
+            for k in ("torch", "fused"))
     assert b.fused and not a.fused
     model = a.init(streams.keys("init"))
     ta, tb = (m.train(model, data, 3, streams.keys("train")) for m in (a, b))
@@ -89,7 +90,7 @@ def test_unfusable_configs_use_torch_ops_and_bad_requests_are_refused(monkeypatc
         DDPMConfig(kernels="cuda").validate()
     monkeypatch.setenv("MADLAB_KERNELS", "fast")
     with pytest.raises(ValueError, match="MADLAB_KERNELS must be one of"):
-        ToyDDPM(DDPMConfig())
+        ToyDDPM(DDPMConfig(learner="resmlp-ln"))
     monkeypatch.setenv("MADLAB_KERNELS", "torch")
     assert not ToyDDPM(DDPMConfig()).fused
 
@@ -99,13 +100,13 @@ def test_without_a_compiler_torch_ops_take_over(monkeypatch, tmp_path):
     monkeypatch.setenv("MADLAB_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.warns(RuntimeWarning, match="fused CPU kernels unavailable"):
-        backend = ToyDDPM(DDPMConfig())
+        backend = ToyDDPM(DDPMConfig(learner="resmlp-ln"))
     assert not backend.fused
     x = backend.sample(backend.init(SeedStreams([1]).keys("init")), 5,
                        SeedStreams([1]).keys("eval"))
     assert x.shape == (1, 5, 2) and torch.isfinite(x).all()
     with pytest.raises(RuntimeError, match="could not be built"):
-        ToyDDPM(DDPMConfig(kernels="fused"))
+        ToyDDPM(DDPMConfig(kernels="fused", learner="resmlp-ln"))
 
 
 @needs_kernels

@@ -167,7 +167,7 @@ def test_fine_tune_continuing_adam_is_one_uninterrupted_adam():
     data, synthetic = _data(80), _data(120) * 0.9
     start = cont.init(streams.keys("init"))
     base = cont.train(start, data, 3, streams.keys("train"))               # 6 steps
-    tuned = cont.train(base, synthetic, 2, streams.keys("finetune"))       # 6 more
+    tuned = cont.finetune(base, synthetic, 2, streams.keys("finetune"))       # 6 more
     assert tuned.adam["step"] == 12
 
     params = {k: v.clone().requires_grad_(True) for k, v in start.params.items()}
@@ -192,8 +192,10 @@ def test_fine_tune_continuing_adam_is_one_uninterrupted_adam():
     for k in params:
         torch.testing.assert_close(tuned.params[k], params[k].detach(), rtol=1e-6, atol=1e-7)
 
-    fresh = restart.train(base, synthetic, 2, streams.keys("finetune"))
+    fresh = restart.finetune(base, synthetic, 2, streams.keys("finetune"))
     bare = restart.train(Ensemble(base.params), synthetic, 2, streams.keys("finetune"))
+    assert all(torch.equal(cont.train(base, synthetic, 2, streams.keys("finetune"))[k], bare[k])
+               for k in bare)   # train() always starts a fresh Adam (warm starts)
     assert all(torch.equal(fresh.params[k], bare.params[k]) for k in bare.params)
     assert not all(torch.allclose(fresh.params[k], tuned.params[k]) for k in bare.params)
 

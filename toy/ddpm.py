@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from loops.rng import StreamKeys
 from toy import fused
-from toy.config import DDPMConfig  # its options; `from toy.ddpm import DDPMConfig` keeps working
+from toy.config import REFERENCE_LEARNERS, DDPMConfig  # `from toy.ddpm import DDPMConfig` works
+from toy.params import AdamState, TrainedParams, adam_state
 from toy.schedules import alpha_bar, betas_from_alpha_bar
 
 Params = dict[str, torch.Tensor]
@@ -52,6 +53,9 @@ class ToyDDPM:
 
     def __init__(self, config: DDPMConfig | None = None, dim: int = 2):
         self.config = (config or DDPMConfig()).validate()
+        if self.config.learner in REFERENCE_LEARNERS:
+            raise ValueError(f"the {self.config.learner} learner runs on toy.reference.ReferenceDDPM "
+                             "(madlab.runner.build_backend picks it), not on the fast path")
         self.dim = dim
         self.device = torch.device(self.config.device)
         c = self.config
@@ -377,8 +381,36 @@ class ToyDDPM:
         return params
 
     def train(self, model: Params, data: torch.Tensor, epochs: float,
-              keys: StreamKeys) -> Params:
-        """Adam on sum_k mean_batch ||eps - eps_theta_k(sqrt(ab) x0 + sqrt(1 - ab) eps, t)||^2 / d."""
+              keys: StreamKeys) -> TrainedParams:
+        """Adam on sum_k mean_batch ||eps - eps_theta_k(sqrt(ab) x0 + sqrt(1 - ab) eps, t)||^2 / d,
+        from `model`'s weights with a fresh optimizer (moments zero, lr schedule from lr). The
+        result carries its Adam state (`.adam`) for a fine-tune that continues it."""
+        return self._train(model, data, epochs, keys, None)
+
+    def finetune(self, model: Params, data: torch.Tensor, epochs: float,
+                 keys: StreamKeys) -> TrainedParams:
+        """The SIMS auxiliary fine-tune of a trained `model` (loops.algorithms.Sims): `train` when
+        config.finetune is "restart"; with "continue", Adam goes on from the state `model`
+        carries (its moments and step count) at the lr where its schedule ended, as one
+        uninterrupted optimizer would."""
+        if self.config.finetune == "restart":
+            return self.train(model, data, epochs, keys)
+        carry = adam_state(model)
+        if carry is None:
+            raise ValueError("finetune='continue' needs a model trained by ToyDDPM.train (it "
+                             "carries the Adam state); this one carries none")
+        return self._train(model, data, epochs, keys, carry)
+
+    def _lr(self, step: int, total: int) -> float:
+        """The lr of Adam step `step` (0-based) of a `total`-step training call."""
+        c = self.config
+        if c.lr_schedule == "constant":
+            return c.lr
+        return c.lr * (1 + (c.lr_end_factor - 1) * step / total)
+
+    def _train(self, model: Params, data: torch.Tensor, epochs: float, keys: StreamKeys,
+               carry: AdamState | None) -> TrainedParams:
+        """`train` (carry None) or a continued fine-tune from the Adam state `carry`."""
         c = self.config
         data = data.to(self.device, torch.float32)
         N, n, d = data.shape
@@ -392,9 +424,14 @@ class ToyDDPM:
         for s0, s1 in self._blocks(N, self.seed_block or max(1, round(FUSED_BLOCK_ROWS / batch))):
             flat, views = self._pack(model, s0, s1)
             gflat = torch.empty_like(flat)
-            blocks.append((s0, s1, flat, views, gflat, self._views(gflat, s1 - s0),
-                           torch.zeros_like(flat), torch.zeros_like(flat)))
+            if carry is None:
+                m, v = torch.zeros_like(flat), torch.zeros_like(flat)
+            else:  # the moments in this call's block layout (seed blocks follow the batch size)
+                m, v = (self._pack(carry[key], s0, s1)[0] for key in ("exp_avg", "exp_avg_sq"))
+            blocks.append((s0, s1, flat, views, gflat, self._views(gflat, s1 - s0), m, v))
         step_t = torch.zeros((), device=self.device)  # Adam's step count, where its kernel reads it
+        step0 = 0 if carry is None else int(carry["step"])   # Adam steps already taken
+        fixed_lr = None if carry is None else float(carry["next_lr"])
         if self.fused:
             ws: dict = {}
             forward = lambda p, x, emb, keep: self._forward_fused(p, x, emb, keep, ws)  # noqa: E731
@@ -426,14 +463,19 @@ class ToyDDPM:
                         dout = pred.sub_(eps).mul_(2.0 / (eps.shape[1] * d))
                         backward(p, g, xt, emb, saved, dout)
                         s = step + k  # steps already taken: lr decays linearly after each one
-                        lr = c.lr * (1 + (c.lr_end_factor - 1) * s / total_steps) \
-                            if c.lr_schedule == "linear" else c.lr
-                        self._adam(flat, gflat, m, v, step_t.fill_(s + 1), lr)
+                        lr = fixed_lr if fixed_lr is not None else self._lr(s, total_steps)
+                        self._adam(flat, gflat, m, v, step_t.fill_(step0 + s + 1), lr)
                 step += steps
-        out = {k: torch.empty((N, *shape), device=self.device) for k, shape in self.shapes().items()}
-        for s0, s1, flat, p, *_ in blocks:
+        new = lambda: {k: torch.empty((N, *shape), device=self.device)  # noqa: E731
+                       for k, shape in self.shapes().items()}
+        out, exp_avg, exp_avg_sq = new(), new(), new()
+        for s0, s1, flat, p, _, _, m, v in blocks:
             self._unpack(p, out, s0, s1)
-        return out
+            self._unpack(self._views(m, s1 - s0), exp_avg, s0, s1)
+            self._unpack(self._views(v, s1 - s0), exp_avg_sq, s0, s1)
+        next_lr = fixed_lr if fixed_lr is not None else self._lr(total_steps, total_steps)
+        return TrainedParams(out, {"step": step0 + total_steps, "exp_avg": exp_avg,
+                                   "exp_avg_sq": exp_avg_sq, "next_lr": next_lr})
 
     def _eps_block(self, p: Params, x: torch.Tensor, t: int, S: int, omega: float | None,
                    ws: dict):
@@ -450,10 +492,12 @@ class ToyDDPM:
     @torch.no_grad()
     def sample(self, model: Params, n: int, keys: StreamKeys, *,
                guide: Params | None = None, omega: float = 0.0) -> torch.Tensor:
-        """DDPM ancestral sampling; with `guide`, eps = (1 + omega) eps_model - omega eps_guide."""
+        """DDPM ancestral sampling; with `guide`, eps = (1 + omega) eps_model - omega eps_guide
+        at the reverse steps guide_t_min <= t <= guide_t_max (the guide is not evaluated at the
+        others; an empty interval is standard sampling)."""
         c = self.config
         N = len(keys)
-        guided = guide is not None and omega != 0
+        guided = guide is not None and omega != 0 and c.guide_t_min <= min(c.guide_t_max, c.T)
         if n == 0:
             return torch.empty(N, 0, self.dim, device=self.device)
         S = max(1, min(N, self.sample_rows // n))        # seeds per block
@@ -480,7 +524,11 @@ class ToyDDPM:
                             xb.copy_(z[s0:s1, 0, q0:q0 + P])
                             continue
                         t = c.T + 1 - i
-                        eps = self._eps_block(p, xb, t, s1 - s0, omega if guided else None, ws)
+                        if not guided or c.guide_t_min <= t <= c.guide_t_max:
+                            eps = self._eps_block(p, xb, t, s1 - s0, omega if guided else None, ws)
+                        else:  # outside the guidance interval: the block's models only
+                            eps = self._eps_block({k: v[:s1 - s0] for k, v in p.items()}, xb, t,
+                                                  s1 - s0, None, ws)
                         beta, ab = self.betas[t], self.alpha_bar[t]
                         xn = (xb - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
                         if t > 1:

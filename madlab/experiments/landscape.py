@@ -17,6 +17,7 @@ import torch
 from loops import SeedStreams
 from madlab.experiments.common import (Progress, Result, check_evaluation, check_positive, ddpm_backend,
                                        distances, mean_se, no_progress, require)
+from toy.config import learner_default
 from toy.ddpm import DDPMConfig
 from toy.targets import paper_gaussian
 
@@ -31,7 +32,7 @@ class Settings:
     n_advanced: int = 100_000         # |D_a|: fresh real points the advanced model is fine-tuned on
     finetune_epochs: float = 1        # fine-tuning budget: epochs over S (and over D_a)
     batch_size: int = DDPMConfig.batch_size  # toy DDPM minibatch (full batch; the earlier default: 64)
-    lr: float = DDPMConfig.lr         # toy DDPM Adam learning rate of base training (earlier: 1e-3)
+    lr: float = learner_default("lr")  # toy DDPM Adam learning rate of base training (earlier: 1e-3)
     finetune_lr: float = 1e-4         # fine-tuning learning rate (small: stay in theta_r's basin)
     omega_a: list[float] = field(default_factory=lambda: [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0])
     omega_s: list[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0])

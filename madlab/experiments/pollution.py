@@ -18,6 +18,7 @@ import torch
 from loops import SeedStreams
 from madlab.experiments.common import (Progress, Result, check_evaluation, check_positive, ddpm_backend,
                                        distances, mean_se, no_progress, require)
+from toy.config import learner_default
 from toy.ddpm import DDPMConfig
 from toy.targets import paper_gaussian
 
@@ -35,7 +36,7 @@ class Settings:
     budgets: list[float] = field(default_factory=lambda: [25.0, 50.0])  # B, epochs of fine-tuning on S
     omegas: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
     batch_size: int = DDPMConfig.batch_size  # toy DDPM minibatch (full batch; the earlier default: 64)
-    lr: float = DDPMConfig.lr         # toy DDPM Adam learning rate of base training (earlier: 1e-3)
+    lr: float = learner_default("lr")  # toy DDPM Adam learning rate of base training (earlier: 1e-3)
     n_eval: int = 1000                # model samples per seed (and real samples for w1/w2)
     metrics: list[str] = field(default_factory=lambda: ["fd", "w2"])  # the first one picks the best SIMS
     device: str = "cpu"

@@ -17,6 +17,7 @@ from analysis.distances import gaussian_w2, moments
 from loops import SeedStreams
 from madlab.experiments.common import (Progress, Result, check_device, check_positive, ddpm_backend,
                                        distances, mean_se, no_progress, require)
+from toy.config import learner_default
 from toy.ddpm import DDPMConfig
 from toy.targets import GaussianMixture, two_mode_mixture
 
@@ -34,7 +35,7 @@ class Settings:
     aux_epochs: float = 50            # budget B: epochs of fine-tuning on S
     omegas: list[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
     batch_size: int = DDPMConfig.batch_size  # toy DDPM minibatch (full batch; the earlier default: 64)
-    lr: float = DDPMConfig.lr         # toy DDPM Adam learning rate of base training (earlier: 1e-3)
+    lr: float = learner_default("lr")  # toy DDPM Adam learning rate of base training (earlier: 1e-3)
     n_eval: int = 2000                # model samples per seed per w
     n_ot: int = 1000                  # of which the first n_ot measure W2 to p_hat (exact OT)
     device: str = "cpu"
