@@ -13,7 +13,7 @@ Speed (docs/performance.md): `eps` is the readable reference network; `train` an
 same network through a hand-written forward/backward (no autograd, no concatenation of the time
 input, LayerNorm by its closed-form gradient) and Adam on one flat parameter buffer, on blocks of
 `seed_block` seeds (and `sample_rows` rows when sampling) so each step's working set stays in the
-CPU cache. On the CPU, each block's bias, time input, LayerNorm, ReLU and residual add run as one
+CPU cache. On the CPU, each block's bias, time input, LayerNorm (if any), ReLU and residual add run as one
 fused C pass per row (toy/fused.py; torch ops where no C compiler is found). Blocks and kernels
 only reorder independent work: no number changes beyond float rounding.
 """
@@ -70,11 +70,14 @@ class ToyDDPM:
         self.sigmas = (betas if c.variance == "beta" else posterior).sqrt().to(**to)
         self.act = ACTIVATIONS[c.activation]
         self.embed_dim = {"scaled": 1, "raw": 1, "sinusoidal": 2 * c.n_frequencies}[c.time_embedding]
-        # fused row kernels (toy/fused_mlp.c) for the default block: CPU, LayerNorm, ReLU
+        # the time input of every step t = 0..T: training gathers rows of it (a sinusoidal
+        # embedding of every training point costs more than a gather)
+        self.embed_grid = self.embed(torch.arange(c.T + 1, device=self.device))
+        # fused row kernels (toy/fused_mlp.c): CPU, ReLU blocks with or without LayerNorm
         on_cpu = self.device.type == "cpu"
-        fusable = on_cpu and c.layer_norm and c.activation == "relu" and c.width <= fused.MAX_WIDTH
+        fusable = on_cpu and c.activation == "relu" and c.width <= fused.MAX_WIDTH
         if c.kernels == "fused" and not fusable:
-            raise ValueError("kernels='fused' needs the CPU, layer_norm and the relu activation")
+            raise ValueError("kernels='fused' needs the CPU and the relu activation")
         self.fused = fusable and fused.kernels(c.kernels) is not None
         # blocks sized for a CPU core's cache (measured: docs/performance.md); a GPU wants one
         # big block. None: decided per training call from the batch size (fused: ~10000 rows).
@@ -278,8 +281,8 @@ class ToyDDPM:
         return t
 
     def _forward_fused(self, p: Params, x: torch.Tensor, emb: torch.Tensor, keep: bool, ws: dict):
-        """`_forward` with the input layer, each block's bias, time input, LayerNorm, affine,
-        ReLU and residual add, and the output layer done by the fused row kernels
+        """`_forward` with the input layer, each block's bias, time input, LayerNorm and affine
+        (if the learner has them), ReLU and residual add, and the output layer done by the fused row kernels
         (toy/fused_mlp.c); the 64 x 64 matrix products stay with torch. Activations live in the
         scratch dict `ws` (valid until the next call with it)."""
         K, emb, buf = self.kernels, emb.contiguous(), self._buf
@@ -291,6 +294,15 @@ class ToyDDPM:
         for i in range(self.config.depth):
             u1 = torch.bmm(h, p[f"b{i}.w1x"], out=buf(ws, f"u1.{i}", S, B, W))
             r1 = buf(ws, f"r1.{i}", S, B, W) if keep else u1
+            if not self.config.layer_norm:  # relu(u + b + e W_e), then relu(u + b) + residual
+                K.fwd_plain(u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], r1)
+                u2 = torch.bmm(r1, p[f"b{i}.w2"], out=buf(ws, f"u2.{i}", S, B, W))
+                h_next = buf(ws, f"h{i + 1}", S, B, W) if keep else h
+                K.fwd_plain(u2, p[f"b{i}.b2"], None, None, None, res_in=h, res_out=h_next)
+                if keep:
+                    saved.append((h, u1, None, r1, u2, None))
+                h = h_next
+                continue
             st1 = (buf(ws, f"m1.{i}", S, B), buf(ws, f"s1.{i}", S, B)) if keep else (None, None)
             K.fwd(u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], p[f"b{i}.g1"], p[f"b{i}.h1"], r1, *st1)
             u2 = torch.bmm(r1, p[f"b{i}.w2"], out=buf(ws, f"u2.{i}", S, B, W))
@@ -325,12 +337,19 @@ class ToyDDPM:
         dv, du = buf(ws, "dv", S, B, W), buf(ws, "du", S, B, W)
         for i in reversed(range(self.config.depth)):
             h, u1, st1, r1, u2, st2 = blocks[i]
-            K.bwd(dh, u2, p[f"b{i}.b2"], None, None, *st2, p[f"b{i}.g2"], p[f"b{i}.h2"],
-                  grad[f"b{i}.g2"], grad[f"b{i}.h2"], grad[f"b{i}.b2"], None, dv)
+            if st2 is None:  # no LayerNorm
+                K.bwd_plain(dh, None, u2, p[f"b{i}.b2"], None, grad[f"b{i}.b2"], None, dv)
+            else:
+                K.bwd(dh, u2, p[f"b{i}.b2"], None, None, *st2, p[f"b{i}.g2"], p[f"b{i}.h2"],
+                      grad[f"b{i}.g2"], grad[f"b{i}.h2"], grad[f"b{i}.b2"], None, dv)
             torch.bmm(tr(r1), dv, out=grad[f"b{i}.w2"])
             torch.bmm(dv, tr(p[f"b{i}.w2"]), out=du)
-            K.bwd(du, u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], *st1, p[f"b{i}.g1"], p[f"b{i}.h1"],
-                  grad[f"b{i}.g1"], grad[f"b{i}.h1"], grad[f"b{i}.b1"], grad[f"b{i}.w1e"], du)
+            if st1 is None:
+                K.bwd_plain(du, r1, None, p[f"b{i}.b1"], emb, grad[f"b{i}.b1"], grad[f"b{i}.w1e"], du)
+            else:
+                K.bwd(du, u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], *st1, p[f"b{i}.g1"],
+                      p[f"b{i}.h1"], grad[f"b{i}.g1"], grad[f"b{i}.h1"], grad[f"b{i}.b1"],
+                      grad[f"b{i}.w1e"], du)
             torch.bmm(tr(h), du, out=grad[f"b{i}.w1x"])
             if i > 0:
                 dh.baddbmm_(du, tr(p[f"b{i}.w1x"]))
@@ -453,7 +472,7 @@ class ToyDDPM:
                 order = _argsort_rows(z[:, e, :, d + 1])
                 x_all = data[seeds, order]
                 xt_all = sqrt_ab[t_all].unsqueeze(-1) * x_all + sqrt_1mab[t_all].unsqueeze(-1) * eps_all
-                emb_all = self.embed(t_all)
+                emb_all = self.embed_grid[t_all]
                 for s0, s1, flat, p, gflat, g, m, v in blocks:
                     for k in range(steps):
                         b = k * batch
