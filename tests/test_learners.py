@@ -135,3 +135,112 @@ def test_continued_fine_tune_and_toy_diffusion_run_end_to_end(learner):
     frame = run_config(cfg)
     assert len(frame) == 2 * 3 * 2 and np.isfinite(frame["value"]).all()
     assert (frame["learner"] == learner).all() and (frame["finetune"] == "continue").all()
+
+
+def test_far_field_eps_of_the_fast_paths_default_learner_is_near_exact():
+    """The product's default (resmlp-sin on the fast path, fused where a compiler is found),
+    generation 1 of the paper's setup (|D_r| = 1000, 100 full-batch epochs), seeds no other test
+    or doc uses: the radial eps at t = T relative to the exact Gaussian eps (1 = exact) is
+    within [0.85, 1.15] at r = 2, above 2/3 at r = 4 (there the first reverse step, beta_T =
+    0.75, contracts: factor 2 - 1.5 a < 1) and within [0.55, 0.8] at r = 8 (the screen's 64
+    held-out seeds: 0.96 / 0.82 / 0.67 on average; LayerNorm's learner: 0.39 at r = 8)."""
+    from toy.reference import radial_eps_slope
+
+    target = paper_gaussian()
+    streams = SeedStreams(range(700, 704))
+    backend = ToyDDPM(DDPMConfig())
+    assert backend.config.learner == "resmlp-sin"
+    data = target.sample(1000, streams.keys("real", 1))
+    model = backend.train(backend.init(streams.keys("init", 1)), data, 100, streams.keys("train", 1))
+    T = backend.config.T
+    t_in = torch.full((4, 1), T)
+    slope = radial_eps_slope(lambda x: backend.eps(model, x.expand(4, *x.shape), t_in),
+                             float(backend.alpha_bar[T]), target.mean, target.cov, (2.0, 4.0, 8.0))
+    assert ((slope[:, 0] > 0.85) & (slope[:, 0] < 1.15)).all(), slope
+    assert (slope[:, 1] > 2 / 3).all(), slope
+    assert ((slope[:, 2] > 0.55) & (slope[:, 2] < 0.8)).all(), slope
+
+
+def _same_training(a: dict, b: dict, lr: float) -> bool:
+    """Equal up to float rounding as Adam propagates it (tests/test_vectorized.py)."""
+    diff = torch.cat([(a[k] - b[k]).detach().abs().flatten() for k in a])
+    return bool(diff.max() <= lr and (diff > 1e-5).float().mean() < 1e-2)
+
+
+def test_continued_fine_tune_on_the_fast_path_is_one_uninterrupted_adam():
+    """finetune = continue: base training (6 Adam steps, lr decaying linearly) then the
+    fine-tune (6 more on other data) equal one torch.optim.Adam run over all 12 steps, its
+    moments and step count kept, the last 6 at the lr where the decay ended; restart equals
+    training the bare parameters, and a warm start (train) restarts Adam whatever it carries."""
+    c = dict(T=10, width=16, depth=1, batch_size=40)
+    cont = ToyDDPM(DDPMConfig(finetune="continue", **c))
+    restart = ToyDDPM(DDPMConfig(**c))
+    streams = SeedStreams([21, 22, 23])
+    data = paper_gaussian().sample(80, streams.keys("real"))
+    synthetic = paper_gaussian().sample(120, streams.keys("real", 2)) * 0.9
+    start = cont.init(streams.keys("init"))
+    base = cont.train(start, data, 3, streams.keys("train"))               # 6 steps
+    tuned = cont.finetune(base, synthetic, 2, streams.keys("finetune"))    # 6 more
+    assert tuned.adam["step"] == 12 and tuned.adam["next_lr"] == pytest.approx(3e-5)
+
+    draws = ReferenceDDPM(reference_config(cont.config))                  # the same draws
+    params = {k: v.clone().requires_grad_(True) for k, v in start.items()}
+    opt = torch.optim.Adam(list(params.values()), lr=3e-3)
+    sqrt_ab, sqrt_1mab = cont.alpha_bar.sqrt(), (1 - cont.alpha_bar).sqrt()
+    seeds = torch.arange(3).unsqueeze(-1)
+    for x_data, epochs, keys, lrs in (
+            (data, 3, streams.keys("train"), [3e-3 * (1 - 0.99 * s / 6) for s in range(6)]),
+            (synthetic, 2, streams.keys("finetune"), [3e-3 * 0.01] * 6)):
+        eps_all, t_all, order = draws._draw_training(keys, 0, epochs, x_data.shape[1])
+        lr_iter = iter(lrs)
+        for e in range(epochs):
+            x_all = x_data[seeds, order[:, e]]
+            for b in range(0, x_data.shape[1], 40):
+                x0, eps, t = x_all[:, b:b + 40], eps_all[:, e, b:b + 40], t_all[:, e, b:b + 40]
+                xt = sqrt_ab[t].unsqueeze(-1) * x0 + sqrt_1mab[t].unsqueeze(-1) * eps
+                loss = (cont.eps(params, xt, t) - eps).pow(2).mean(dim=(1, 2)).sum()
+                opt.param_groups[0]["lr"] = next(lr_iter)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    assert _same_training(tuned, {k: v.detach() for k, v in params.items()}, 3e-3)
+
+    fresh = restart.finetune(base, synthetic, 2, streams.keys("finetune"))
+    bare = restart.train(dict(base), synthetic, 2, streams.keys("finetune"))
+    warm = cont.train(base, synthetic, 2, streams.keys("finetune"))
+    assert all(torch.equal(fresh[k], bare[k]) and torch.equal(warm[k], bare[k]) for k in bare)
+    assert not _same_training(tuned, bare, 3e-3)
+    with pytest.raises(ValueError, match="carries none"):
+        cont.finetune(dict(base), synthetic, 2, streams.keys("finetune"))
+
+
+def test_toy_diffusion_through_madlab_run_gives_the_references_generation_one(tmp_path):
+    """`madlab run --learner toy-diffusion` (tiny sizes, SIMS) end to end; its generation-1 W2
+    per seed is what toy.reference.ReferenceDDPM gives for LEARNERS["toy-diffusion"] directly:
+    base on D_r, n_s self-samples, the fine-tune, guided samples against fresh real points."""
+    import pandas as pd
+
+    from analysis.distances import per_seed
+    from madlab.cli import main
+
+    out = tmp_path / "td"
+    args = ["run", "--learner", "toy-diffusion", "--algo", "sims", "--omega", "2", "--gens", "2",
+            "--seeds", "2", "--first-seed", "40", "--n-real", "64", "--n-synth", "16", "--n-aux",
+            "64", "--n-eval", "64", "--epochs", "3", "--aux-epochs", "2", "--T", "8", "--quiet",
+            "--out", str(out)]
+    with pytest.raises(SystemExit) as done:
+        main(args)
+    assert done.value.code in (0, None)
+    frame = pd.read_parquet(out / "results.parquet")
+    assert set(frame["generation"]) == {1, 2} and (frame["learner"] == "toy-diffusion").all()
+    ours = frame[frame["generation"] == 1].sort_values("seed")["value"].to_numpy()
+
+    ref = ReferenceDDPM(replace(REFERENCE_LEARNERS["toy-diffusion"], T=8))
+    target = paper_gaussian()
+    s = SeedStreams([40, 41])
+    real = target.sample(64, s.keys("real", 1))
+    base = ref.train(ref.init(s.keys("init", 1)), real, 3, s.keys("train", 1))
+    aux = ref.finetune(base, ref.sample(base, 64, s.keys("aux-sample", 1)), 2, s.keys("finetune", 1))
+    samples = ref.sample(base, 64, s.keys("eval", 1), guide=aux, omega=2.0)
+    theirs = per_seed("w2", samples, target.sample(64, s.keys("eval-real", 1)), target).numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
