@@ -68,17 +68,20 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=float, default=10, help="epochs over |D| = 1250 timed")
     ap.add_argument("--n-sample", type=int, default=250, help="points sampled per seed")
     ap.add_argument("--rev", default=BASE, help="git revision of the 'before' toy/ddpm.py")
+    ap.add_argument("--learner", default="resmlp-ln", help=(
+        "learner of the current variants (default resmlp-ln: the network the 'before' module "
+        "has; resmlp-sin, today's default, has no LayerNorm)"))
     args = ap.parse_args(argv)
     one_thread()
     print(machine())
     before = load_before(args.rev)
     s = SeedStreams(range(args.seeds))
-    now = DDPMConfig()
+    now = DDPMConfig(learner=args.learner).validate()
     same = dict(batch_size=now.batch_size, lr=now.lr)  # the "before" defaults were batch 64, lr 1e-3
     old = streams_of(before, range(args.seeds))
     variants = (("before", before.ToyDDPM(before.DDPMConfig(**same)), old),
-                ("torch ops", ToyDDPM(DDPMConfig(kernels="torch")), s.keys),
-                ("fused", ToyDDPM(DDPMConfig(kernels="fused")), s.keys))
+                ("torch ops", ToyDDPM(DDPMConfig(learner=args.learner, kernels="torch")), s.keys),
+                ("fused", ToyDDPM(DDPMConfig(learner=args.learner, kernels="fused")), s.keys))
     model = variants[-1][1].init(s.keys("init"))
     data = torch.randn(args.seeds, 1250, 2)
     guide = copy.deepcopy(model)

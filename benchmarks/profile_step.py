@@ -28,7 +28,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     one_thread()
     print(machine())
-    now = DDPMConfig()
+    now = DDPMConfig().validate()   # the default learner's batch and lr
     if args.which == "before":
         mod = load_before(BASE)
         b = mod.ToyDDPM(mod.DDPMConfig(batch_size=now.batch_size, lr=now.lr))

@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     ap.add_argument("--n-eval", type=int, default=1000, help="evaluation points per seed")
     ap.add_argument("--batch-size", type=int, default=DDPMConfig.batch_size,
                     help="minibatch (default: the calibrated full batch; 64 = the earlier default)")
-    ap.add_argument("--lr", type=float, default=DDPMConfig.lr, help="Adam learning rate")
+    ap.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the learner's)")
     args = ap.parse_args(argv)
     one_thread()
     print(machine())

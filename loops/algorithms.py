@@ -63,8 +63,9 @@ class Sims(Standard):
 
     def auxiliary(self, backend: Backend, base, streams: SeedStreams, generation: int):
         synthetic = backend.sample(base, self.n_aux, streams.keys("aux-sample", generation))
-        return backend.train(base, synthetic, self.aux_epochs,
-                             streams.keys("finetune", generation))
+        # a backend may start the fine-tune its own way (toy DDPM: continue the base's Adam)
+        tune = getattr(backend, "finetune", backend.train)
+        return tune(base, synthetic, self.aux_epochs, streams.keys("finetune", generation))
 
     def __call__(self, backend: Backend, data: torch.Tensor, streams: SeedStreams,
                  generation: int, previous: Trained | None = None) -> Trained:

@@ -42,6 +42,10 @@ class Backend(Protocol):
     def combine(self, models: Sequence[Model], weights: Sequence[float]) -> Model:
         """Parameter-space combination sum_i weights[i] * theta_i (SIMS, Eq. 6)."""
 
+    # Optional: finetune(model, data, epochs, keys) -> Model, the SIMS auxiliary fine-tune of a
+    # trained base (same contract as `train`). Sims calls it when the backend has it (the toy
+    # DDPM may continue the base's optimizer there), else `train`. Warm starts always `train`.
+
 
 @runtime_checkable
 class Target(Protocol):

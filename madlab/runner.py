@@ -15,6 +15,7 @@ from loops import Loop, SeedStreams, make_algorithm
 from madlab.config import ConfigError, RunConfig
 from madlab.samples import sample_saver
 from toy import fused
+from toy.config import REFERENCE_LEARNERS
 from toy.ddpm import ToyDDPM
 from toy.gaussian_fit import GaussianFit
 from toy.targets import make_target
@@ -29,7 +30,11 @@ def build_backend(cfg: RunConfig, event_shape: tuple[int, ...]):
         from madlab.edm.backend import EDMBackend
         return EDMBackend(cfg.backend_config(), event_shape)
     if cfg.backend == "toy-ddpm":
-        return ToyDDPM(cfg.ddpm(), dim=event_shape[0])
+        ddpm = cfg.ddpm()
+        if ddpm.learner in REFERENCE_LEARNERS:   # toy-diffusion: the autograd reference
+            from toy.reference import ReferenceDDPM, reference_config
+            return ReferenceDDPM(reference_config(ddpm), dim=event_shape[0])
+        return ToyDDPM(ddpm, dim=event_shape[0])
     if cfg.backend == "gaussian":
         fit = cfg.gaussian
         return GaussianFit(estimator=fit.estimator, bias=fit.sampling_bias, device=cfg.device)

@@ -134,7 +134,10 @@ def command_app(mode):
 
 
 def other_value(spec: Spec):
-    """A valid value different from the option's default, and how a user types it."""
+    """A valid value different from the option's default, and how a user types it (a default
+    of None is resolved by validate(), e.g. the toy DDPM learner's knobs)."""
+    if spec.default is None and spec.kind in (int, float):
+        return spec.kind(7), str(spec.kind(7))
     if spec.kind is bool:
         return (not spec.default), None
     if spec.choices:

@@ -188,6 +188,7 @@ def test_experiment_command_writes_figure_table_and_settings(tmp_path, capsys):
     (["experiment", "shift", "--set", "omegas=1,2"], "must include -1"),
     (["experiment", "landscape", "--set", "n_aux=many"], "cannot read 'many'"),
     (["experiment", "mad-loops", "--set", "biases=1.5"], "biases must be in (0, 1]"),
+    (["experiment", "pollution", "--set", "learner=toy-diffusion"], "unknown learner 'toy-diffusion' for the experiments"),
 ])
 def test_experiment_command_bad_input_is_one_line(argv, message, capsys):
     from madlab.cli import main
@@ -208,8 +209,8 @@ def test_settings_override_types():
 
 @pytest.mark.parametrize("module", [landscape, pollution, shift])
 def test_toy_ddpm_batch_and_lr_are_settings(module, monkeypatch):
-    """`--set batch_size=64 lr=0.001` reaches the toy DDPM the experiment trains (the docs quote
-    runs with those earlier defaults)."""
+    """`--set batch_size=64 lr=0.001 learner=resmlp-ln` reaches the toy DDPM the experiment trains
+    (the docs quote runs with those earlier defaults)."""
     built = []
     real = module.ddpm_backend
 
@@ -218,9 +219,11 @@ def test_toy_ddpm_batch_and_lr_are_settings(module, monkeypatch):
         built.append(backend.config)
         raise RuntimeError("stop after building the backend")
     monkeypatch.setattr(module, "ddpm_backend", recording)
-    s = override(module.SCALES["smoke"], ["batch_size=64", "lr=0.001"]).validate()
+    s = override(module.SCALES["smoke"], ["batch_size=64", "lr=0.001", "learner=resmlp-ln"]).validate()
     with pytest.raises(RuntimeError, match="stop after building"):
         module.run(s)
     assert built[0].batch_size == 64 and built[0].lr == 0.001
+    assert built[0].learner == "resmlp-ln" and built[0].layer_norm     # the documented numbers' learner
+    assert module.SCALES["smoke"].learner == "resmlp-sin"
     with pytest.raises(ValueError, match="batch_size"):
         override(module.SCALES["smoke"], ["batch_size=0"]).validate()

@@ -11,7 +11,8 @@ from torch import nn
 
 from loops.rng import SeedStreams
 from toy.ddpm import DDPMConfig, ToyDDPM
-from toy.reference import Ensemble, ReferenceConfig, ReferenceDDPM, learner, radial_eps_slope
+from toy.reference import (Ensemble, ReferenceConfig, ReferenceDDPM, learner, radial_eps_slope,
+                           reference_config)
 from toy.targets import paper_gaussian
 
 SEEDS = [10, 11, 12]
@@ -29,9 +30,9 @@ def _same_training(a: dict, b: dict, lr: float) -> bool:
 
 
 FAST_CONFIGS = {
-    "default": {},
-    "no-layer-norm": dict(layer_norm=False),
-    "sinusoidal-silu": dict(time_embedding="sinusoidal", activation="silu", depth=1),
+    "resmlp-sin": {},                                  # the default learner
+    "resmlp-ln": dict(learner="resmlp-ln"),
+    "sinusoidal-silu-ln": dict(learner="resmlp-ln", time_embedding="sinusoidal", activation="silu", depth=1),
 }
 
 
@@ -60,12 +61,16 @@ def test_same_parameters_same_eps_as_fast_path(name):
     torch.testing.assert_close(ref.eps(params, x, t), fast.eps(params, x, t), rtol=1e-5, atol=1e-5)
 
 
-def test_training_and_guided_sampling_follow_the_fast_path():
-    """Default learner, minibatches of 32 over 80 points, 5 epochs (15 Adam steps, lr decaying):
+@pytest.mark.parametrize("name, interval", [("resmlp-sin", {}), ("resmlp-ln", {}),
+                                            ("resmlp-sin", dict(guide_t_min=5, guide_t_max=30))])
+def test_training_and_guided_sampling_follow_the_fast_path(name, interval):
+    """Each fast-path learner (resmlp-sin: the default, fused where a compiler is found;
+    resmlp-ln), minibatches of 32 over 80 points, 5 epochs (15 Adam steps, lr decaying):
     torch.optim.Adam + autograd == the hand-written backward + flat fused Adam, up to rounding;
-    guided ancestral sampling from the same weights gives the same points."""
-    fast = ToyDDPM(DDPMConfig(batch_size=32))
-    ref = ReferenceDDPM(_reference_of(fast.config))
+    guided ancestral sampling from the same weights gives the same points, also when guidance
+    is limited to a t-interval."""
+    fast = ToyDDPM(DDPMConfig(learner=name, batch_size=32, **interval))
+    ref = ReferenceDDPM(reference_config(fast.config))
     streams = SeedStreams(SEEDS)
     data = _data()
     start = ref.init(streams.keys("init"))
@@ -167,7 +172,7 @@ def test_fine_tune_continuing_adam_is_one_uninterrupted_adam():
     data, synthetic = _data(80), _data(120) * 0.9
     start = cont.init(streams.keys("init"))
     base = cont.train(start, data, 3, streams.keys("train"))               # 6 steps
-    tuned = cont.train(base, synthetic, 2, streams.keys("finetune"))       # 6 more
+    tuned = cont.finetune(base, synthetic, 2, streams.keys("finetune"))       # 6 more
     assert tuned.adam["step"] == 12
 
     params = {k: v.clone().requires_grad_(True) for k, v in start.params.items()}
@@ -192,8 +197,10 @@ def test_fine_tune_continuing_adam_is_one_uninterrupted_adam():
     for k in params:
         torch.testing.assert_close(tuned.params[k], params[k].detach(), rtol=1e-6, atol=1e-7)
 
-    fresh = restart.train(base, synthetic, 2, streams.keys("finetune"))
+    fresh = restart.finetune(base, synthetic, 2, streams.keys("finetune"))
     bare = restart.train(Ensemble(base.params), synthetic, 2, streams.keys("finetune"))
+    assert all(torch.equal(cont.train(base, synthetic, 2, streams.keys("finetune"))[k], bare[k])
+               for k in bare)   # train() always starts a fresh Adam (warm starts)
     assert all(torch.equal(fresh.params[k], bare.params[k]) for k in bare.params)
     assert not all(torch.allclose(fresh.params[k], tuned.params[k]) for k in bare.params)
 

@@ -14,6 +14,7 @@ import torch
 
 from analysis.distances import per_seed, w1, w2
 from loops.rng import SeedStreams
+from toy.config import learner_default
 from toy.ddpm import DDPMConfig, ToyDDPM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def _close(a, b, tol):
     return all(torch.allclose(a[k], b[k], atol=tol, rtol=tol) for k in a)
 
 
-def _same_training(a, b, lr=DDPMConfig().lr):
+def _same_training(a, b, lr=learner_default("lr")):
     """Trained parameters equal up to float rounding, as Adam propagates it: a gradient element
     within rounding of zero (|g| ~ Adam's eps = 1e-8) gets a step anywhere in [-lr, lr], so a
     few elements (and, later, their neighbours) may differ by up to lr; 99 % agree to 1e-5.

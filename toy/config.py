@@ -5,10 +5,11 @@ Torch-free (the CLI reads it at start-up); the code they configure is in `toy.ta
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
-from loops.options import check, non_negative, option, positive, require
+from loops.options import check, label, non_negative, option, positive, require
 
 TARGET_NAMES = ("gaussian2d", "mixture2d")     # toy.targets.TARGETS builds them
 SCHEDULES = ("cosine", "linear")               # toy.schedules.alpha_bar
@@ -17,6 +18,31 @@ ACTIVATION_NAMES = ("relu", "silu", "gelu", "tanh")   # toy.ddpm.ACTIVATIONS
 VARIANCES = ("beta", "posterior")
 LR_SCHEDULES = ("linear", "constant")
 KERNEL_MODES = ("auto", "fused", "torch")     # toy.fused: $MADLAB_KERNELS
+FINETUNE_STARTS = ("restart", "continue")      # how the SIMS auxiliary fine-tune starts
+
+# The named learners and the knobs each presets (a knob left at None takes its learner's value;
+# docs/calibration.md, "Learner screen"). toy.reference.LEARNERS holds the same learners as
+# reference configs (tests/test_reference.py checks that the two agree).
+DEFAULT_LEARNER = "resmlp-sin"
+LEARNERS = {
+    # the screen's winner: residual MLP without LayerNorm, sinusoidal time input
+    "resmlp-sin": dict(T=40, depth=2, time_embedding="sinusoidal", layer_norm=False, lr=3e-3,
+                       lr_schedule="linear"),
+    # madlab 0.1's learner: residual MLP with LayerNorm, time input t / T
+    "resmlp-ln": dict(T=40, depth=2, time_embedding="scaled", layer_norm=True, lr=3e-3,
+                      lr_schedule="linear"),
+    # the SIMS paper's cited learner (albarji/toy-diffusion), a plain 4 x 64 ReLU MLP on [x, t];
+    # run by toy.reference.ReferenceDDPM (its network, schedule and data order are not the fast
+    # path's)
+    "toy-diffusion": dict(T=39, depth=4, time_embedding="raw", layer_norm=False, lr=1e-3,
+                          lr_schedule="constant"),
+}
+REFERENCE_LEARNERS = ("toy-diffusion",)        # learners that madlab.runner runs on toy.reference
+
+
+def learner_default(name: str, learner: str = DEFAULT_LEARNER):
+    """Knob `name`'s value under `learner` (e.g. the default learner's lr, for the experiments)."""
+    return LEARNERS[learner][name]
 ESTIMATORS = ("mle", "unbiased")               # toy.gaussian_fit
 
 
@@ -29,25 +55,48 @@ class DDPMConfig:
 
     PANEL: ClassVar[str] = "Toy DDPM (--backend toy-ddpm)"
 
-    T: int = option(40, help="Diffusion steps.")
+    learner: str = option(DEFAULT_LEARNER, choices=tuple(LEARNERS), help=(
+        "The noise predictor and its recipe: resmlp-sin (residual MLP, no LayerNorm, sinusoidal "
+        "time input; the default), resmlp-ln (madlab 0.1's: LayerNorm, time input t/T), "
+        "toy-diffusion (the paper's cited learner, albarji/toy-diffusion exactly: plain 4 x 64 "
+        "MLP, raw t, T=39, Adam 1e-3 constant; autograd, slower). It presets T, depth, "
+        "time-embedding, layer-norm, lr and lr-schedule; giving one of them overrides it."))
+    T: int = option(None, help="Diffusion steps [default: the learner's: 40; toy-diffusion 39].")
     schedule: str = option("cosine", choices=SCHEDULES, help="Noise schedule.")
     beta_start: float | None = None   # linear schedule only (None: Ho et al.'s, rescaled to T)
     beta_end: float | None = None     # linear schedule only
     width: int = option(64, help="Hidden units of the MLP.")
-    depth: int = option(2, help="Residual blocks of the MLP.")
-    time_embedding: str = option("scaled", choices=TIME_EMBEDDINGS,
-                                 help="Time input: scaled (t/T), raw (t) or sinusoidal.")
+    depth: int = option(None, help=(
+        "Residual blocks of the MLP (toy-diffusion: hidden layers) [default: the learner's: 2; "
+        "toy-diffusion 4]."))
+    time_embedding: str = option(None, choices=TIME_EMBEDDINGS, help=(
+        "Time input: scaled (t/T), raw (t) or sinusoidal [default: the learner's: resmlp-sin "
+        "sinusoidal, resmlp-ln scaled, toy-diffusion raw]."))
     n_frequencies: int = 8            # sinusoidal embedding: frequencies
-    layer_norm: bool = option(True, help="LayerNorm inside the blocks.")
+    layer_norm: bool = option(None, help=(
+        "LayerNorm inside the residual blocks [default: the learner's: only resmlp-ln has it]."))
     activation: str = option("relu", choices=ACTIVATION_NAMES, help="Activation of the MLP.")
     batch_size: int = option(2048, help=(
         "Minibatch size; >= |D| is full batch (the calibrated default, docs/calibration.md)."))
-    lr: float = option(3e-3, help="Adam learning rate (the auxiliary model uses the same).")
-    lr_schedule: str = option("linear", choices=LR_SCHEDULES, help=(
-        "linear: decay to lr*lr_end_factor over each training call; constant."))
+    lr: float = option(None, help=(
+        "Adam learning rate, also the auxiliary fine-tune's [default: the learner's: 3e-3; "
+        "toy-diffusion 1e-3]."))
+    lr_schedule: str = option(None, choices=LR_SCHEDULES, help=(
+        "linear: decay to lr*lr_end_factor over each training call; constant [default: the "
+        "learner's: linear; toy-diffusion constant]."))
     lr_end_factor: float = option(0.01, help="Final learning-rate factor of the linear schedule.")
     variance: str = option("beta", choices=VARIANCES, help=(
         "Sampler variance sigma_t^2: beta (beta_t) or posterior (beta-tilde_t)."))
+    finetune: str = option("restart", choices=FINETUNE_STARTS, help=(
+        "How the SIMS auxiliary fine-tune starts: restart (fresh Adam, lr schedule from lr again, "
+        "as the paper's section 3 suggests) or continue (the base's Adam moments and step count, "
+        "at the lr where the base's schedule ended)."))
+    guide_t_min: int = option(1, help=(
+        "SIMS guidance only at reverse steps t with guide-t-min <= t <= guide-t-max (the paper's "
+        "appendix A); elsewhere the auxiliary model is not evaluated."))
+    guide_t_max: int = option(None, help=(
+        "Last reverse step with SIMS guidance (see guide-t-min) [default: T, the whole chain; "
+        "below guide-t-min: no guidance]."))
     device: str = "cpu"               # set from the run's --device
     seed_block: int | None = None     # speed only: seeds trained together (None: ~10000 rows per block
                                       # fused on CPU, 16 seeds with torch ops on CPU, all on GPU)
@@ -56,9 +105,28 @@ class DDPMConfig:
     kernels: str | None = None        # speed only: auto | fused | torch (None: $MADLAB_KERNELS, else auto)
 
     def validate(self) -> "DDPMConfig":
+        """Fill the knobs left at None from the learner (and guide_t_max from T), then check
+        every option; ConfigError (one line) for bad input. Resolved in place, so the run id
+        hashes the values the run uses: --learner resmlp-ln equals its explicit knobs."""
+        for name, value in LEARNERS.get(self.learner, {}).items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if self.guide_t_max is None and isinstance(self.T, int):
+            self.guide_t_max = self.T
+        for name in ("lr", "lr_end_factor"):   # before check(): its inf test reads the default
+            value = getattr(self, name)
+            require(not isinstance(value, float) or math.isfinite(value),
+                    f"{label(self, name)} must be a finite number, got {value!r}")
         check(self)
-        positive(self, "T", "width", "batch_size", "lr")
-        non_negative(self, "depth", "lr_end_factor")
+        positive(self, "T", "width", "batch_size", "lr", "guide_t_min")
+        non_negative(self, "depth", "lr_end_factor", "guide_t_max")
+        require(self.guide_t_max <= self.T,
+                f"guide-t-max must be at most T = {self.T}, got {self.guide_t_max}")
+        if self.learner in REFERENCE_LEARNERS:
+            require(not self.layer_norm, f"the {self.learner} learner is a plain MLP: it has no "
+                                         "LayerNorm (drop --layer-norm)")
+            require(self.variance == "beta", f"the {self.learner} learner samples with variance "
+                                             "beta (drop --variance)")
         require((self.seed_block or 1) >= 1 and (self.sample_rows or 1) >= 1,
                 "seed_block and sample_rows must be positive")
         require(self.kernels in (None, *KERNEL_MODES),

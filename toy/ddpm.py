@@ -13,7 +13,7 @@ Speed (docs/performance.md): `eps` is the readable reference network; `train` an
 same network through a hand-written forward/backward (no autograd, no concatenation of the time
 input, LayerNorm by its closed-form gradient) and Adam on one flat parameter buffer, on blocks of
 `seed_block` seeds (and `sample_rows` rows when sampling) so each step's working set stays in the
-CPU cache. On the CPU, each block's bias, time input, LayerNorm, ReLU and residual add run as one
+CPU cache. On the CPU, each block's bias, time input, LayerNorm (if any), ReLU and residual add run as one
 fused C pass per row (toy/fused.py; torch ops where no C compiler is found). Blocks and kernels
 only reorder independent work: no number changes beyond float rounding.
 """
@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from loops.rng import StreamKeys
 from toy import fused
-from toy.config import DDPMConfig  # its options; `from toy.ddpm import DDPMConfig` keeps working
+from toy.config import REFERENCE_LEARNERS, DDPMConfig  # `from toy.ddpm import DDPMConfig` works
+from toy.params import AdamState, TrainedParams, adam_state
 from toy.schedules import alpha_bar, betas_from_alpha_bar
 
 Params = dict[str, torch.Tensor]
@@ -52,6 +53,9 @@ class ToyDDPM:
 
     def __init__(self, config: DDPMConfig | None = None, dim: int = 2):
         self.config = (config or DDPMConfig()).validate()
+        if self.config.learner in REFERENCE_LEARNERS:
+            raise ValueError(f"the {self.config.learner} learner runs on toy.reference.ReferenceDDPM "
+                             "(madlab.runner.build_backend picks it), not on the fast path")
         self.dim = dim
         self.device = torch.device(self.config.device)
         c = self.config
@@ -66,11 +70,14 @@ class ToyDDPM:
         self.sigmas = (betas if c.variance == "beta" else posterior).sqrt().to(**to)
         self.act = ACTIVATIONS[c.activation]
         self.embed_dim = {"scaled": 1, "raw": 1, "sinusoidal": 2 * c.n_frequencies}[c.time_embedding]
-        # fused row kernels (toy/fused_mlp.c) for the default block: CPU, LayerNorm, ReLU
+        # the time input of every step t = 0..T: training gathers rows of it (a sinusoidal
+        # embedding of every training point costs more than a gather)
+        self.embed_grid = self.embed(torch.arange(c.T + 1, device=self.device))
+        # fused row kernels (toy/fused_mlp.c): CPU, ReLU blocks with or without LayerNorm
         on_cpu = self.device.type == "cpu"
-        fusable = on_cpu and c.layer_norm and c.activation == "relu" and c.width <= fused.MAX_WIDTH
+        fusable = on_cpu and c.activation == "relu" and c.width <= fused.MAX_WIDTH
         if c.kernels == "fused" and not fusable:
-            raise ValueError("kernels='fused' needs the CPU, layer_norm and the relu activation")
+            raise ValueError("kernels='fused' needs the CPU and the relu activation")
         self.fused = fusable and fused.kernels(c.kernels) is not None
         # blocks sized for a CPU core's cache (measured: docs/performance.md); a GPU wants one
         # big block. None: decided per training call from the batch size (fused: ~10000 rows).
@@ -274,8 +281,8 @@ class ToyDDPM:
         return t
 
     def _forward_fused(self, p: Params, x: torch.Tensor, emb: torch.Tensor, keep: bool, ws: dict):
-        """`_forward` with the input layer, each block's bias, time input, LayerNorm, affine,
-        ReLU and residual add, and the output layer done by the fused row kernels
+        """`_forward` with the input layer, each block's bias, time input, LayerNorm and affine
+        (if the learner has them), ReLU and residual add, and the output layer done by the fused row kernels
         (toy/fused_mlp.c); the 64 x 64 matrix products stay with torch. Activations live in the
         scratch dict `ws` (valid until the next call with it)."""
         K, emb, buf = self.kernels, emb.contiguous(), self._buf
@@ -287,6 +294,15 @@ class ToyDDPM:
         for i in range(self.config.depth):
             u1 = torch.bmm(h, p[f"b{i}.w1x"], out=buf(ws, f"u1.{i}", S, B, W))
             r1 = buf(ws, f"r1.{i}", S, B, W) if keep else u1
+            if not self.config.layer_norm:  # relu(u + b + e W_e), then relu(u + b) + residual
+                K.fwd_plain(u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], r1)
+                u2 = torch.bmm(r1, p[f"b{i}.w2"], out=buf(ws, f"u2.{i}", S, B, W))
+                h_next = buf(ws, f"h{i + 1}", S, B, W) if keep else h
+                K.fwd_plain(u2, p[f"b{i}.b2"], None, None, None, res_in=h, res_out=h_next)
+                if keep:
+                    saved.append((h, u1, None, r1, u2, None))
+                h = h_next
+                continue
             st1 = (buf(ws, f"m1.{i}", S, B), buf(ws, f"s1.{i}", S, B)) if keep else (None, None)
             K.fwd(u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], p[f"b{i}.g1"], p[f"b{i}.h1"], r1, *st1)
             u2 = torch.bmm(r1, p[f"b{i}.w2"], out=buf(ws, f"u2.{i}", S, B, W))
@@ -321,12 +337,19 @@ class ToyDDPM:
         dv, du = buf(ws, "dv", S, B, W), buf(ws, "du", S, B, W)
         for i in reversed(range(self.config.depth)):
             h, u1, st1, r1, u2, st2 = blocks[i]
-            K.bwd(dh, u2, p[f"b{i}.b2"], None, None, *st2, p[f"b{i}.g2"], p[f"b{i}.h2"],
-                  grad[f"b{i}.g2"], grad[f"b{i}.h2"], grad[f"b{i}.b2"], None, dv)
+            if st2 is None:  # no LayerNorm
+                K.bwd_plain(dh, None, u2, p[f"b{i}.b2"], None, grad[f"b{i}.b2"], None, dv)
+            else:
+                K.bwd(dh, u2, p[f"b{i}.b2"], None, None, *st2, p[f"b{i}.g2"], p[f"b{i}.h2"],
+                      grad[f"b{i}.g2"], grad[f"b{i}.h2"], grad[f"b{i}.b2"], None, dv)
             torch.bmm(tr(r1), dv, out=grad[f"b{i}.w2"])
             torch.bmm(dv, tr(p[f"b{i}.w2"]), out=du)
-            K.bwd(du, u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], *st1, p[f"b{i}.g1"], p[f"b{i}.h1"],
-                  grad[f"b{i}.g1"], grad[f"b{i}.h1"], grad[f"b{i}.b1"], grad[f"b{i}.w1e"], du)
+            if st1 is None:
+                K.bwd_plain(du, r1, None, p[f"b{i}.b1"], emb, grad[f"b{i}.b1"], grad[f"b{i}.w1e"], du)
+            else:
+                K.bwd(du, u1, p[f"b{i}.b1"], emb, p[f"b{i}.w1e"], *st1, p[f"b{i}.g1"],
+                      p[f"b{i}.h1"], grad[f"b{i}.g1"], grad[f"b{i}.h1"], grad[f"b{i}.b1"],
+                      grad[f"b{i}.w1e"], du)
             torch.bmm(tr(h), du, out=grad[f"b{i}.w1x"])
             if i > 0:
                 dh.baddbmm_(du, tr(p[f"b{i}.w1x"]))
@@ -377,8 +400,36 @@ class ToyDDPM:
         return params
 
     def train(self, model: Params, data: torch.Tensor, epochs: float,
-              keys: StreamKeys) -> Params:
-        """Adam on sum_k mean_batch ||eps - eps_theta_k(sqrt(ab) x0 + sqrt(1 - ab) eps, t)||^2 / d."""
+              keys: StreamKeys) -> TrainedParams:
+        """Adam on sum_k mean_batch ||eps - eps_theta_k(sqrt(ab) x0 + sqrt(1 - ab) eps, t)||^2 / d,
+        from `model`'s weights with a fresh optimizer (moments zero, lr schedule from lr). The
+        result carries its Adam state (`.adam`) for a fine-tune that continues it."""
+        return self._train(model, data, epochs, keys, None)
+
+    def finetune(self, model: Params, data: torch.Tensor, epochs: float,
+                 keys: StreamKeys) -> TrainedParams:
+        """The SIMS auxiliary fine-tune of a trained `model` (loops.algorithms.Sims): `train` when
+        config.finetune is "restart"; with "continue", Adam goes on from the state `model`
+        carries (its moments and step count) at the lr where its schedule ended, as one
+        uninterrupted optimizer would."""
+        if self.config.finetune == "restart":
+            return self.train(model, data, epochs, keys)
+        carry = adam_state(model)
+        if carry is None:
+            raise ValueError("finetune='continue' needs a model trained by ToyDDPM.train (it "
+                             "carries the Adam state); this one carries none")
+        return self._train(model, data, epochs, keys, carry)
+
+    def _lr(self, step: int, total: int) -> float:
+        """The lr of Adam step `step` (0-based) of a `total`-step training call."""
+        c = self.config
+        if c.lr_schedule == "constant":
+            return c.lr
+        return c.lr * (1 + (c.lr_end_factor - 1) * step / total)
+
+    def _train(self, model: Params, data: torch.Tensor, epochs: float, keys: StreamKeys,
+               carry: AdamState | None) -> TrainedParams:
+        """`train` (carry None) or a continued fine-tune from the Adam state `carry`."""
         c = self.config
         data = data.to(self.device, torch.float32)
         N, n, d = data.shape
@@ -392,9 +443,14 @@ class ToyDDPM:
         for s0, s1 in self._blocks(N, self.seed_block or max(1, round(FUSED_BLOCK_ROWS / batch))):
             flat, views = self._pack(model, s0, s1)
             gflat = torch.empty_like(flat)
-            blocks.append((s0, s1, flat, views, gflat, self._views(gflat, s1 - s0),
-                           torch.zeros_like(flat), torch.zeros_like(flat)))
+            if carry is None:
+                m, v = torch.zeros_like(flat), torch.zeros_like(flat)
+            else:  # the moments in this call's block layout (seed blocks follow the batch size)
+                m, v = (self._pack(carry[key], s0, s1)[0] for key in ("exp_avg", "exp_avg_sq"))
+            blocks.append((s0, s1, flat, views, gflat, self._views(gflat, s1 - s0), m, v))
         step_t = torch.zeros((), device=self.device)  # Adam's step count, where its kernel reads it
+        step0 = 0 if carry is None else int(carry["step"])   # Adam steps already taken
+        fixed_lr = None if carry is None else float(carry["next_lr"])
         if self.fused:
             ws: dict = {}
             forward = lambda p, x, emb, keep: self._forward_fused(p, x, emb, keep, ws)  # noqa: E731
@@ -416,7 +472,7 @@ class ToyDDPM:
                 order = _argsort_rows(z[:, e, :, d + 1])
                 x_all = data[seeds, order]
                 xt_all = sqrt_ab[t_all].unsqueeze(-1) * x_all + sqrt_1mab[t_all].unsqueeze(-1) * eps_all
-                emb_all = self.embed(t_all)
+                emb_all = self.embed_grid[t_all]
                 for s0, s1, flat, p, gflat, g, m, v in blocks:
                     for k in range(steps):
                         b = k * batch
@@ -426,14 +482,19 @@ class ToyDDPM:
                         dout = pred.sub_(eps).mul_(2.0 / (eps.shape[1] * d))
                         backward(p, g, xt, emb, saved, dout)
                         s = step + k  # steps already taken: lr decays linearly after each one
-                        lr = c.lr * (1 + (c.lr_end_factor - 1) * s / total_steps) \
-                            if c.lr_schedule == "linear" else c.lr
-                        self._adam(flat, gflat, m, v, step_t.fill_(s + 1), lr)
+                        lr = fixed_lr if fixed_lr is not None else self._lr(s, total_steps)
+                        self._adam(flat, gflat, m, v, step_t.fill_(step0 + s + 1), lr)
                 step += steps
-        out = {k: torch.empty((N, *shape), device=self.device) for k, shape in self.shapes().items()}
-        for s0, s1, flat, p, *_ in blocks:
+        new = lambda: {k: torch.empty((N, *shape), device=self.device)  # noqa: E731
+                       for k, shape in self.shapes().items()}
+        out, exp_avg, exp_avg_sq = new(), new(), new()
+        for s0, s1, flat, p, _, _, m, v in blocks:
             self._unpack(p, out, s0, s1)
-        return out
+            self._unpack(self._views(m, s1 - s0), exp_avg, s0, s1)
+            self._unpack(self._views(v, s1 - s0), exp_avg_sq, s0, s1)
+        next_lr = fixed_lr if fixed_lr is not None else self._lr(total_steps, total_steps)
+        return TrainedParams(out, {"step": step0 + total_steps, "exp_avg": exp_avg,
+                                   "exp_avg_sq": exp_avg_sq, "next_lr": next_lr})
 
     def _eps_block(self, p: Params, x: torch.Tensor, t: int, S: int, omega: float | None,
                    ws: dict):
@@ -450,10 +511,12 @@ class ToyDDPM:
     @torch.no_grad()
     def sample(self, model: Params, n: int, keys: StreamKeys, *,
                guide: Params | None = None, omega: float = 0.0) -> torch.Tensor:
-        """DDPM ancestral sampling; with `guide`, eps = (1 + omega) eps_model - omega eps_guide."""
+        """DDPM ancestral sampling; with `guide`, eps = (1 + omega) eps_model - omega eps_guide
+        at the reverse steps guide_t_min <= t <= guide_t_max (the guide is not evaluated at the
+        others; an empty interval is standard sampling)."""
         c = self.config
         N = len(keys)
-        guided = guide is not None and omega != 0
+        guided = guide is not None and omega != 0 and c.guide_t_min <= min(c.guide_t_max, c.T)
         if n == 0:
             return torch.empty(N, 0, self.dim, device=self.device)
         S = max(1, min(N, self.sample_rows // n))        # seeds per block
@@ -480,7 +543,11 @@ class ToyDDPM:
                             xb.copy_(z[s0:s1, 0, q0:q0 + P])
                             continue
                         t = c.T + 1 - i
-                        eps = self._eps_block(p, xb, t, s1 - s0, omega if guided else None, ws)
+                        if not guided or c.guide_t_min <= t <= c.guide_t_max:
+                            eps = self._eps_block(p, xb, t, s1 - s0, omega if guided else None, ws)
+                        else:  # outside the guidance interval: the block's models only
+                            eps = self._eps_block({k: v[:s1 - s0] for k, v in p.items()}, xb, t,
+                                                  s1 - s0, None, ws)
                         beta, ab = self.betas[t], self.alpha_bar[t]
                         xn = (xb - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
                         if t > 1:

@@ -2,7 +2,7 @@
 
 The toy DDPM's step on a CPU is bound by memory passes of LayerNorm, ReLU and the residual add,
 not by its matrix products (docs/performance.md). `fused_mlp.c` does each block's
-bias + time input + LayerNorm + affine + ReLU (+ residual), and the thin input and output layers,
+bias + time input (+ LayerNorm + affine) + ReLU (+ residual), and the thin input and output layers,
 in one pass over the rows, forward and backward; the 64 x 64 matrix products stay with torch's
 BLAS.
 
@@ -38,7 +38,8 @@ def _compile() -> Path:
 
 class Kernels:
     """ctypes wrappers of fused_mlp.c's entry points (float32, contiguous CPU tensors): each
-    residual block's LayerNorm + ReLU forward and backward, the input and the output layer."""
+    residual block's LayerNorm + ReLU (or, without LayerNorm, ReLU) forward and backward, the
+    input and the output layer."""
 
     def __init__(self, path: Path):
         lib = ctypes.CDLL(str(path))
@@ -49,8 +50,10 @@ class Kernels:
         lib.bwd_out.argtypes = [L, L, L, L, P, P, P, P, P, P]
         lib.fwd_in.argtypes = [L, L, L, L, L, P, P, P, P, L, P, P]
         lib.bwd_in.argtypes = [L, L, L, L, L, P, P, P, L, P, P, P]
+        lib.fwd_relu.argtypes = [L, L, L, L, P, P, P, L, P, P, P, P]
+        lib.bwd_relu.argtypes = [L, L, L, L, P, P, P, P, P, L, P, P, P]
         for f in (lib.fwd_ln_relu, lib.bwd_relu_ln, lib.fwd_in, lib.bwd_in, lib.fwd_out,
-                  lib.bwd_out):
+                  lib.bwd_out, lib.fwd_relu, lib.bwd_relu):
             f.restype = None
         self.lib, self.path = lib, path
 
@@ -73,6 +76,25 @@ class Kernels:
         self.lib.fwd_ln_relu(S, B, W, E, q(u), q(bias), q(emb), 0 if emb is None else emb.shape[1],
                              q(we), q(g), q(beta), q(mean_save), q(rstd_save), q(res_in),
                              q(res_out), q(out))
+
+    def fwd_plain(self, u, bias, emb, we, out, res_in=None, res_out=None) -> None:
+        """y = relu(u + bias + emb @ we) per row (the block without LayerNorm), into `out`, or
+        res_out = res_in + y when res_out is given; see fused_mlp.c."""
+        S, B, W = u.shape
+        E = 0 if emb is None else emb.shape[-1]
+        q = self._ptr
+        self.lib.fwd_relu(S, B, W, E, q(u), q(bias), q(emb), 0 if emb is None else emb.shape[1],
+                          q(we), q(res_in), q(res_out), q(out))
+
+    def bwd_plain(self, dy, y, u, bias, emb, db, dwe, dv) -> None:
+        """Gradients of fwd_plain: dv = dy where the pre-activation was > 0 (read from the
+        forward's output `y`, or recomputed as u + bias when y is None and there is no time
+        input); db (and dwe) written. dv may be dy itself."""
+        S, B, W = dy.shape
+        E = 0 if emb is None else emb.shape[-1]
+        q = self._ptr
+        self.lib.bwd_relu(S, B, W, E, q(dy), q(y), q(u), q(bias), q(emb),
+                          0 if emb is None else emb.shape[1], q(db), q(dwe), q(dv))
 
     def fwd_in(self, x, wx, bias, emb, we, out) -> None:
         """out = x @ wx + bias + emb @ we per row (the input layer: few inputs)."""

@@ -1,5 +1,5 @@
 /* Fused row kernels of the toy DDPM on the CPU (loaded by toy/fused.py): each residual block's
-   bias + time input + LayerNorm + ReLU (+ residual add), and the thin input and output layers.
+   bias + time input (+ LayerNorm) + ReLU (+ residual add), and the thin input and output layers.
 
    A residual block computes, per row (one training point or sample of one seed),
        v = u + b + e W_e            (u = h W_h, the matrix product, done by torch's BLAS)
@@ -138,6 +138,92 @@ bwd_body(long S, long B, const long W, long E, const float *dy, const float *u,
                 float *dk = dwes + k * W;
 #pragma omp simd
                 for (long j = 0; j < W; j++) dk[j] += ek * dvr[j];
+            }
+        }
+    }
+}
+
+/* The block without LayerNorm (the resmlp-sin learner): y = relu(v), v = u + b + e W_e, and
+   res_out = res_in + y (may alias res_in) or out = y (may alias u). With one time input per
+   seed (emb_rows == 1, sampling) b + e W_e is formed once per seed, not once per row. */
+static inline __attribute__((always_inline)) void
+fwd_plain_body(long S, long B, const long W, long E, const float *u, const float *bias,
+               const float *emb, long emb_rows, const float *we, const float *res_in,
+               float *res_out, float *out)
+{
+    float v[MAXW], c[MAXW];
+    for (long s = 0; s < S; s++) {
+        const float *bs = bias + s * W;
+        const float *wes = E ? we + s * E * W : 0;
+        const int per_seed = E && emb_rows == 1;
+        if (per_seed) {  /* c = b + e W_e for this seed's one time input */
+            const float zero[MAXW] = {0};
+            row_v(W, E, zero, bs, emb + s * E, wes, c);
+            bs = c;
+        }
+        const long E_row = per_seed ? 0 : E;
+        for (long b = 0; b < B; b++) {
+            const long r = s * B + b;
+            const float *er = E_row ? emb + (s * emb_rows + b) * E : 0;
+            row_v(W, E_row, u + r * W, bs, er, wes, v);
+            if (res_out) {
+                const float *ri = res_in + r * W;
+                float *ro = res_out + r * W;
+#pragma omp simd
+                for (long j = 0; j < W; j++) ro[j] = ri[j] + (v[j] < 0.0f ? 0.0f : v[j]);
+            } else {
+                float *outr = out + r * W;
+#pragma omp simd
+                for (long j = 0; j < W; j++) outr[j] = v[j] < 0.0f ? 0.0f : v[j];
+            }
+        }
+    }
+}
+
+/* Backward of fwd_plain given dy = d loss / d y: dv = d loss / d u = dy where v > 0, else 0
+   (dv may alias dy); db [S, W] and dwe [S, E, W] written (not accumulated). The mask comes from
+   the forward's output y when given (y > 0 exactly where v > 0, NaN included: both false),
+   else from v = u + b recomputed by the forward's expressions (only without a time input). */
+static inline __attribute__((always_inline)) void
+bwd_plain_body(long S, long B, const long W, long E, const float *dy, const float *y,
+               const float *u, const float *bias, const float *emb, long emb_rows, float *db,
+               float *dwe, float *dv)
+{
+    for (long s = 0; s < S; s++) {
+        const float *bs = bias + s * W;
+        float *dbs = db + s * W;
+        float *dwes = E ? dwe + s * E * W : 0;
+        memset(dbs, 0, W * sizeof(float));
+        if (E) memset(dwes, 0, E * W * sizeof(float));
+        for (long b = 0; b < B; b++) {
+            const long r = s * B + b;
+            const float *dyr = dy + r * W;
+            float *dvr = dv + r * W;
+            if (y) {
+                const float *yr = y + r * W;
+#pragma omp simd
+                for (long j = 0; j < W; j++) {
+                    const float x = yr[j] > 0.0f ? dyr[j] : 0.0f;
+                    dvr[j] = x;
+                    dbs[j] += x;
+                }
+            } else {
+                const float *ur = u + r * W;
+#pragma omp simd
+                for (long j = 0; j < W; j++) {
+                    const float x = ur[j] + bs[j] > 0.0f ? dyr[j] : 0.0f;
+                    dvr[j] = x;
+                    dbs[j] += x;
+                }
+            }
+            if (E) {
+                const float *er = emb + (s * emb_rows + (emb_rows == 1 ? 0 : b)) * E;
+                for (long k = 0; k < E; k++) {
+                    const float ek = er[k];
+                    float *dk = dwes + k * W;
+#pragma omp simd
+                    for (long j = 0; j < W; j++) dk[j] += ek * dvr[j];
+                }
             }
         }
     }
@@ -330,4 +416,24 @@ void bwd_in(long S, long B, long W, long D, long E, const float *dh, const float
         bwd_in_body(S, B, 64, D, E, dh, x, emb, emb_rows, dwx, db, dwe);
     else
         bwd_in_body(S, B, W, D, E, dh, x, emb, emb_rows, dwx, db, dwe);
+}
+
+void fwd_relu(long S, long B, long W, long E, const float *u, const float *bias,
+              const float *emb, long emb_rows, const float *we, const float *res_in,
+              float *res_out, float *out)
+{
+    if (W == 64)
+        fwd_plain_body(S, B, 64, E, u, bias, emb, emb_rows, we, res_in, res_out, out);
+    else
+        fwd_plain_body(S, B, W, E, u, bias, emb, emb_rows, we, res_in, res_out, out);
+}
+
+void bwd_relu(long S, long B, long W, long E, const float *dy, const float *y, const float *u,
+              const float *bias, const float *emb, long emb_rows, float *db, float *dwe,
+              float *dv)
+{
+    if (W == 64)
+        bwd_plain_body(S, B, 64, E, dy, y, u, bias, emb, emb_rows, db, dwe, dv);
+    else
+        bwd_plain_body(S, B, W, E, dy, y, u, bias, emb, emb_rows, db, dwe, dv);
 }

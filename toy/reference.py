@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from loops.rng import StreamKeys
+from toy.config import DDPMConfig
+from toy.params import TrainedParams, adam_state
 from toy.schedules import SCHEDULES, alpha_bar, betas_from_alpha_bar
 
 Params = dict[str, torch.Tensor]
@@ -77,7 +79,7 @@ class ReferenceConfig:
     lr: float = 3e-3                   # Adam learning rate
     lr_schedule: str = "linear"        # linear decay to lr * lr_end_factor over one training call | constant
     lr_end_factor: float = 0.01
-    # SIMS knobs (a training call that starts from a trained model, e.g. the auxiliary fine-tune)
+    # SIMS knobs (`finetune`: the auxiliary fine-tune; `train` always starts a fresh Adam)
     finetune_adam: str = "restart"     # restart: fresh Adam moments | continue: the start model's moments and step count
     finetune_lr: str = "restart"       # restart: the lr schedule from lr again | continue: the lr where the start model's schedule ended
     guidance_from: int = 1             # SIMS guidance only for guidance_from <= t <= guidance_to
@@ -123,17 +125,36 @@ def learner(name: str, **changes) -> ReferenceConfig:
         raise ValueError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}") from None
 
 
+def reference_config(fast: DDPMConfig) -> ReferenceConfig:
+    """The reference configuration of a `DDPMConfig` (validated: the learner's knobs resolved):
+    its learner's `LEARNERS` entry with the DDPM options applied. How madlab.runner runs the
+    toy-diffusion learner; for resmlp-* it is the fast path's model (tests/test_reference.py)."""
+    fast = fast.validate()
+    if fast.variance != "beta" or fast.beta_start is not None or fast.beta_end is not None:
+        raise ValueError("the reference toy DDPM samples with variance beta and the default "
+                         "linear-schedule endpoints")
+    return learner(fast.learner, T=fast.T, schedule=fast.schedule, width=fast.width,
+                   depth=fast.depth, layer_norm=fast.layer_norm, activation=fast.activation,
+                   time_input=fast.time_embedding, n_frequencies=fast.n_frequencies,
+                   batch_size=fast.batch_size, lr=fast.lr, lr_schedule=fast.lr_schedule,
+                   lr_end_factor=fast.lr_end_factor, finetune_adam=fast.finetune,
+                   finetune_lr=fast.finetune, guidance_from=fast.guide_t_min,
+                   guidance_to=fast.guide_t_max, device=fast.device)
+
+
 def sims_eps(eps_base: torch.Tensor, eps_aux: torch.Tensor, omega: float) -> torch.Tensor:
     """SIMS, Eq. 5 in noise space: (1 + omega) eps_base - omega eps_aux."""
     return eps_base if omega == 0 else (1 + omega) * eps_base - omega * eps_aux
 
 
-@dataclass
-class Ensemble:
-    """N stacked models, and the Adam state where their last training call left it."""
+class Ensemble(TrainedParams):
+    """N stacked models (name -> [N, ...]), and the Adam state where their last training call
+    left it (`adam`: step, exp_avg / exp_avg_sq (name -> [N, ...]), next_lr; toy.params). Any
+    parameter dict is a model here too (a plain one carries no optimizer state)."""
 
-    params: Params                     # name -> [N, ...]
-    adam: dict | None = None           # step (int), exp_avg / exp_avg_sq (name -> [N, ...]), next_lr
+    @property
+    def params(self) -> Params:
+        return self
 
 
 class ReferenceDDPM:
@@ -256,7 +277,23 @@ class ReferenceDDPM:
 
     def train(self, model: Ensemble, data: torch.Tensor, epochs: float,
               keys: StreamKeys) -> Ensemble:
-        """A copy of `model` trained by Adam on sum_k mean_batch ||eps - eps_theta_k(x_t, t)||^2 / d."""
+        """A copy of `model` trained by Adam on sum_k mean_batch ||eps - eps_theta_k(x_t, t)||^2 / d,
+        with a fresh optimizer; the result carries its Adam state for `finetune`."""
+        return self._train(model, data, epochs, keys, None)
+
+    def finetune(self, model: Params, data: torch.Tensor, epochs: float,
+                 keys: StreamKeys) -> Ensemble:
+        """The SIMS auxiliary fine-tune of a trained `model`: `train`, but with finetune_adam /
+        finetune_lr = "continue" Adam goes on from the state `model` carries (moments and step
+        count) and the lr stays where the start model's schedule ended."""
+        carried = adam_state(model)
+        if carried is None and "continue" in (self.config.finetune_adam, self.config.finetune_lr):
+            raise ValueError("a continued fine-tune needs a model trained by this backend (it "
+                             "carries the Adam state); this one carries none")
+        return self._train(model, data, epochs, keys, carried)
+
+    def _train(self, model: Params, data: torch.Tensor, epochs: float, keys: StreamKeys,
+               carried: dict | None) -> Ensemble:
         c = self.config
         data = data.to(self.device, torch.float32)
         N, n, d = data.shape
@@ -264,9 +301,8 @@ class ReferenceDDPM:
         per_epoch = math.ceil(n / batch)
         total = max(1, round(epochs * per_epoch))
         n_epochs = math.ceil(total / per_epoch)
-        params = {k: v.detach().clone().to(self.device).requires_grad_(True) for k, v in model.params.items()}
+        params = {k: v.detach().clone().to(self.device).requires_grad_(True) for k, v in model.items()}
         opt = torch.optim.Adam(list(params.values()), lr=c.lr)
-        carried = model.adam
         if carried is not None and c.finetune_adam == "continue":
             for k, p in params.items():
                 opt.state[p] = {"step": torch.tensor(float(carried["step"])),
@@ -324,9 +360,9 @@ class ReferenceDDPM:
                     continue
                 t = c.T + 1 - i
                 t_in = torch.full((N, 1), t, device=self.device)
-                eps = self.eps(model.params, x, t_in)
+                eps = self.eps(model, x, t_in)
                 if guided and self.guided_at(t):
-                    eps = sims_eps(eps, self.eps(guide.params, x, t_in), omega)
+                    eps = sims_eps(eps, self.eps(guide, x, t_in), omega)
                 beta, ab = self.betas[t], self.alpha_bar[t]
                 x = (x - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
                 if t > 1:
@@ -338,15 +374,15 @@ class ReferenceDDPM:
         """`radial_eps_slope` of every model at step t (default T, the first reverse step) for a
         Gaussian target: [N, len(radii)], 1 = the exact eps of the noised p_r."""
         t = self.config.T if t is None else t
-        N = next(iter(model.params.values())).shape[0]
+        N = next(iter(model.values())).shape[0]
         t_in = torch.full((N, 1), t, device=self.device)
-        return radial_eps_slope(lambda x: self.eps(model.params, x.to(self.device).expand(N, *x.shape), t_in).cpu(),
+        return radial_eps_slope(lambda x: self.eps(model, x.to(self.device).expand(N, *x.shape), t_in).cpu(),
                                 float(self.alpha_bar[t]), target.mean, target.cov, radii)
 
     def combine(self, models: Sequence[Ensemble], weights: Sequence[float]) -> Ensemble:
         """sum_i weights[i] theta_i (SIMS Eq. 6); the optimizer state is not combined."""
-        return Ensemble({k: sum(w * m.params[k] for m, w in zip(models, weights))
-                         for k in models[0].params})
+        return Ensemble({k: sum(w * m[k] for m, w in zip(models, weights))
+                         for k in models[0]})
 
 
 @torch.no_grad()

@@ -83,7 +83,7 @@ def main() -> None:
         for carry, (adam, lr) in CARRIES.items():
             tuner = ReferenceDDPM(replace(config, finetune_adam=adam, finetune_lr=lr))
             for budget in BUDGETS:
-                aux = tuner.train(base, synthetic, budget, streams.keys("finetune", 1))
+                aux = tuner.finetune(base, synthetic, budget, streams.keys("finetune", 1))
                 for name, (lo, hi) in intervals(config.T).items():
                     sampler = ReferenceDDPM(replace(config, guidance_from=lo, guidance_to=hi))
                     for omega in OMEGAS:

@@ -69,7 +69,8 @@ def register(app: typer.Typer) -> None:
         extra = {"seconds": round(seconds, 1), "torch_threads": threads}
         if name.value != "mad-loops":  # the toy DDPM as the experiment built it
             from madlab.experiments.common import ddpm_backend
-            extra["ddpm"] = ddpm_backend(settings.device, batch_size=settings.batch_size,
+            extra["ddpm"] = ddpm_backend(settings.device, learner=settings.learner,
+                                         batch_size=settings.batch_size,
                                          lr=settings.lr).config.to_dict()
         paths = write_outputs(folder, name.value, scale.value, settings, extra, result)
         print(to_markdown(result.summary), end="")

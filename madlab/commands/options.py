@@ -43,7 +43,8 @@ def help_text(spec: Spec, mode: Mode) -> str:
     if mode == "sweep":
         if spec.kind is list:
             text += " One value: the whole comma-separated list."
-        text += f" [run default: {shown(spec.default)}]"
+        if spec.default is not None:   # None: resolved by validate(), the help says how
+            text += f" [run default: {shown(spec.default)}]"
     return text
 
 

@@ -96,10 +96,20 @@ def check_device(device: str) -> None:
         require(device in ("cpu", "mps"), f"unknown device {device!r}; use cpu, cuda or cuda:N")
 
 
-def ddpm_backend(device: str, *, batch_size: int | None = None, lr: float | None = None) -> ToyDDPM:
-    """The toy DDPM with madlab's calibrated defaults; `batch_size` and `lr` override them (the
-    experiments' `batch_size`/`lr` settings; a smaller fine-tuning lr)."""
-    overrides = {k: v for k, v in (("batch_size", batch_size), ("lr", lr)) if v is not None}
+FAST_LEARNERS = ("resmlp-sin", "resmlp-ln")  # toy.config.LEARNERS the experiments run (fast path)
+
+
+def check_learner(learner: str) -> None:
+    require(learner in FAST_LEARNERS, f"unknown learner {learner!r} for the experiments; choose "
+                                      f"one of {', '.join(FAST_LEARNERS)}")
+
+
+def ddpm_backend(device: str, *, learner: str | None = None, batch_size: int | None = None,
+                 lr: float | None = None) -> ToyDDPM:
+    """The toy DDPM with madlab's calibrated defaults; `learner`, `batch_size` and `lr` override
+    them (the experiments' `learner`/`batch_size`/`lr` settings; a smaller fine-tuning lr)."""
+    overrides = {k: v for k, v in (("learner", learner), ("batch_size", batch_size), ("lr", lr))
+                 if v is not None}
     return ToyDDPM(DDPMConfig(device=device, **overrides), dim=2)
 
 

@@ -15,8 +15,9 @@ import pandas as pd
 import torch
 
 from loops import SeedStreams
-from madlab.experiments.common import (Progress, Result, check_evaluation, check_positive, ddpm_backend,
-                                       distances, mean_se, no_progress, require)
+from madlab.experiments.common import (Progress, Result, check_evaluation, check_learner, check_positive,
+                                       ddpm_backend, distances, mean_se, no_progress, require)
+from toy.config import DEFAULT_LEARNER, learner_default
 from toy.ddpm import DDPMConfig
 from toy.targets import paper_gaussian
 
@@ -30,8 +31,9 @@ class Settings:
     n_aux: int = 100_000              # |S|: self-samples the auxiliary model is fine-tuned on
     n_advanced: int = 100_000         # |D_a|: fresh real points the advanced model is fine-tuned on
     finetune_epochs: float = 1        # fine-tuning budget: epochs over S (and over D_a)
+    learner: str = DEFAULT_LEARNER     # toy DDPM learner (the documented numbers: resmlp-ln)
     batch_size: int = DDPMConfig.batch_size  # toy DDPM minibatch (full batch; the earlier default: 64)
-    lr: float = DDPMConfig.lr         # toy DDPM Adam learning rate of base training (earlier: 1e-3)
+    lr: float = learner_default("lr")  # toy DDPM Adam learning rate of base training (earlier: 1e-3)
     finetune_lr: float = 1e-4         # fine-tuning learning rate (small: stay in theta_r's basin)
     omega_a: list[float] = field(default_factory=lambda: [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0])
     omega_s: list[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0])
@@ -40,6 +42,7 @@ class Settings:
     device: str = "cpu"
 
     def validate(self) -> "Settings":
+        check_learner(self.learner)
         check_positive(self, "seeds", "n_real", "epochs", "n_aux", "n_advanced", "finetune_epochs",
                        "finetune_lr", "n_eval", "batch_size", "lr")
         require(0.0 in self.omega_a and 0.0 in self.omega_s, "both grids must contain 0 (the base model)")
@@ -64,8 +67,8 @@ def theta(backend, theta_r, theta_a, theta_s, omega_a: float, omega_s: float):
 def train_models(s: Settings, streams: SeedStreams, progress: Progress = no_progress, total: int = 0):
     """(backend, theta_r, theta_a, theta_s) for every seed."""
     target = paper_gaussian()
-    backend = ddpm_backend(s.device, batch_size=s.batch_size, lr=s.lr)
-    fine = ddpm_backend(s.device, batch_size=s.batch_size, lr=s.finetune_lr)
+    backend = ddpm_backend(s.device, learner=s.learner, batch_size=s.batch_size, lr=s.lr)
+    fine = ddpm_backend(s.device, learner=s.learner, batch_size=s.batch_size, lr=s.finetune_lr)
     g = streams.keys
     real = target.sample(s.n_real, g("real", 1))
     progress(0, total, f"base model: {s.epochs:g} epochs on |D_r| = {s.n_real}")

@@ -16,8 +16,9 @@ import pandas as pd
 import torch
 
 from loops import SeedStreams
-from madlab.experiments.common import (Progress, Result, check_evaluation, check_positive, ddpm_backend,
-                                       distances, mean_se, no_progress, require)
+from madlab.experiments.common import (Progress, Result, check_evaluation, check_learner, check_positive,
+                                       ddpm_backend, distances, mean_se, no_progress, require)
+from toy.config import DEFAULT_LEARNER, learner_default
 from toy.ddpm import DDPMConfig
 from toy.targets import paper_gaussian
 
@@ -34,13 +35,15 @@ class Settings:
     n_aux: int = 2000                 # |S|: self-samples of each auxiliary model
     budgets: list[float] = field(default_factory=lambda: [25.0, 50.0])  # B, epochs of fine-tuning on S
     omegas: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
+    learner: str = DEFAULT_LEARNER     # toy DDPM learner (the documented numbers: resmlp-ln)
     batch_size: int = DDPMConfig.batch_size  # toy DDPM minibatch (full batch; the earlier default: 64)
-    lr: float = DDPMConfig.lr         # toy DDPM Adam learning rate of base training (earlier: 1e-3)
+    lr: float = learner_default("lr")  # toy DDPM Adam learning rate of base training (earlier: 1e-3)
     n_eval: int = 1000                # model samples per seed (and real samples for w1/w2)
     metrics: list[str] = field(default_factory=lambda: ["fd", "w2"])  # the first one picks the best SIMS
     device: str = "cpu"
 
     def validate(self) -> "Settings":
+        check_learner(self.learner)
         check_positive(self, "seeds", "n_real", "epochs", "n_aux", "n_eval", "batch_size", "lr")
         require(bool(self.n_pollute) and all(n > 0 for n in self.n_pollute),
                 f"n_pollute must be positive sizes, got {self.n_pollute}")
@@ -73,7 +76,7 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
     s = settings.validate()
     streams, target = SeedStreams(range(s.first_seed, s.first_seed + s.seeds)), paper_gaussian()
     g = streams.keys
-    backend = ddpm_backend(s.device, batch_size=s.batch_size, lr=s.lr)
+    backend = ddpm_backend(s.device, learner=s.learner, batch_size=s.batch_size, lr=s.lr)
     sizes = sorted(set(s.n_pollute))
     total = 1 + len(sizes) + (1 + len(sizes)) * len(s.budgets)
     done = 0

@@ -15,8 +15,9 @@ import torch
 
 from analysis.distances import gaussian_w2, moments
 from loops import SeedStreams
-from madlab.experiments.common import (Progress, Result, check_device, check_positive, ddpm_backend,
-                                       distances, mean_se, no_progress, require)
+from madlab.experiments.common import (Progress, Result, check_device, check_learner, check_positive,
+                                       ddpm_backend, distances, mean_se, no_progress, require)
+from toy.config import DEFAULT_LEARNER, learner_default
 from toy.ddpm import DDPMConfig
 from toy.targets import GaussianMixture, two_mode_mixture
 
@@ -33,13 +34,15 @@ class Settings:
     curated_shares: list[float] = field(default_factory=lambda: [0.7, 0.3])  # mode shares in S
     aux_epochs: float = 50            # budget B: epochs of fine-tuning on S
     omegas: list[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    learner: str = DEFAULT_LEARNER     # toy DDPM learner (the documented numbers: resmlp-ln)
     batch_size: int = DDPMConfig.batch_size  # toy DDPM minibatch (full batch; the earlier default: 64)
-    lr: float = DDPMConfig.lr         # toy DDPM Adam learning rate of base training (earlier: 1e-3)
+    lr: float = learner_default("lr")  # toy DDPM Adam learning rate of base training (earlier: 1e-3)
     n_eval: int = 2000                # model samples per seed per w
     n_ot: int = 1000                  # of which the first n_ot measure W2 to p_hat (exact OT)
     device: str = "cpu"
 
     def validate(self) -> "Settings":
+        check_learner(self.learner)
         check_positive(self, "seeds", "n_real", "epochs", "n_curated", "aux_epochs", "n_eval", "n_ot",
                        "batch_size", "lr")
         shares = self.curated_shares
@@ -111,7 +114,7 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
     s = settings.validate()
     streams, mixture = SeedStreams(range(s.first_seed, s.first_seed + s.seeds)), two_mode_mixture()
     g = streams.keys
-    backend = ddpm_backend(s.device, batch_size=s.batch_size, lr=s.lr)
+    backend = ddpm_backend(s.device, learner=s.learner, batch_size=s.batch_size, lr=s.lr)
     total = 2 + len(s.omegas)
     real = mixture.sample(s.n_real, g("real", 1))
     progress(0, total, f"base model: {s.epochs:g} epochs on |D_r| = {s.n_real} (50/50)")
