@@ -8,7 +8,8 @@ from toy.ddpm import DDPMConfig
 @pytest.fixture
 def tiny_ddpm() -> DDPMConfig:
     """A toy DDPM small enough to train in a fraction of a second per call."""
-    return DDPMConfig(T=10, width=16, depth=1, batch_size=32)
+    return DDPMConfig(T=10, width=16, depth=1, batch_size=32,
+                      guide_t_max=10)  # SIMS guidance on the whole chain (Eq. 5 exactly: omega = -1 is the guide)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from loops.options import ConfigError
 from loops.rng import SeedStreams
 from madlab.config import RunConfig
 from madlab.runner import build_backend, run_config
-from toy.config import LEARNERS, DDPMConfig
+from toy.config import GUIDED_SHARE, LEARNERS, DDPMConfig
 from toy.ddpm import ToyDDPM
 from toy.params import TrainedParams
 from toy.reference import LEARNERS as REFERENCE_LEARNERS
@@ -23,7 +23,7 @@ from toy.reference import ReferenceDDPM, reference_config
 from toy.targets import paper_gaussian
 
 TINY = dict(gens=3, n_real=64, n_synth=16, n_aux=64, n_eval=64, epochs=2, aux_epochs=1,
-            T=10, width=16, depth=1, batch_size=32, metric=["w2", "fd"])
+            T=10, width=16, depth=1, batch_size=32, metric=["w2", "fd"], tails=False)
 
 # madlab at 1323d73 (LayerNorm, t / T: the 0.1 learner, then the default), seeds 5 and 6 of TINY:
 # values sorted by (seed, generation, metric = fd, w2); printed by that revision's runner
@@ -57,7 +57,10 @@ def test_the_learner_presets_its_knobs_and_explicit_knobs_override():
     assert (ln.toy_ddpm.layer_norm, ln.toy_ddpm.time_embedding) == (True, "scaled")
     default = RunConfig().validate().toy_ddpm
     assert default.learner == "resmlp-sin" and not default.layer_norm
-    assert default.time_embedding == "sinusoidal" and default.guide_t_max == default.T == 40
+    assert default.time_embedding == "sinusoidal" and default.T == 40
+    assert default.guide_t_max == 20                 # resmlp-sin guides on the low-noise half
+    assert DDPMConfig(learner="resmlp-sin", T=100).validate().guide_t_max == 50
+    assert DDPMConfig(learner="resmlp-ln").validate().guide_t_max == 40   # 0.1: the whole chain
     mixed = DDPMConfig(learner="resmlp-sin", layer_norm=True).validate()
     assert mixed.layer_norm and mixed.time_embedding == "sinusoidal"
     td = DDPMConfig(learner="toy-diffusion", T=20).validate()
@@ -68,7 +71,10 @@ def test_the_learner_presets_its_knobs_and_explicit_knobs_override():
 @pytest.mark.parametrize("name", list(LEARNERS))
 def test_each_learner_is_the_reference_learner_of_that_name(name):
     ours = reference_config(DDPMConfig(learner=name))
-    assert ours == replace(REFERENCE_LEARNERS[name], guidance_to=ours.T)   # None there: T
+    # the reference tables keep the screen's whole chain (None: T); the product's default interval
+    # is the learner's share of the chain (toy.config.GUIDED_SHARE)
+    assert ours == replace(REFERENCE_LEARNERS[name], guidance_to=ours.guidance_to)
+    assert ours.guidance_to == round(GUIDED_SHARE[name] * ours.T)
 
 
 @pytest.mark.parametrize("flat, says", [
@@ -118,10 +124,12 @@ def test_empty_guidance_interval_is_standard_sampling_and_the_guide_is_not_evalu
     empty = ToyDDPM(DDPMConfig(guide_t_min=7, guide_t_max=6, **c))
     x = empty.sample(base, 30, streams.keys("eval"), guide=nan_guide, omega=3.0)
     assert torch.equal(x, standard)                          # bit-equal, the guide never ran
-    full = backend.sample(base, 30, streams.keys("eval"), guide=aux, omega=3.0)
-    late = ToyDDPM(DDPMConfig(guide_t_max=6, **c))
+    full = ToyDDPM(DDPMConfig(guide_t_max=12, **c)).sample(base, 30, streams.keys("eval"),
+                                                        guide=aux, omega=3.0)
+    late = ToyDDPM(DDPMConfig(guide_t_max=6, **c))      # resmlp-sin's default: T/2
     x_late = late.sample(base, 30, streams.keys("eval"), guide=aux, omega=3.0)
     assert not torch.allclose(x_late, standard) and not torch.allclose(x_late, full)
+    assert torch.equal(x_late, backend.sample(base, 30, streams.keys("eval"), guide=aux, omega=3.0))
     # guidance only at t <= 6 = the reference sampler's interval (same weights, same draws)
     ref = ReferenceDDPM(reference_config(late.config))
     torch.testing.assert_close(ref.sample(base, 30, streams.keys("eval"), guide=aux, omega=3.0),
@@ -233,7 +241,7 @@ def test_toy_diffusion_through_madlab_run_gives_the_references_generation_one(tm
     assert done.value.code in (0, None)
     frame = pd.read_parquet(out / "results.parquet")
     assert set(frame["generation"]) == {1, 2} and (frame["learner"] == "toy-diffusion").all()
-    ours = frame[frame["generation"] == 1].sort_values("seed")["value"].to_numpy()
+    ours = frame[(frame["generation"] == 1) & (frame["metric"] == "w2")].sort_values("seed")["value"].to_numpy()
 
     ref = ReferenceDDPM(replace(REFERENCE_LEARNERS["toy-diffusion"], T=8))
     target = paper_gaussian()
