@@ -408,9 +408,11 @@ def default_experiment(args, seeds: int, gens: int) -> dict:
     return kw
 
 
-def timed_run(kw: dict, device: str, ledger: Ledger, rep: Report | None = None, key: str = "run"):
+def timed_run(kw: dict, device: str, ledger: Ledger, rep: Report | None = None, key: str = "run",
+              on_generation=None):
     """run_config on `device` with synchronised phase timers and the call ledger; partial
-    per-generation figures go to `rep` under `key` as each generation ends."""
+    per-generation figures go to `rep` under `key` as each generation ends, and to
+    on_generation(rows)."""
     from madlab.config import RunConfig
     from madlab.runner import check_environment, run_config
     check_environment()
@@ -429,6 +431,8 @@ def timed_run(kw: dict, device: str, ledger: Ledger, rep: Report | None = None, 
         print(f"  generation {done // seeds}/{cfg.loop.gens}: {t - started:7.1f} s", flush=True)
         if rep is not None:
             rep.set(**{f"{key}_progress": progress_rows})
+        if on_generation is not None:
+            on_generation(progress_rows)
 
     with synced_phase_clock(device) as synced, instrument_toy(ledger):
         frame = run_config(cfg, progress=progress)
@@ -469,7 +473,13 @@ def part_b(args, rep: Report) -> None:
     # 1. the default experiment, product path
     ledger = Ledger(dev)
     reset_gpu_memory(dev)
-    frame, info = timed_run(kw, dev, ledger, rep, "main")
+
+    def preliminary(progress_rows):   # a figure even if the run does not finish in its budget
+        if len(progress_rows) >= 2:
+            with contextlib.suppress(Exception):
+                rep.set(figure5_paper_preliminary=extrapolate_figure5(
+                    kw, seeds, mean_calls(progress_rows), {}))
+    frame, info = timed_run(kw, dev, ledger, rep, "main", on_generation=preliminary)
     rows = phase_table(frame)
     st = steady(rows, seeds)
     calls = mean_calls(info["generations"])
@@ -541,12 +551,17 @@ def part_b(args, rep: Report) -> None:
                 v_frame, v_info = timed_run(kw, dev, v_ledger)
                 v_rows = phase_table(v_frame)
                 v_st = steady(v_rows, seeds)
-                entry.update(status="ok", steady=v_st, per_generation=v_rows,
+                same, same_ok = agreement(v_frame, frame, "variant", "first")
+                entry.update(status="ok" if same_ok else "fail", steady=v_st, per_generation=v_rows,
                              calls_s_per_gen=mean_calls(v_info["generations"]),
                              gpu_memory=gpu_memory(dev), medians=medians(v_frame),
+                             agreement_with_first=same,
                              speedup_vs_first=v_st["seed_gen_per_s"] / st["seed_gen_per_s"])
                 rep.headline(f"variant {variant}: {v_st['seed_gen_per_s']:.1f} seed-gen/s "
-                             f"({entry['speedup_vs_first']:.2f}x of {variants[0]})")
+                             f"({entry['speedup_vs_first']:.2f}x of {variants[0]}); medians "
+                             f"{'within' if same_ok else 'OUTSIDE'} the bootstrap band of {variants[0]}'s")
+                if not same_ok:
+                    status = "fail"
         except Exception as err:  # noqa: BLE001
             entry.update(status="error", why=one_line(err))
             rep.substep_failed(f"variant {variant}", err)
@@ -848,6 +863,50 @@ def _cpu_chunk(kw: dict, first_seed: int, seeds: int):
     return run_config(cfg)
 
 
+def agreement(one, other, name: str, other_name: str) -> tuple[list[dict], bool]:
+    """Per metric and generation: the medians over seeds of two runs of the same seeds, within
+    3 sqrt(se^2 + se'^2) (bootstrap standard errors of the medians); and the paired per-seed
+    relative differences, for information."""
+    import numpy as np
+    comparisons, ok = [], True
+    for (metric, t), g in one.groupby(["metric", "generation"]):
+        a = g.sort_values("seed").value.to_numpy(dtype=float)
+        h = other[(other.metric == metric) & (other.generation == t)].sort_values("seed")
+        b = h.value.to_numpy(dtype=float)
+        if len(a) != len(b) or not len(a):
+            comparisons.append({"metric": metric, "generation": int(t), "within": False,
+                                "why": f"{len(a)} seeds against {len(b)}"})
+            ok = False
+            continue
+        fa, fb = np.isfinite(a), np.isfinite(b)
+        ma = float(np.median(a[fa])) if fa.any() else float("nan")
+        mb = float(np.median(b[fb])) if fb.any() else float("nan")
+        band = 3 * math.hypot(bootstrap_se_median(a), bootstrap_se_median(b))
+        within = ma == mb or abs(ma - mb) <= band
+        both = fa & fb
+        rel = np.abs(a[both] - b[both]) / np.maximum(np.abs(b[both]), 1e-300)
+        comparisons.append({"metric": metric, "generation": int(t), f"median_{name}": ma,
+                            f"median_{other_name}": mb, "diff": ma - mb, "band": band,
+                            "within": bool(within),
+                            "non_finite": {name: int((~fa).sum()), other_name: int((~fb).sum())},
+                            "paired_rel_diff_median": float(np.median(rel)) if len(rel) else None,
+                            "paired_rel_diff_max": float(rel.max()) if len(rel) else None,
+                            "share_seeds_within_1e-3": float((rel < 1e-3).mean()) if len(rel) else None})
+        ok &= bool(within)
+    return comparisons, ok
+
+
+def describe(c: dict, name: str, other_name: str) -> str:
+    head = f"{c['metric']} G{c['generation']}: "
+    if "band" not in c:
+        return head + f"not compared ({c.get('why')})"
+    paired = c["paired_rel_diff_median"]
+    return (head + f"median {name} {c['median_device' if 'median_device' in c else 'median_variant']:.4f} "
+            f"vs {other_name} {c['median_cpu' if 'median_cpu' in c else 'median_first']:.4f} (band "
+            f"+-{c['band']:.4f}) {'ok' if c['within'] else 'OUTSIDE'}; paired rel. diff median "
+            + (f"{paired:.1e}" if paired is not None else "-"))
+
+
 def bootstrap_se_median(v, reps: int = 2000, seed: int = 0) -> float:
     import numpy as np
     v = np.asarray(v, dtype=float)
@@ -880,7 +939,6 @@ def rng_bits(dev: str) -> dict:
 
 
 def part_d(args, rep: Report) -> None:
-    import numpy as np
     import pandas as pd
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -911,32 +969,12 @@ def part_d(args, rep: Report) -> None:
     gpu["device"], cpu["device"] = dev, "cpu"
     both = pd.concat([gpu, cpu], ignore_index=True)
     rep.set(rows_file=save_frame(both, args.out, "agreement_rows"), wall_s={dev: gpu_s, "cpu (all)": cpu_s})
-    comparisons, ok = [], True
-    for (metric, t), g in gpu.groupby(["metric", "generation"]):
-        a = g.sort_values("seed").value.to_numpy(dtype=float)
-        b = cpu[(cpu.metric == metric) & (cpu.generation == t)].sort_values("seed").value.to_numpy(dtype=float)
-        fa, fb = np.isfinite(a), np.isfinite(b)
-        ma, mb = float(np.median(a[fa])), float(np.median(b[fb]))
-        se = math.hypot(bootstrap_se_median(a), bootstrap_se_median(b))
-        band = 3 * se
-        within = abs(ma - mb) <= band or ma == mb
-        both_f = fa & fb
-        rel = np.abs(a[both_f] - b[both_f]) / np.maximum(np.abs(b[both_f]), 1e-300)
-        comparisons.append({"metric": metric, "generation": int(t), f"median_{dev}": ma, "median_cpu": mb,
-                            "diff": ma - mb, "band": band, "within": bool(within),
-                            "non_finite": {dev: int((~fa).sum()), "cpu": int((~fb).sum())},
-                            "paired_rel_diff_median": float(np.median(rel)) if len(rel) else None,
-                            "paired_rel_diff_max": float(rel.max()) if len(rel) else None,
-                            "share_seeds_within_1e-3": float((rel < 1e-3).mean()) if len(rel) else None})
-        ok &= bool(within)
+    comparisons, ok = agreement(gpu, cpu, "device", "cpu")
     rep.set(comparisons=comparisons, band_rule=(
-        "|median_cuda - median_cpu| <= 3 sqrt(se_cuda^2 + se_cpu^2), se = bootstrap standard error "
-        "of the median over seeds (2000 resamples); the runs share keys and data, so treating them "
-        "as independent makes the band conservative"))
-    rep.headline(*[f"{c['metric']} G{c['generation']}: median {dev} {c[f'median_{dev}']:.4f} vs cpu "
-                   f"{c['median_cpu']:.4f} (band +-{c['band']:.4f}) {'ok' if c['within'] else 'OUTSIDE'}; "
-                   f"paired rel. diff median {c['paired_rel_diff_median']:.1e}"
-                   for c in comparisons])
+        f"|median_device - median_cpu| <= 3 sqrt(se_device^2 + se_cpu^2) (device = {dev}), se = "
+        "bootstrap standard error of the median over seeds (2000 resamples); the runs share keys "
+        "and data, so treating them as independent makes the band conservative"))
+    rep.headline(*[describe(c, dev, "cpu") for c in comparisons])
     rep.status("ok" if ok and bits_ok else "fail")
 
 
@@ -954,6 +992,8 @@ class Check:
         self.work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
         self.log = open(self.out / "gpu_check.log", "a", buffering=1)
         self.started = time.time()
+        self.proc = None
+        signal.signal(signal.SIGTERM, self.terminated)
         self.summary = {"check": "madlab GPU check (issue 12)", "started": now(), "finished": None,
                         "device": args.device, "tiny": args.tiny, "budget_s": args.budget_s,
                         "argv": sys.argv[1:], "status": "running",
@@ -1037,8 +1077,8 @@ class Check:
         self.write()
         start = time.time()
         self.log.flush()
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
         seen, timed_out = 0.0, False
         while True:
             try:
@@ -1071,6 +1111,16 @@ class Check:
         self.record(part, data, time.time() - start, budget)
         self.say(f"part {part}: {data.get('status')} in {time.time() - start:.1f} s"
                  + (f" -- {data['error']}" if data.get("error") else ""))
+
+    def terminated(self, signum, frame) -> None:
+        """Killed from outside (the device tool's limit): end the running part's processes too,
+        and leave the summary saying so."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.summary.update(status="terminated", finished=now())
+        self.write()
+        sys.exit(143)
 
     @staticmethod
     def kill(proc) -> None:
@@ -1167,7 +1217,22 @@ def parse(argv=None):
     return args
 
 
+def watchdog(deadline: float) -> None:
+    """The part's process ends itself if the check that started it is gone (killed from
+    outside: its children run in their own session) or 30 s after its deadline."""
+    import threading
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(2.0)
+            if os.getppid() != parent or time.time() > deadline + 30:
+                os.killpg(os.getpgrp(), signal.SIGKILL)   # this part's own process group
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def child(args) -> int:
+    watchdog(args.deadline)
     rep = Report(Path(args.child_file), args.child)
     print(f"---- part {args.child} (pid {os.getpid()}), {args.deadline - time.time():.0f} s left", flush=True)
     try:

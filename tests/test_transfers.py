@@ -223,8 +223,8 @@ def _repo_frame(stack):
 @pytest.mark.parametrize("metric", ["fd", "w2"])
 def test_cuda_loop_synchronises_only_for_results(metric, monkeypatch):
     """torch.cuda.set_sync_debug_mode('warn') flags every operation that makes the host wait for
-    the GPU (reads, blocking copies to it, linalg error checks): in a toy-DDPM loop on CUDA the
-    only ones outside toy/ddpm.py are the results and, for w2, the auction's rounds."""
+    the GPU (reads, blocking copies to it, linalg error checks): in a toy-DDPM loop on CUDA, the
+    toy DDPM included, the only ones are the results and, for w2, the auction's rounds."""
     monkeypatch.setenv("MADLAB_OT", "auction")
     backend = ToyDDPM(DDPMConfig(T=4, width=8, depth=1, device="cuda"), dim=2)
     target = paper_gaussian()
