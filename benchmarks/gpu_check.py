@@ -11,8 +11,10 @@ and the device tool's `run` with carry [".whl"] and timeout_s 560:
 
     bash benchmarks/gpu_check.sh
 
-(gpu_check.sh = install .whl/*.whl into /tmp/site, PYTHONPATH=$PWD:/tmp/site, and
-`python3 -m benchmarks.gpu_check --out $OUT`; extra arguments are passed on.) The default budget
+(gpu_check.sh is, written out: `python3 -m pip install -q --no-index --no-deps --no-compile
+--no-cache-dir --upgrade --target /tmp/site .whl/*.whl; export PYTHONPATH=$PWD:/tmp/site
+PYTHONUNBUFFERED=1; python3 -m benchmarks.gpu_check --out $OUT`; extra arguments are passed on,
+e.g. `bash benchmarks/gpu_check.sh --parts b,d --variants auto,compile`.) The default budget
 is 470 s of parts plus start-up: within a 560 s command, inside the 15 device-minutes of a task
 with the machine's start. What comes back: OUT/summary.md (printed last, so the tool's output
 tail shows it), OUT/summary.json, OUT/gpu_check.log, OUT/tracebacks.txt (if a part broke) and the
