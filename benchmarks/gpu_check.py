@@ -202,12 +202,17 @@ def synced_phase_clock(device: str):
         return
 
     class SyncedTime:
+        """The time module, but perf_counter() waits for the device first."""
+
         @staticmethod
         def perf_counter():
             sync(device)
             return time.perf_counter()
 
-    with patched(loops.loop, "time", SyncedTime):
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+    with patched(loops.loop, "time", SyncedTime()):
         yield True
 
 
