@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import ot
 import torch
 
 from analysis.assignment import RTOL, auction, sq_euclidean
@@ -40,6 +39,8 @@ def _as_numpy(x) -> np.ndarray:
 
 def wasserstein(x, y, p: int = 2) -> float:
     """Exact W_p between the empirical measures of x [n, d] and y [m, d] (uniform weights)."""
+    import ot  # POT: imported where used, so the device path (the auction, fd) runs without it
+
     x, y = _as_numpy(x), _as_numpy(y)
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         return float("nan")  # a diverged model: POT would report a meaningless cost (even 0)
@@ -54,6 +55,8 @@ def wasserstein(x, y, p: int = 2) -> float:
 
 def emd_cost(M: np.ndarray) -> float:
     """min_pi <pi, M> over plans between uniform weights, by POT's network simplex."""
+    import ot
+
     a = np.full(M.shape[0], 1.0 / M.shape[0])
     b = np.full(M.shape[1], 1.0 / M.shape[1])
     return float(ot.emd2(a, b, M, numItermax=EMD_MAX_ITER))
@@ -146,11 +149,38 @@ def moments(samples: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mu, c.transpose(1, 2) @ c / (x.shape[1] - 1)
 
 
+def trace_sqrt_product(S: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """tr((C^(1/2) S C^(1/2))^(1/2)) for symmetric PSD S [..., d, d] and C [d, d] (or broadcast):
+    the sum of the square roots of the eigenvalues of S C. For d <= 2 in closed form from the
+    trace and determinant, tr(A^(1/2)) = sqrt(tr A + 2 sqrt(det A)) with tr A = tr(S C) and
+    det A = det S det C, so no eigendecomposition runs (on a GPU `torch.linalg.eigh` checks its
+    convergence on the host: a synchronisation per call); larger d through `sqrtm_psd`."""
+    d = S.shape[-1]
+    C = C.expand_as(S)
+    if d == 1:
+        return (S[..., 0, 0] * C[..., 0, 0]).clamp(min=0).sqrt()
+    if d == 2:
+        tr = (S * C.transpose(-1, -2)).sum((-2, -1))
+        det_s = S[..., 0, 0] * S[..., 1, 1] - S[..., 0, 1] * S[..., 1, 0]
+        det_c = C[..., 0, 0] * C[..., 1, 1] - C[..., 0, 1] * C[..., 1, 0]
+        return (tr + 2 * (det_s * det_c).clamp(min=0).sqrt()).clamp(min=0).sqrt()
+    R = sqrtm_psd(C)
+    vals = torch.linalg.eigvalsh(R @ S @ R)
+    return vals.clamp(min=0).sqrt().sum(-1)
+
+
 def frechet_to_gaussian(samples: torch.Tensor, mean, cov) -> torch.Tensor:
-    """fd per seed: W2 between N(sample mean, sample cov) and N(mean, cov). samples [N, n, d] -> [N]."""
+    """fd per seed: W2 between N(sample mean, sample cov) and N(mean, cov). samples [N, n, d] -> [N],
+    on the samples' device (mean and cov are moved there; `per_seed` passes copies kept there).
+
+    W2^2 = |mu - mean|^2 + tr S + tr cov - 2 tr((cov^(1/2) S cov^(1/2))^(1/2)) (Dowson & Landau
+    1982, as `gaussian_w2`), the last trace by `trace_sqrt_product` (closed form for d <= 2)."""
     mu, S = moments(samples)
-    return gaussian_w2(mu, S, torch.as_tensor(mean).expand_as(mu),
-                       torch.as_tensor(cov).expand_as(S))
+    mean = torch.as_tensor(mean, dtype=torch.float64).to(mu.device)
+    cov = torch.as_tensor(cov, dtype=torch.float64).to(mu.device)
+    trace = torch.diagonal(S, dim1=-2, dim2=-1).sum(-1) + torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1)
+    sq = ((mu - mean) ** 2).sum(-1) + trace - 2 * trace_sqrt_product(S, cov)
+    return sq.clamp(min=0).sqrt()
 
 
 def per_seed(metric: str, samples: torch.Tensor, real: torch.Tensor | None = None,
@@ -163,8 +193,10 @@ def per_seed(metric: str, samples: torch.Tensor, real: torch.Tensor | None = Non
     solves each seed with POT, in n_jobs threads (POT's exact solver releases the GIL: 2 threads
     1.9x on 2 cores; the values do not depend on n_jobs); `auto` is the auction for CUDA samples
     and POT for CPU samples (POT is faster there: benchmarks/ot_solvers.py)."""
-    if metric == "fd":
-        return frechet_to_gaussian(samples.cpu(), target.mean, target.cov)
+    if metric == "fd":  # on the samples' device: only the [N] values come back
+        moments_on = getattr(target, "moments_on", None)
+        mean, cov = moments_on(samples.device) if moments_on else (target.mean, target.cov)
+        return frechet_to_gaussian(samples, mean, cov).cpu()
     if metric not in ("w1", "w2"):
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     p = 1 if metric == "w1" else 2

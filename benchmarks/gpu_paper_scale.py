@@ -3,11 +3,12 @@
 The default experiment of the SIMS paper's Figure 5 (augment loop, SIMS w = 3, |D_r| = 1000,
 |D_s| = 250, n_s = 2000, base 100 epochs, fine-tune 50 epochs, default toy DDPM), all seeds in
 one process through `madlab.runner.run_config`. On a GPU the toy DDPM trains all seeds as one
-block. Per-seed random numbers are still drawn on the CPU (device-independent streams) and moved.
+block. Per-seed random numbers are drawn on the device (Philox counters, loops/philox.py).
 
 Metric: `fd` (Frechet, per seed in closed form, costs nothing) by default. Exact W2 (`--metric
-w2`) solves 1000 OT problems of 1000 x 1000 points per generation on the CPU (about 0.1-0.2 s
-each per core), i.e. minutes per generation unless --ot-jobs spreads them over many cores.
+w2`) solves 1000 OT problems of 1000 x 1000 points per generation: on CUDA samples by the batched
+auction on the device; with MADLAB_OT=pot on the host's CPU (about 0.06-0.08 s each per core,
+spread over --ot-jobs threads). benchmarks/gpu_check.py is the prepared, time-boxed GPU check.
 
     python -m benchmarks.gpu_paper_scale --device cuda                 # the paper-scale run
     python -m benchmarks.gpu_paper_scale --seeds 4 --gens 2 --device cpu --epochs 2 --aux-epochs 1

@@ -72,6 +72,7 @@ def test_torch_ops_take_over_when_kernels_are_forced_off(monkeypatch):
     assert torch.equal(keys.randn((5, 3)), native)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (GPU check)")
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_cuda_gives_the_cpu_bits(kind):

@@ -8,6 +8,17 @@ import torch
 from loops.rng import StreamKeys
 
 
+def _on(target, device: torch.device, *names: str) -> tuple[torch.Tensor, ...]:
+    """The target's float64 constants `names` on `device`, copied there once and kept: a
+    generation loop on a GPU draws every generation, and a copy from host memory would wait for
+    the device's queue each time (docs/performance.md, transfers)."""
+    cache = target.__dict__.setdefault("_device_copies", {})
+    key = (device.type, device.index)
+    if key not in cache:
+        cache[key] = {name: getattr(target, name).to(device) for name in target.DEVICE_CONSTANTS}
+    return tuple(cache[key][name] for name in names)
+
+
 @dataclass
 class Gaussian:
     """p_r = N(mean, cov). The SIMS paper's toy target is N(0, [[2, 1], [1, 2]])."""
@@ -16,15 +27,22 @@ class Gaussian:
     cov: torch.Tensor    # [d, d]
     name: str = "gaussian"
 
+    DEVICE_CONSTANTS = ("mean", "cov", "chol")   # kept on each device used (`_on`)
+
     def __post_init__(self):
         self.mean = torch.as_tensor(self.mean, dtype=torch.float64)
         self.cov = torch.as_tensor(self.cov, dtype=torch.float64)
         self.chol = torch.linalg.cholesky(self.cov)
         self.event_shape = tuple(self.mean.shape)
 
+    def moments_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, cov) on `device`, copied there once (`analysis.distances.per_seed`'s fd)."""
+        return _on(self, torch.device(device), "mean", "cov")
+
     def sample(self, n: int, keys: StreamKeys) -> torch.Tensor:
         z = keys.randn((n, self.mean.numel()), dtype=torch.float64)
-        return (self.mean.to(z.device) + z @ self.chol.T.to(z.device)).float()
+        mean, chol = _on(self, z.device, "mean", "chol")
+        return (mean + z @ chol.T).float()
 
 
 @dataclass
@@ -35,6 +53,8 @@ class GaussianMixture:
     means: torch.Tensor    # [m, d]
     covs: torch.Tensor     # [m, d, d]
     name: str = "mixture"
+
+    DEVICE_CONSTANTS = ("weights", "means", "covs", "chols", "mean", "cov")  # `_on`
 
     def __post_init__(self):
         self.weights = torch.as_tensor(self.weights, dtype=torch.float64)
@@ -57,18 +77,23 @@ class GaussianMixture:
 
     def sample_with_modes(self, n: int, keys: StreamKeys, weights: torch.Tensor | None = None):
         """Samples [N, n, d] and their mode index [N, n]; `weights` overrides the mixture weights."""
-        w = self.weights if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         d = self.means.shape[1]
         u = keys.rand((n,), dtype=torch.float64)                  # picks the mode
         z = keys.randn((n, d), dtype=torch.float64)
-        cdf = torch.cumsum(w / w.sum(), 0).to(u.device)
+        w, means, chols = _on(self, u.device, "weights", "means", "chols")
+        if weights is not None:  # an override: moved to the draws' device (a host tensor is copied)
+            w = torch.as_tensor(weights, dtype=torch.float64, device=u.device)
+        cdf = torch.cumsum(w / w.sum(), 0)
         mode = torch.searchsorted(cdf, u).clamp(max=len(w) - 1)
-        means, chols = self.means.to(u.device), self.chols.to(u.device)
         x = means[mode] + torch.einsum("Nnij,Nnj->Nni", chols[mode], z)
         return x.float(), mode
 
     def sample(self, n: int, keys: StreamKeys) -> torch.Tensor:
         return self.sample_with_modes(n, keys)[0]
+
+    def moments_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, cov) on `device`, copied there once."""
+        return _on(self, torch.device(device), "mean", "cov")
 
 
 def paper_gaussian() -> Gaussian:
