@@ -40,6 +40,18 @@ def components(target) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(means, dtype=torch.float64), torch.as_tensor(covs, dtype=torch.float64)
 
 
+def _constants(target, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(means [m, d], Cholesky factors [m, d, d]) of p_r's modes on `device`, float64, computed
+    once per device and kept on the target: an evaluation on a GPU then copies nothing from the
+    host (tests/test_transfers.py)."""
+    cache = target.__dict__.setdefault("_tail_constants", {}) if hasattr(target, "__dict__") else {}
+    key = (device.type, device.index)
+    if key not in cache:
+        means, covs = components(target)
+        cache[key] = (means.to(device), torch.linalg.cholesky(covs).to(device))
+    return cache[key]
+
+
 def mahalanobis_radius(samples, target) -> torch.Tensor:
     """Mahalanobis radius of every sample under p_r, the smallest over p_r's modes.
 
@@ -61,9 +73,8 @@ def mahalanobis_radius(samples, target) -> torch.Tensor:
     >>> mahalanobis_radius([[2.0, 0.0], [0.0, 3.0]], p_r)
     tensor([1., 3.], dtype=torch.float64)
     """
-    x = torch.as_tensor(samples, dtype=torch.float64)
-    means, covs = components(target)
-    chol = torch.linalg.cholesky(covs)                                   # [m, d, d]
+    x = torch.as_tensor(samples, dtype=torch.float64)                   # on its own device
+    means, chol = _constants(target, x.device)                           # [m, d], [m, d, d]
     centred = x.unsqueeze(-2) - means                                    # [..., n, m, d]
     z = torch.linalg.solve_triangular(chol, centred.unsqueeze(-1), upper=False)  # L^-1 (x - mu)
     return z.squeeze(-1).norm(dim=-1).amin(dim=-1)
@@ -191,12 +202,15 @@ def inlier_distance(metric: str, samples: torch.Tensor, real: torch.Tensor | Non
     radius : R (default OUTLIER_RADIUS = 5)
     """
     x = samples.detach()
-    keep_x = inlier_mask(x.cpu(), target, radius)
-    clean = keep_x.all(-1)
+    keep_x = inlier_mask(x, target, radius)                 # on the samples' device
+    has_out = ~keep_x.all(-1)
     keep_y = None
     if metric in ("w1", "w2"):
-        keep_y = inlier_mask(real.detach().cpu(), target, radius)
-        clean &= keep_y.all(-1)
+        keep_y = inlier_mask(real.detach(), target, radius)
+        has_out |= ~keep_y.all(-1)
+    # which seeds have something to drop: an [N] read, like the results; only those seeds'
+    # samples leave the device (for POT), the others reuse the plain distance
+    clean = ~has_out.cpu()
     out = torch.full((x.shape[0],), float("nan"), dtype=torch.float64)
     if clean.any():
         if plain is not None:
@@ -204,18 +218,21 @@ def inlier_distance(metric: str, samples: torch.Tensor, real: torch.Tensor | Non
         else:
             idx = clean.nonzero().squeeze(1)
             out[clean] = per_seed(metric, x[idx.to(x.device)],
-                                  None if keep_y is None else real[idx.to(real.device)], target, n_jobs)
+                                  None if metric == "fd" else real[idx.to(real.device)], target, n_jobs)
     dirty = (~clean).nonzero().squeeze(1)
     if len(dirty) == 0:
         return out
+    on_device = dirty.to(x.device)
+    xs = x[on_device].cpu()                                  # [k, n, d]: the dirty seeds only
     if metric == "fd":
-        out[dirty] = distance_on_inliers("fd", x.cpu()[dirty], None, target, radius)
+        out[dirty] = distance_on_inliers("fd", xs, None, target, radius)
         return out
-    xs, ys = x.cpu(), real.detach().cpu()
-    solvable = [k for k in dirty.tolist() if keep_x[k].sum() > 1 and keep_y[k].sum() > 1]
+    ys = real.detach()[on_device.to(real.device)].cpu()
+    keep_x, keep_y = keep_x[on_device].cpu(), keep_y[on_device.to(keep_y.device)].cpu()
+    solvable = [j for j in range(len(dirty)) if keep_x[j].sum() > 1 and keep_y[j].sum() > 1]
     if solvable:
-        out[solvable] = pot_each([(xs[k][keep_x[k]], ys[k][keep_y[k]]) for k in solvable],
-                                 1 if metric == "w1" else 2, n_jobs)
+        out[dirty[solvable]] = pot_each([(xs[j][keep_x[j]], ys[j][keep_y[j]]) for j in solvable],
+                                        1 if metric == "w1" else 2, n_jobs)
     return out
 
 
@@ -227,7 +244,7 @@ def tail_metrics(names, samples: torch.Tensor, real: torch.Tensor | None, target
     out = {}
     for name in names:
         if name == OUTLIER_SHARE:
-            out[name] = outlier_share(samples.detach().cpu(), target)
+            out[name] = outlier_share(samples.detach(), target).cpu()   # [N] results
         elif (m := base_metric(name)) is not None:
             out[name] = inlier_distance(m, samples, real, target, (plain or {}).get(m), n_jobs)
     return out

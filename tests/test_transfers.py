@@ -37,7 +37,8 @@ N = 3  # seeds: a results vector has N elements
 
 # Reads that the design allows, by (file, function name, operation):
 RESULTS = {("loops/loop.py", "cpu"),                 # the [N] metric values of a generation
-           ("analysis/distances.py", "cpu")}         # per_seed / wasserstein_batch return them
+           ("analysis/distances.py", "cpu"),         # per_seed / wasserstein_batch return them
+           ("analysis/tails.py", "cpu")}             # outlier shares; which seeds have outliers
 AUCTION_SYNCS = {"analysis/assignment.py", "analysis/distances.py"}  # exact OT: data-dependent rounds
 # toy/ddpm.py is another helper's file: its sites are listed here, and a new one fails the test.
 # On `meta` Adam takes the unfused fallback (torch's fused kernel runs on CPU and CUDA only),
@@ -180,7 +181,9 @@ def test_fd_loop_reads_back_only_the_results(kind):
     events = run_on_meta("fd", kind=kind)
     assert not check(events), "\n".join(check(events))
     results = [e for e in events if e.direction == "read" and e.file != "toy/ddpm.py"]
-    assert len(results) == 3 * 1 and all(e.numel == N for e in results)   # one [N] row per generation
+    # per generation, [N] each: fd, the outlier share, and which seeds have outliers (fd_inlier
+    # reuses fd where none; here none, the stand-in reads are zeros)
+    assert len(results) == 3 * 3 and all(e.numel == N for e in results)
     writes = [e for e in events if e.direction == "write"]
     assert all(e.generation == 1 for e in writes)                          # the target's constants, once
 

@@ -30,11 +30,13 @@ def _peer():
 
 
 SEEDS = [10, 11, 12]
+# guide_t_max=40: guidance on the whole chain, as the plain-module peer samples (Eq. 5 at every step)
 CONFIGS = {
-    "default": dict(batch_size=32),
+    "default": dict(batch_size=32, guide_t_max=40),
     "silu-sinusoidal-noLN": dict(batch_size=32, activation="silu", time_embedding="sinusoidal",
-                                 layer_norm=False, depth=1, lr_schedule="constant"),
-    "gelu-raw-deep": dict(batch_size=32, activation="gelu", time_embedding="raw", depth=3, width=16),
+                                 layer_norm=False, depth=1, lr_schedule="constant", guide_t_max=40),
+    "gelu-raw-deep": dict(batch_size=32, activation="gelu", time_embedding="raw", depth=3, width=16,
+                          guide_t_max=40),
 }
 
 
@@ -140,7 +142,7 @@ def test_training_and_sampling_match_plain_module_with_torch_adam():
     """Vectorized Adam + linear lr decay + DDPM loss == one torch.optim.Adam per seed (same draws);
     guided ancestral sampling == the plain sampler with the same noise."""
     peer = _peer()
-    backend = ToyDDPM(DDPMConfig(batch_size=32))
+    backend = ToyDDPM(DDPMConfig(batch_size=32, guide_t_max=40))  # whole chain, as the peer
     streams = SeedStreams(SEEDS)
     data = _data()
     epochs = 9  # more than RANDOM_CHUNK: two chunks of draws; last batch of each epoch is short
