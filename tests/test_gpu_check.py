@@ -45,7 +45,7 @@ def test_tiny_cpu_run_reports_every_part(tmp_path):
     assert b["figure5_paper"]["seed_generations"] == 4_000_000 and b["figure5_paper"]["hours_w2"] > 0
     assert b["ot_solvers"]["auction_max_rel_diff"] < 1e-9
     assert d["rng_bits_equal"] and all(c["within"] for c in d["comparisons"])
-    assert {c["metric"] for c in d["comparisons"]} == {"w2", "fd"}
+    assert {c["metric"] for c in d["comparisons"]} >= {"w2", "fd"}   # and the tail metrics beside them
     assert sorted(c["fid_by_generation"]) == ["1", "2"]
 
 
