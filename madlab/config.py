@@ -96,6 +96,9 @@ class RunConfig:
     device: str = option("cpu", identity=False, panel=EVAL_PANEL, help="cpu, cuda or cuda:N.")
     seed_chunk: int = option(1024, identity=False, panel=EVAL_PANEL, help=(
         "Most seeds trained together in one tensor (memory knob; numbers do not change)."))
+    keep_checkpoints: bool = option(False, identity=False, panel=EVAL_PANEL, help=(
+        "Keep every generation's checkpoint (tasks/<id>.ckpt/) after a task finishes; by default "
+        "only the newest is kept while it runs, and none once it is done."))
 
     # ------------------------------------------------------------------ building
     @classmethod

@@ -67,14 +67,14 @@ class LocalExecutor:
         if self.target is not execute_task:
             return self.target(str(out), task, self.threads)
         store.mark_running(out, task.id)
-        last = [0]
+        last = [store.checkpointed_generations(out, task.id) * task.config["seeds"]]  # resumed ones
 
         def progress(finished: int, total: int) -> None:
             if step is not None:
-                step(finished - last[0])
+                step(max(0, finished - last[0]))
             last[0] = finished
 
-        frame, failure = compute_task(task, self.threads, progress)
+        frame, failure = compute_task(task, self.threads, progress, out=out)
         return record(out, task, frame, failure)
 
     def _pool(self, out: Path, tasks: list[Task], done: Done) -> None:
@@ -443,7 +443,10 @@ class DaskExecutor:
         distributed = require("distributed")
         client = self.connect()
         try:
-            futures = client.map(self.target, tasks, threads=self.threads, pure=False)
+            # workers that see `out` (one machine, a shared disk) checkpoint every generation
+            # there, under a lease on this driver's lock; the others compute in memory
+            futures = client.map(self.target, tasks, threads=self.threads, out=str(out), lease=True,
+                                 pure=False)
             owner = {f.key: t for f, t in zip(futures, tasks)}
             for future in distributed.as_completed(futures):
                 task = owner[future.key]

@@ -239,15 +239,30 @@ def failure_record(task: Task, err: BaseException, seconds: float) -> dict:
             "seconds": seconds}
 
 
-def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], None] | None = None
+# a pool worker's process-wide settings (set by the pool's initializer, madlab.executors)
+WORKER = {"lease": False}    # lease: check before every write that the driver still holds the lock
+
+
+def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], None] | None = None,
+                 out: str | Path | None = None, lease: bool | None = None
                  ) -> tuple[pd.DataFrame | None, dict | None]:
     """Run `task`: (its rows, None) or (None, its failure record). Never raises for a failing
-    run (an error, an out-of-memory, NaN distances)."""
+    run (an error, an out-of-memory, NaN distances).
+
+    With `out` (a sweep directory this process can write), every finished generation is
+    checkpointed under out/tasks/<id>.ckpt/ and a rerun continues after the newest one; with
+    `lease` (default: this worker's setting) each write first checks that the driver that
+    started the task still holds the directory's lock (madlab.store.Lease)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     started = time.perf_counter()
+    checkpoint = None
+    if out is not None and (Path(out) / store.MANIFEST).exists():
+        lease = WORKER["lease"] if lease is None else lease
+        checkpoint = store.TaskCheckpoint(out, task.id, keep=bool(task.config.get("keep_checkpoints")),
+                                          lease=store.Lease(out) if lease else None)
     # warnings are process-global: collect them (POT's sign of NaN samples) only in the main
     # thread, never from a threaded worker (dask) where they would mix with other tasks'
     watch = threading.current_thread() is threading.main_thread()
@@ -255,34 +270,39 @@ def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], No
         with warnings.catch_warnings(record=True) if watch else contextlib.nullcontext([]) as caught:
             if watch:
                 warnings.simplefilter("always")
-            frame = run_config(task.run_config(), progress=progress)
+            frame = run_config(task.run_config(), progress=progress, checkpoint=checkpoint)
         check_finite(frame, caught)
         frame["run"] = task.run
         frame.attrs.clear()
         return frame, None
+    except (store.Abandoned, store.DiskError):
+        raise             # not the task's failure: the driver is gone, or the disk failed
     except Exception as err:  # noqa: BLE001 - a failing task is data, recorded with its error
         return None, failure_record(task, err, time.perf_counter() - started)
 
 
-def run_config(cfg: RunConfig, progress=None) -> pd.DataFrame:
+def run_config(cfg: RunConfig, progress=None, checkpoint=None) -> pd.DataFrame:
     from madlab.runner import run_config as run
 
-    return run(cfg, progress=progress)
+    return run(cfg, progress=progress, checkpoint=checkpoint)
 
 
 def record(out: Path, task: Task, frame: pd.DataFrame | None, failure: dict | None) -> dict:
-    """Write a task's result (or failure) atomically; return its small outcome."""
+    """Write a task's result (or failure) atomically; return its small outcome. A finished
+    task's checkpoint is removed (unless kept); a failed one's stays for the retry."""
     if frame is not None:
         store.write_task_result(out, task.id, frame)
+        store.TaskCheckpoint(out, task.id, keep=bool(task.config.get("keep_checkpoints"))).clear()
         return {"id": task.id, "state": "done", "rows": len(frame)}
     store.write_task_failure(out, task.id, failure)
     return {"id": task.id, "state": "failed", "error": failure["error"]}
 
 
 def execute_task(out: str, task: Task, threads: int = 1) -> dict:
-    """Worker entry point (local processes, Slurm jobs): run `task` and record it under `out`."""
+    """Worker entry point (local processes, Slurm jobs): run `task` and record it under `out`,
+    continuing after its newest checkpointed generation."""
     store.mark_running(out, task.id)
-    frame, failure = compute_task(task, threads)
+    frame, failure = compute_task(task, threads, out=out)
     return record(Path(out), task, frame, failure)
 
 
@@ -375,26 +395,40 @@ def merge(out: Path, tasks: list[Task]) -> int:
 def run_sweep(out: Path, tasks: list[Task], executor, *,
               on_start: Callable[[list[Task]], None] | None = None,
               on_done: Callable[[dict], None] | None = None,
-              on_step: Callable[[int], None] | None = None) -> dict[str, int]:
+              on_step: Callable[[int], None] | None = None,
+              lock: store.SweepLock | None = None) -> dict[str, int]:
     """Run every task of `tasks` not yet done in `out` (failed ones are retried) with
     `executor`, then merge all finished tasks into `out/results.parquet`. Holds the sweep's lock
-    throughout. Returns counts of done / failed / pending tasks and merged rows."""
+    throughout (`lock`: one the caller already holds). Returns counts of done / failed / pending
+    tasks and merged rows. On a signal the executor stops its workers, the tasks it was running
+    lose their running marks and the exception goes on (their finished generations stay on disk)."""
     out = Path(out)
-    with store.SweepLock(out):
+    with contextlib.nullcontext(lock) if lock is not None else store.SweepLock(out):
         store.remove_stale_temporaries(out)
         before = states(out, tasks)
         todo = [t for t in tasks if before[t.id] != "done"]
         store.clear_running(out, [t.id for t in todo])
         if on_start is not None:
             on_start(todo)
-        if todo:
-            executor.run(out, todo, on_done or (lambda outcome: None), on_step)
+        try:
+            if todo:
+                executor.run(out, todo, on_done or (lambda outcome: None), on_step)
+        except BaseException:
+            store.clear_running(out, [t.id for t in todo])
+            raise
         after = states(out, tasks)
         if needs_merge(out, tasks, after):
             merge(out, tasks)
     counts = {s: sum(1 for v in after.values() if v == s) for s in ("done", "failed", "pending")}
     rows = store.merged_rows(out)
     return {**counts, "rows": rows, "skipped": len(tasks) - len(todo)}
+
+
+def generations_done(out: Path, tasks: list[Task]) -> int:
+    """Generations finished so far over `tasks`: all of a done task's, a running or stopped
+    one's checkpointed ones."""
+    return sum(t.config["gens"] if store.task_state(out, t.id) == "done"
+               else store.checkpointed_generations(out, t.id) for t in tasks)
 
 
 def needs_merge(out: Path, tasks: list[Task], state: dict[str, str] | None = None) -> bool:

@@ -33,14 +33,22 @@ def load(directory: Path):
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory; give a run or sweep directory")
     path = directory / RESULTS
-    tasks = sorted((directory / "tasks").glob("*.parquet")) if not path.exists() else []
-    if not path.exists() and not tasks:
+    frame = None
+    if not up_to_date(directory):   # a sweep running or stopped: its finished tasks and generations
+        from madlab.sweep import load_tasks
+        from madlab.store import partial_rows
+
+        frame, what = partial_rows(directory, [t.id for t in load_tasks(directory)[1]])
+        if frame is not None:
+            stderr.print(f"{directory}: {RESULTS} is not up to date; reading the rows on disk: {what}")
+    tasks = sorted((directory / "tasks").glob("*.parquet")) if frame is None and not path.exists() else []
+    if frame is None and not path.exists() and not tasks:
         raise ConfigError(f"{directory} holds no {RESULTS}; run `madlab run --out {directory}` or "
                           f"`madlab sweep ... --out {directory}` first (or wait until it finishes)")
     try:
-        if path.exists():
+        if frame is None and path.exists():
             frame = pd.read_parquet(path)
-        else:  # a sweep still running: its finished tasks have the same schema
+        elif frame is None:  # task files without a manifest: they have the same schema
             stderr.print(f"{directory} holds no {RESULTS} yet: reading its {len(tasks)} finished task files")
             frame = pd.concat([pd.read_parquet(p) for p in tasks], ignore_index=True)
     except Exception as err:  # noqa: BLE001 - a corrupt file is bad input, not a crash
@@ -48,6 +56,22 @@ def load(directory: Path):
     if frame.empty:
         raise ConfigError(f"{path} holds no rows yet")
     return frame
+
+
+def up_to_date(directory: Path) -> bool:
+    """Whether DIR/results.parquet holds every row on disk: every finished task, and no
+    unfinished task has finished generations (true for a plain results table without a manifest)."""
+    from madlab.store import checkpointed_generations, read_manifest, task_state
+    from madlab.sweep import load_tasks, needs_merge
+
+    try:
+        if read_manifest(directory) is None:
+            return True
+        tasks = load_tasks(directory)[1]
+    except ConfigError:
+        return True
+    return not needs_merge(directory, tasks) and not any(
+        task_state(directory, t.id) != "done" and checkpointed_generations(directory, t.id) for t in tasks)
 
 
 # ---------------------------------------------------------------- writing

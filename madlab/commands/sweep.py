@@ -53,6 +53,7 @@ def progress_ui():
 
 def run_with_progress(out: Path, tasks, executor, name: str, show: bool) -> dict:
     """`run_sweep` with a bar over tasks (and, in-process, one over seed-generations)."""
+    from madlab.store import checkpointed_generations
     from madlab.sweep import run_sweep
 
     if not show:
@@ -64,7 +65,8 @@ def run_with_progress(out: Path, tasks, executor, name: str, show: bool) -> dict
         def start(todo) -> None:
             ids["tasks"] = bar.add_task(name, total=len(todo), unit="tasks")
             if executor.in_process:
-                total = sum(t.config["seeds"] * t.config["gens"] for t in todo)
+                total = sum(t.config["seeds"] * (t.config["gens"] - checkpointed_generations(out, t.id))
+                            for t in todo)
                 ids["steps"] = bar.add_task("  seed-generations", total=total, unit="")
 
         def done(outcome: dict) -> None:
