@@ -51,13 +51,30 @@ def progress_ui():
                     console=stderr, transient=False)
 
 
-def run_with_progress(out: Path, tasks, executor, name: str, show: bool) -> dict:
-    """`run_sweep` with a bar over tasks (and, in-process, one over seed-generations)."""
+def run_with_progress(out: Path, tasks, executor, name: str, show: bool, lock=None) -> dict:
+    """`run_sweep` with a bar over tasks (and, in-process, one over seed-generations). A stop
+    signal ends it with one line and exit status 128 + N; the finished generations stay on disk."""
+    from madlab.interrupt import as_interrupted, hold
+    from madlab.sweep import generations_done
+
+    try:
+        return _run_with_progress(out, tasks, executor, name, show, lock)
+    except BaseException as err:
+        stop = as_interrupted(err)
+        if stop is None:
+            raise
+        hold()
+        stderr.print(f"madlab: interrupted after {generations_done(out, tasks)} generations of "
+                     f"{len(tasks)} tasks; rerun the same command to resume", markup=False)
+        raise SystemExit(stop.code) from None
+
+
+def _run_with_progress(out: Path, tasks, executor, name: str, show: bool, lock) -> dict:
     from madlab.store import checkpointed_generations
     from madlab.sweep import run_sweep
 
     if not show:
-        return run_sweep(out, tasks, executor)
+        return run_sweep(out, tasks, executor, lock=lock)
     with progress_ui() as bar:
         state = {"done": 0, "failed": 0}
         ids = {}
@@ -77,7 +94,7 @@ def run_with_progress(out: Path, tasks, executor, name: str, show: bool) -> dict
         def step(n: int) -> None:
             bar.update(ids["steps"], advance=n)
 
-        return run_sweep(out, tasks, executor, on_start=start, on_done=done, on_step=step)
+        return run_sweep(out, tasks, executor, on_start=start, on_done=done, on_step=step, lock=lock)
 
 
 def report_outcome(out: Path, counts: dict, total: int) -> None:
