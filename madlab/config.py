@@ -49,6 +49,7 @@ __all__ = ["BACKENDS", "ConfigError", "EvalConfig", "OPTIONS", "RunConfig", "opt
 BACKENDS = ("toy-ddpm", "gaussian", "edm")
 BACKEND_FIELDS = {"toy-ddpm": "toy_ddpm", "gaussian": "gaussian", "edm": "edm"}
 LOOP_PANEL = "Loop"
+SEED_LIMIT = 2 ** 63     # seeds are hashed as unsigned 64-bit integers (loops/rng.py), kept signed-safe
 EVAL_PANEL = "Evaluation and output"
 
 
@@ -133,10 +134,17 @@ class RunConfig:
         check(self)
         positive(self, "seeds", "seed_chunk")
         non_negative(self, "first_seed")
+        require(self.first_seed + self.seeds <= SEED_LIMIT,
+                f"seeds must stay below 2^63 (first-seed + seeds = {self.first_seed + self.seeds})")
         self.loop.validate()
         self.algo.validate()
         self.evaluation.validate()
         getattr(self, BACKEND_FIELDS[self.backend]).validate()   # the other backends' are unused
+        if self.backend == "gaussian":   # a covariance needs two points: D^1 = D_r, and SIMS's S
+            require(self.loop.n_real >= 2, f"--backend gaussian fits a covariance: n-real must be at "
+                                           f"least 2, got {self.loop.n_real}")
+            require(self.algo.name == "standard" or self.algo.n_aux >= 2,
+                    f"--backend gaussian fits a covariance: n-aux must be at least 2, got {self.algo.n_aux}")
         ev = self.evaluation
         if not ev.metric:
             ev.metric = ["fid"] if self.backend == "edm" else ["w2"]

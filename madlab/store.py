@@ -232,14 +232,48 @@ def write_task_failure(out: Path, task_id: str, record: dict) -> None:
     _unlink(paths["running"])
 
 
-def task_state(out: Path, task_id: str) -> str:
-    """done (its rows are on disk) | failed (its error is) | pending (neither yet)."""
+def task_state(out: Path, task_id: str, rows: int | None = None) -> str:
+    """done (its rows are on disk and read back: `rows` of them, when given) | failed (its error
+    is) | pending (neither yet, or a task file that does not read back: it is computed again)."""
     paths = task_paths(out, task_id)
     if paths["done"].exists():
-        return "done"
+        found = readable_rows(paths["done"])
+        if found is not None and (found == rows if rows is not None else found > 0):
+            return "done"
     if paths["failed"].exists():
         return "failed"
     return "pending"
+
+
+def readable_rows(path: Path) -> int | None:
+    """The rows of a Parquet file by its footer, or None if it cannot be read (missing, torn)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_metadata(path).num_rows
+    except Exception:  # noqa: BLE001 - missing, truncated or not Parquet at all
+        return None
+
+
+def check_task_file(out: Path, task_id: str) -> str | None:
+    """Read a finished task's file through (every page, not only the footer); if it does not
+    read back, remove it and say why (the sweep then computes the task again)."""
+    import pyarrow.parquet as pq
+
+    path = task_paths(out, task_id)["done"]
+    try:
+        pq.read_table(path)
+        return None
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # noqa: BLE001 - a torn or corrupt file
+        _unlink(path)
+        return f"{path} did not read back ({_first_line(err)}): computing it again"
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [l.strip() for l in str(err).splitlines() if l.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def is_running(out: Path, task_id: str) -> bool:
@@ -284,7 +318,7 @@ def merge_task_results(out: Path, task_ids: Iterable[str]) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    merged = [t for t in task_ids if task_paths(out, t)["done"].exists()]
+    merged = [t for t in task_ids if readable_rows(task_paths(out, t)["done"])]
     tables = [pq.read_table(task_paths(out, t)["done"]) for t in merged]
     if not tables:
         return 0
@@ -302,7 +336,7 @@ def merged_tasks(out: Path) -> list[str] | None:
     path = Path(out) / RESULTS
     try:
         metadata = pq.read_schema(path).metadata or {}
-    except (FileNotFoundError, pa.ArrowInvalid):
+    except (OSError, pa.ArrowException):
         return None
     return json.loads(metadata[MERGED_KEY]) if MERGED_KEY in metadata else None
 
@@ -316,8 +350,11 @@ class SweepLock:
         self.file = None
 
     def __enter__(self) -> "SweepLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")
+        except OSError as err:
+            raise disk_error(self.path, err) from err
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -352,11 +389,10 @@ def is_locked(out: Path) -> bool:
     return False
 
 
-def merged_rows(out: Path) -> int:
-    import pyarrow.parquet as pq
-
+def merged_rows(out: Path) -> int | None:
+    """Rows of out/results.parquet: 0 when there is none, None when it does not read back."""
     path = Path(out) / RESULTS
-    return pq.read_metadata(path).num_rows if path.exists() else 0
+    return readable_rows(path) if path.exists() else 0
 
 
 # ---------------------------------------------------------------------------------------------

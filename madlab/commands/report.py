@@ -20,6 +20,8 @@ CONFIG_VIEW = ["n_synth", "omega", "seeds", "last_generation", "first", "first_l
 BEST_VIEW = ["n_synth", "best_omega", "best_ratio", "best_lo", "best_hi", "best_status", "prevented",
              "standard_ratio", "standard_status", "omegas"]
 PAPER_VIEW = ["paper_standard", "paper_sims_best"]
+MAX_BOOT = 100_000     # bootstrap resamples; memory is about 16 bytes x resamples x (seeds + generations)
+BOOT_MEMORY = 2 << 30  # refuse a --boot whose bootstrap would need more than this
 
 
 # ---------------------------------------------------------------- loading
@@ -121,6 +123,10 @@ def write_report(directory: Path, out: Path, metric: Optional[str] = None, start
     from analysis.report import analyse, figures
 
     frame = load(directory)
+    need = 16 * n_boot * (frame["seed"].nunique() + frame["generation"].nunique())
+    if need > BOOT_MEMORY:
+        raise ConfigError(f"--boot {n_boot} would need about {need / 2**30:.1f} GiB for this table's "
+                          f"seeds and generations; lower it")
     try:
         r = analyse(frame, metric, start, tolerance, drift_tolerance, level, n_boot)
     except ValueError as err:
@@ -188,14 +194,16 @@ def register(app: typer.Typer) -> None:
 
         Example: madlab report runs/fig5-quick
         """
-        if boot < 1:
-            raise ConfigError(f"boot must be positive, got {boot}")
+        if not 1 <= boot <= MAX_BOOT:
+            raise ConfigError(f"boot must be between 1 and {MAX_BOOT:,} resamples, got {boot}")
         try:
             size_list = [float(s) for s in sizes.split(",") if s.strip()]
         except ValueError:
             raise ConfigError(f"sizes must be comma-separated numbers, got {sizes!r}") from None
         size_list = [int(s) if s == int(s) else s for s in size_list]
         out_dir = out or Path(directory) / "report"
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"--out {out_dir} exists and is not a folder; the report writes several files into a folder")
         r, written = write_report(Path(directory), out_dir, metric, start, tolerance, drift_tolerance,
                                   level, boot, size_list)
         print_summary(r)

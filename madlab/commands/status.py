@@ -58,8 +58,11 @@ def register(app: typer.Typer) -> None:
                                 f"{plural(len(info['partial']), 'unfinished task')}: a rerun continues "
                                 "after them; their rows are in tasks/<id>.ckpt/)" if info["partial"] else "")))
         results = out / store.RESULTS
-        if results.exists():
-            rows = store.merged_rows(out)
+        rows = store.merged_rows(out)
+        if rows is None:
+            console.print(escape(f"results: {results} does not read back (torn or corrupt); rerun the "
+                                 f"{kind} to merge it again from the task files"))
+        elif results.exists():
             console.print(escape(f"results: {results} ({plural(rows, 'row')}"
                                  + ("" if info["merged"] else f"; not up to date: rerun the {kind} to merge")
                                  + ")"))

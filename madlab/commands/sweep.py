@@ -15,6 +15,7 @@ from madlab import presets
 from madlab.commands.options import GroupedCommand, config_options
 from madlab.config import ConfigError
 from madlab.executors import EXECUTORS
+from madlab.sweep import MAX_TASKS
 
 Executor = Enum("Executor", {k: k for k in EXECUTORS}, type=str)
 SWEEP = "Sweep"
@@ -152,6 +153,7 @@ def register(app: typer.Typer) -> None:
         preset: Annotated[Optional[str], typer.Option(help=f"Run a packaged sweep file instead: {', '.join(presets.available())}.", rich_help_panel=SWEEP)] = None,
         out: Annotated[Optional[Path], typer.Option(help="Sweep directory [default: sweeps/<name> for a file or preset, sweeps/sweep-<hash> otherwise]. Rerunning the same sweep there skips finished tasks and retries failed ones.", rich_help_panel=SWEEP)] = None,
         extend: Annotated[bool, typer.Option("--extend", help="Add this sweep's new tasks to an existing sweep directory (otherwise a different grid there is refused).", rich_help_panel=SWEEP)] = False,
+        max_tasks: Annotated[int, typer.Option(help="Refuse a sweep of more tasks than this (counted from the grid before any task is built).", rich_help_panel=SWEEP)] = MAX_TASKS,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan — every configuration's seed chunks (tasks), the seed-generations and an estimated cost — and stop; nothing is written.", rich_help_panel=SWEEP)] = False,
         executor: Annotated[Executor, typer.Option(help="Where tasks run: local processes, Slurm job arrays (madlab[slurm]), or a Dask cluster (madlab[dask]).", rich_help_panel=SWEEP)] = Executor.local,
         threads: Annotated[int, typer.Option(help="Torch threads per task (0: torch's default).", rich_help_panel=SWEEP)] = 1,
@@ -182,11 +184,14 @@ def register(app: typer.Typer) -> None:
         from madlab.executors import make_executor
         from madlab.plan import make_plan
         from madlab.runner import check_environment
+        from madlab.store import SweepLock
         from madlab.sweep import open_sweep
 
         spec = build_spec(file, preset, grid)
         check_environment()
-        tasks = spec.tasks()
+        if max_tasks < 1:
+            raise ConfigError(f"--max-tasks must be positive, got {max_tasks}")
+        tasks = spec.tasks(limit=max_tasks)
         runner = make_executor(executor.value, jobs=jobs, threads=threads, scheduler=scheduler,
                                partition=partition, time_min=time_min, gpus_per_task=gpus_per_task,
                                cpus_per_task=cpus_per_task, mem_gb=mem_gb,
@@ -199,9 +204,12 @@ def register(app: typer.Typer) -> None:
             return
         if hasattr(runner, "connect"):              # a scheduler that cannot be reached: nothing written
             runner.connect()
-        all_tasks = open_sweep(out_dir, spec, tasks, extend=extend)
-        plan = make_plan(out_dir, all_tasks, threads=threads, probe=local)
-        stderr.print(("no grid given: madlab run's default configuration as a sweep; " if bare else "")
-                     + plan.line(jobs if local else None), markup=False)
-        counts = run_with_progress(out_dir, all_tasks, runner, f"{spec.name} ({runner.name})", progress)
+        open_sweep(out_dir, spec, tasks, extend=extend, write=False)    # refusals write nothing
+        with SweepLock(out_dir) as lock:            # a sweep running there: refused, nothing written
+            all_tasks = open_sweep(out_dir, spec, tasks, extend=extend)
+            plan = make_plan(out_dir, all_tasks, threads=threads, probe=local)
+            stderr.print(("no grid given: madlab run's default configuration as a sweep; " if bare else "")
+                         + plan.line(jobs if local else None), markup=False)
+            counts = run_with_progress(out_dir, all_tasks, runner, f"{spec.name} ({runner.name})",
+                                       progress, lock=lock)
         report_outcome(out_dir, counts, len(all_tasks))
