@@ -65,8 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: bad input is one line on stderr and exit status 2, an environment
     failure (a file that cannot be written or read) one line naming the path and exit status 1,
     a stop signal (Ctrl-C, SIGTERM) one line and 128 + its number; never a traceback."""
-    from madlab import interrupt
+    from madlab import interrupt, provenance
 
+    provenance.COMMAND = ["madlab", *(sys.argv[1:] if argv is None else argv)]
     handlers = {s: signal.getsignal(s) for s in interrupt.SIGNALS}
     interrupt.install()
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fcntl
 import io
 import json
+import math
 import os
 import re
 import socket
@@ -38,6 +39,7 @@ TASKS = "tasks"
 LOCK = ".lock"
 CHECKPOINT = ".ckpt"              # tasks/<id>.ckpt/: a running task's finished generations
 MERGED_KEY = b"madlab.tasks"      # results.parquet metadata: the task ids merged into it
+PROVENANCE_KEY = b"madlab.provenance"   # a task file's metadata: where and by what it was computed
 
 if TYPE_CHECKING:   # pandas and pyarrow load where tables are read or written (fast `madlab --help`)
     import pandas as pd
@@ -108,8 +110,28 @@ def atomic_write_parquet(frame: pd.DataFrame | pa.Table, path: Path) -> None:
             frame.to_parquet(tmp, index=False)
 
 
-def config_record(cfg: RunConfig) -> dict:
-    return {"run": cfg.run_id(), "madlab": __version__, "config": cfg.to_dict()}
+def json_safe(value):
+    """`value` with every non-finite float written as the string "inf", "-inf" or "nan" (strict
+    JSON has no Infinity; float options read these spellings back: loops.options.coerce)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def to_json(value, **options) -> bytes:
+    """Strict JSON (no NaN/Infinity tokens) of `value`, as bytes."""
+    return json.dumps(json_safe(value), allow_nan=False, **options).encode()
+
+
+def config_record(cfg: RunConfig, provenance: dict | None = None) -> dict:
+    record = {"run": cfg.run_id(), "madlab": __version__, "config": cfg.to_dict()}
+    if provenance is not None:
+        record["provenance"] = provenance
+    return record
 
 
 def written_by_0_1(record: dict) -> bool:
@@ -158,9 +180,8 @@ def check_run_dir(out: Path, cfg: RunConfig) -> bool:
     return (out / RESULTS).exists()
 
 
-def write_config(out: Path, cfg: RunConfig) -> None:
-    atomic_write_bytes(Path(out) / CONFIG,
-                       json.dumps(config_record(cfg), indent=2, sort_keys=True).encode())
+def write_config(out: Path, cfg: RunConfig, provenance: dict | None = None) -> None:
+    atomic_write_bytes(Path(out) / CONFIG, to_json(config_record(cfg, provenance), indent=2, sort_keys=True))
 
 
 def write_results(out: Path, frame: pd.DataFrame) -> None:
@@ -193,7 +214,7 @@ def read_manifest(out: Path) -> dict | None:
 
 
 def write_manifest(out: Path, manifest: dict) -> None:
-    atomic_write_bytes(Path(out) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(Path(out) / MANIFEST, to_json(manifest, indent=1, sort_keys=True))
 
 
 def task_paths(out: Path, task_id: str) -> dict[str, Path]:
@@ -219,16 +240,26 @@ def mark_running(out: Path, task_id: str) -> None:
 
 
 def write_task_result(out: Path, task_id: str, frame: pd.DataFrame) -> None:
-    """The task's rows, atomically; a stale failure record of an earlier try is removed after."""
+    """The task's rows, atomically, with the provenance of the process that computed them
+    (frame.attrs["provenance"]) in the file's metadata; a stale failure record of an earlier try
+    is removed after."""
+    import pyarrow as pa
+
     paths = task_paths(out, task_id)
-    atomic_write_parquet(frame, paths["done"])
+    provenance = frame.attrs.get("provenance")
+    plain = frame.copy(deep=False)
+    plain.attrs = {}                       # pandas would store attrs in its own metadata
+    table = pa.Table.from_pandas(plain, preserve_index=False)
+    if provenance is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), PROVENANCE_KEY: to_json(provenance)})
+    atomic_write_parquet(table, paths["done"])
     _unlink(paths["failed"])
     _unlink(paths["running"])
 
 
 def write_task_failure(out: Path, task_id: str, record: dict) -> None:
     paths = task_paths(out, task_id)
-    atomic_write_bytes(paths["failed"], json.dumps(record, indent=1, sort_keys=True, default=str).encode())
+    atomic_write_bytes(paths["failed"], to_json(record, indent=1, sort_keys=True, default=str))
     _unlink(paths["running"])
 
 
@@ -323,7 +354,8 @@ def merge_task_results(out: Path, task_ids: Iterable[str]) -> int:
     if not tables:
         return 0
     table = pa.concat_tables(tables, promote_options="permissive")
-    metadata = {**(tables[0].schema.metadata or {}), MERGED_KEY: json.dumps(merged).encode()}
+    metadata = {k: v for k, v in (tables[0].schema.metadata or {}).items() if k != PROVENANCE_KEY}
+    metadata[MERGED_KEY] = json.dumps(merged).encode()
     atomic_write_parquet(table.replace_schema_metadata(metadata), Path(out) / RESULTS)
     return table.num_rows
 
@@ -562,3 +594,14 @@ def partial_rows(out: Path, task_ids: Iterable[str]) -> "tuple[pd.DataFrame | No
     if not frames:
         return None, what
     return pd.concat(frames, ignore_index=True), what
+
+
+def task_provenance(out: Path, task_id: str) -> dict | None:
+    """The provenance a finished task's file carries (None: none, or unreadable)."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_schema(task_paths(out, task_id)["done"]).metadata or {}
+        return json.loads(metadata[PROVENANCE_KEY]) if PROVENANCE_KEY in metadata else None
+    except Exception:  # noqa: BLE001 - missing or torn: no provenance
+        return None

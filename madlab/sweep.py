@@ -293,12 +293,16 @@ def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], No
 
     if threads:
         torch.set_num_threads(threads)
+    from madlab.provenance import now, provenance
+
     started = time.perf_counter()
-    checkpoint = None
+    record = provenance(task.config.get("device", "cpu"))     # where and by what code it runs
+    checkpoint, resumed = None, 0
     if out is not None and (Path(out) / store.MANIFEST).exists():
         lease = WORKER["lease"] if lease is None else lease
         checkpoint = store.TaskCheckpoint(out, task.id, keep=bool(task.config.get("keep_checkpoints")),
                                           lease=store.Lease(out) if lease else None)
+        resumed = checkpoint.generations()
     # warnings are process-global: collect them (POT's sign of NaN samples) only in the main
     # thread, never from a threaded worker (dask) where they would mix with other tasks'
     watch = threading.current_thread() is threading.main_thread()
@@ -318,6 +322,8 @@ def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], No
         check_finite(frame, caught)
         frame["run"] = task.run
         frame.attrs.clear()
+        frame.attrs["provenance"] = {**record, "ended": now(),
+                                     "resumed_after_generation": resumed}
         return frame, None
     except (store.Abandoned, store.DiskError):
         raise             # not the task's failure: the driver is gone, or the disk failed
@@ -464,6 +470,42 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
 def _speed(config: dict) -> dict:
     """The options of a task's config that change speed or where files go, not its numbers."""
     return {k: config[k] for k in ("device", "keep_checkpoints") if k in config}
+
+
+def begin_session(out: Path, tasks: list[Task]) -> dict:
+    """Note this command in the manifest's `sessions` (its provenance: madlab.provenance), with a
+    warning on stderr when the code differs from the session before it; call under the lock."""
+    from madlab.provenance import code_of, provenance, same_code
+
+    manifest = store.read_manifest(out) or {}
+    record = provenance(tasks[0].config.get("device", "cpu") if tasks else "cpu")
+    sessions = manifest.setdefault("sessions", [])
+    if sessions:
+        last, differs = sessions[-1], not same_code(sessions[-1], record)
+    else:                 # written before sessions were recorded: only its version is known
+        last = {"madlab": manifest.get("madlab")}
+        differs = bool(manifest.get("tasks")) and last["madlab"] != record["madlab"]
+    if differs:
+        print(f"madlab: warning: {out} was last run by {code_of(last)}, this is {code_of(record)}: "
+              "its finished tasks and generations are kept, so the results may mix both",
+              file=sys.stderr, flush=True)
+    sessions.append({**record, "ended": None, "outcome": None})
+    store.write_manifest(out, manifest)
+    return record
+
+
+def end_session(out: Path, record: dict, outcome: str) -> None:
+    """Close this command's session: its end time and outcome (done, failed, interrupted, error)."""
+    from madlab.provenance import now
+
+    manifest = store.read_manifest(out)
+    if manifest is None:
+        return
+    for session in reversed(manifest.get("sessions", [])):
+        if session.get("started") == record["started"] and session.get("command") == record["command"]:
+            session.update(ended=now(), outcome=outcome)
+            store.write_manifest(out, manifest)
+            return
 
 
 def load_tasks(out: Path) -> tuple[dict, list[Task]]:

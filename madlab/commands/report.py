@@ -168,6 +168,23 @@ def print_summary(r) -> None:
                              f"{r.threshold_text(key)}{in_paper}"))
 
 
+def print_provenance(directory: Path) -> None:
+    """Which code, machine and command produced the directory (its last session; madlab.provenance)."""
+    from rich.markup import escape
+
+    from madlab.provenance import summary
+    from madlab.store import read_manifest
+
+    try:
+        sessions = (read_manifest(directory) or {}).get("sessions") or []
+    except ConfigError:
+        sessions = []
+    if sessions:
+        Console().print(escape(f"provenance: {summary(sessions[-1])}"
+                               + (f" (and {len(sessions) - 1} earlier session(s), see sweep.json)"
+                                  if len(sessions) > 1 else "")), soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
@@ -207,4 +224,5 @@ def register(app: typer.Typer) -> None:
         r, written = write_report(Path(directory), out_dir, metric, start, tolerance, drift_tolerance,
                                   level, boot, size_list)
         print_summary(r)
+        print_provenance(Path(directory))
         Console().print(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))

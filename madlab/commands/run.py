@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
         from madlab.plan import make_plan
         from madlab.runner import check_environment
         from madlab.store import SweepLock, check_run_dir, load_results, read_failure, write_config
-        from madlab.sweep import SweepSpec, chunk_tasks, needs_merge, open_sweep, states
+        from madlab.sweep import SweepSpec, begin_session, chunk_tasks, needs_merge, open_sweep, states
 
         cfg = RunConfig.from_flat(options).validate()
         check_environment()
@@ -65,11 +65,12 @@ def register(app: typer.Typer) -> None:
                 stderr.print(f"{out_dir} already holds this run's results; nothing to redo.")
                 print_summary(load_results(out_dir), out_dir)
                 return
-            write_config(out_dir, cfg)
+            session = begin_session(out_dir, tasks)
+            write_config(out_dir, cfg, session)
             stderr.print(make_plan(out_dir, tasks, threads=0).line(), markup=False, soft_wrap=True)
             label = f"{cfg.loop.kind}/{cfg.algo.name} w={cfg.algo.omega:g}"
             counts = run_with_progress(out_dir, tasks, LocalExecutor(jobs=1, threads=0), label, progress,
-                                       lock=lock)
+                                       lock=lock, session=session)
         if counts["failed"]:
             errors = [f["error"] for t in tasks if (f := read_failure(out_dir, t.id))]
             stderr.print(f"madlab: run failed: {errors[0] if errors else 'unknown error'}", markup=False)

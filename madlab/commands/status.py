@@ -28,6 +28,7 @@ def status_counts(out: Path) -> dict:
     counts["running"] = [t for t in counts["pending"] if active and store.is_running(out, t.id)]
     partial = {t.id: store.checkpointed_generations(out, t.id) for t in tasks if state[t.id] != "done"}
     return {"name": manifest.get("name", out.name), "kind": manifest.get("kind", "sweep"),
+            "sessions": manifest.get("sessions", []),
             "tasks": tasks, "active": active, "merged": not needs_merge(out, tasks, state),
             "generations": sum(t.config["gens"] for t in tasks),
             "partial": {k: v for k, v in partial.items() if v}, **counts}
@@ -57,6 +58,14 @@ def register(app: typer.Typer) -> None:
                              + (f" ({sum(info['partial'].values())} of them checkpointed by "
                                 f"{plural(len(info['partial']), 'unfinished task')}: a rerun continues "
                                 "after them; their rows are in tasks/<id>.ckpt/)" if info["partial"] else "")))
+        if info["sessions"]:
+            from madlab.provenance import summary
+
+            last = info["sessions"][-1]
+            earlier = len(info["sessions"]) - 1
+            console.print(escape(f"last run: {summary(last)}"
+                                 + (f" ({plural(earlier, 'earlier session')} in sweep.json)" if earlier else "")),
+                          soft_wrap=True)
         results = out / store.RESULTS
         rows = store.merged_rows(out)
         if rows is None:

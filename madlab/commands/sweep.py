@@ -52,22 +52,34 @@ def progress_ui():
                     console=stderr, transient=False)
 
 
-def run_with_progress(out: Path, tasks, executor, name: str, show: bool, lock=None) -> dict:
+def run_with_progress(out: Path, tasks, executor, name: str, show: bool, lock=None,
+                      session: dict | None = None) -> dict:
     """`run_sweep` with a bar over tasks (and, in-process, one over seed-generations). A stop
-    signal ends it with one line and exit status 128 + N; the finished generations stay on disk."""
+    signal ends it with one line and exit status 128 + N; the finished generations stay on disk.
+    `session` (madlab.sweep.begin_session) is closed with the outcome."""
     from madlab.interrupt import as_interrupted, hold
-    from madlab.sweep import generations_done
+    from madlab.sweep import end_session, generations_done
 
+    outcome = "error"
     try:
-        return _run_with_progress(out, tasks, executor, name, show, lock)
+        counts = _run_with_progress(out, tasks, executor, name, show, lock)
+        outcome = "failed" if counts["failed"] else "done"
+        return counts
     except BaseException as err:
         stop = as_interrupted(err)
         if stop is None:
             raise
         hold()
+        outcome = "interrupted"
         stderr.print(f"madlab: interrupted after {generations_done(out, tasks)} generations of "
                      f"{len(tasks)} tasks; rerun the same command to resume", markup=False)
         raise SystemExit(stop.code) from None
+    finally:
+        if session is not None:
+            try:
+                end_session(out, session, outcome)
+            except OSError:
+                pass          # a full disk: the error that matters is already on its way
 
 
 def _run_with_progress(out: Path, tasks, executor, name: str, show: bool, lock) -> dict:
@@ -185,7 +197,7 @@ def register(app: typer.Typer) -> None:
         from madlab.plan import make_plan
         from madlab.runner import check_environment
         from madlab.store import SweepLock
-        from madlab.sweep import open_sweep
+        from madlab.sweep import begin_session, open_sweep
 
         spec = build_spec(file, preset, grid)
         check_environment()
@@ -207,9 +219,10 @@ def register(app: typer.Typer) -> None:
         open_sweep(out_dir, spec, tasks, extend=extend, write=False)    # refusals write nothing
         with SweepLock(out_dir) as lock:            # a sweep running there: refused, nothing written
             all_tasks = open_sweep(out_dir, spec, tasks, extend=extend)
+            session = begin_session(out_dir, all_tasks)
             plan = make_plan(out_dir, all_tasks, threads=threads, probe=local)
             stderr.print(("no grid given: madlab run's default configuration as a sweep; " if bare else "")
                          + plan.line(jobs if local else None), markup=False)
             counts = run_with_progress(out_dir, all_tasks, runner, f"{spec.name} ({runner.name})",
-                                       progress, lock=lock)
+                                       progress, lock=lock, session=session)
         report_outcome(out_dir, counts, len(all_tasks))
