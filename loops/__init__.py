@@ -12,6 +12,7 @@ _WHERE = {
     "LoopConfig": "loops.config", "Sims": "loops.algorithms", "SimsParam": "loops.algorithms",
     "Standard": "loops.algorithms", "Trained": "loops.algorithms",
     "make_algorithm": "loops.algorithms", "GenerationRecord": "loops.loop", "Loop": "loops.loop",
+    "LoopState": "loops.loop",
     "Backend": "loops.protocol", "Target": "loops.protocol", "SeedStreams": "loops.rng",
     "StreamKeys": "loops.rng",
 }

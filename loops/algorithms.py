@@ -52,6 +52,11 @@ class Standard:
                  generation: int, previous: Trained | None = None) -> Trained:
         return Trained(backend, self.train_base(backend, data, streams, generation, previous))
 
+    def carried(self, trained: Trained) -> Any:
+        """What of G^t generation t + 1 reads (`previous`): the base model when warm-starting
+        (with any optimizer state it carries), else nothing. A resumed loop gets exactly this back."""
+        return trained.model if self.warm_start else None
+
 
 @dataclass
 class Sims(Standard):

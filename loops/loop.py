@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -17,6 +17,20 @@ Evaluate = Callable[[torch.Tensor, int], Mapping[str, torch.Tensor]]
 
 
 @dataclass
+class LoopState:
+    """Everything generation t leaves for generation t + 1, so that a loop stopped after t resumes
+    there and ends bit-identical to one that never stopped. The random streams need nothing: every
+    draw is a pure function of (seed, purpose, generation, step) (loops/rng.py), and the real set
+    D_r (or D_r^t) is drawn again from its own stream."""
+
+    generation: int                           # t: the last finished generation
+    synthetic: list[torch.Tensor]             # D_s^1..D_s^t as the loop kind keeps them (accumulate:
+                                              # all, else the last; none after the last generation)
+    carried: Any = None                       # what of G^t the next generation starts from
+                                              # (A(.)'s `carried`: the base model for warm starts)
+
+
+@dataclass
 class GenerationRecord:
     """What one generation t produced, for all N seeds."""
 
@@ -25,6 +39,7 @@ class GenerationRecord:
     train_size: int                           # |D^t|
     seconds: dict[str, float] = field(default_factory=dict)  # train / synth / eval wall time
     model: Trained | None = None              # G^t itself
+    state: LoopState | None = None            # what generation t + 1 needs: checkpoint this to resume
 
 
 @dataclass
@@ -47,14 +62,22 @@ class Loop:
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
 
-    def run(self, streams: SeedStreams, evaluate: Evaluate, *,
-            keep_models: bool = False) -> Iterator[GenerationRecord]:
-        """Yield one record per generation t = 1..generations."""
-        real = self.target.sample(self.n_real, streams.keys("real", 1))
-        synthetic: list[torch.Tensor] = []
+    def run(self, streams: SeedStreams, evaluate: Evaluate, *, keep_models: bool = False,
+            resume: LoopState | None = None) -> Iterator[GenerationRecord]:
+        """Yield one record per generation t = 1..generations, or t = resume.generation + 1..
+        generations when resuming from the state a record of an earlier run carried."""
+        first = 1 if resume is None else resume.generation + 1
+        if not 1 <= first <= self.generations + 1:
+            raise ValueError(f"cannot resume after generation {first - 1} of a {self.generations}-"
+                             "generation loop")
+        fresh = draws_fresh_real(self.kind)
+        real = self.target.sample(self.n_real, streams.keys("real", 1)) if first == 1 or not fresh else None
+        synthetic: list[torch.Tensor] = [] if resume is None else list(resume.synthetic)
         previous: Trained | None = None
-        for t in range(1, self.generations + 1):
-            if t > 1 and draws_fresh_real(self.kind):
+        if resume is not None and resume.carried is not None:
+            previous = Trained(self.backend, resume.carried)
+        for t in range(first, self.generations + 1):
+            if t > 1 and fresh:
                 real = self.target.sample(self.n_real, streams.keys("real", t))
             data = training_set(self.kind, t, real, synthetic)
 
@@ -69,9 +92,12 @@ class Loop:
             metrics = {k: v.detach().cpu() for k, v in evaluate(samples, t).items()}
             evaluated = time.perf_counter()
 
+            last = t == self.generations
             yield GenerationRecord(
                 generation=t, metrics=metrics, train_size=int(data.shape[1]),
                 seconds={"train": trained - tick, "synth": synthesized - trained,
                          "eval": evaluated - synthesized},
-                model=model if keep_models else None)
+                model=model if keep_models else None,
+                state=LoopState(t, [] if last else list(synthetic),
+                                None if last else self.algorithm.carried(model)))
             previous = model

@@ -27,10 +27,11 @@ def cpu_signature() -> str:
     """CPU model and ISA flags: a -march=native library is only reused on the same kind of CPU."""
     fields = {}
     try:
-        for line in open("/proc/cpuinfo"):
-            key = line.split(":", 1)[0].strip()
-            if key in ("model name", "flags") and key not in fields:
-                fields[key] = line.split(":", 1)[1].strip()
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                key = line.split(":", 1)[0].strip()
+                if key in ("model name", "flags") and key not in fields:
+                    fields[key] = line.split(":", 1)[1].strip()
     except OSError:
         pass
     return f"{platform.machine()}|{fields.get('model name', '')}|{fields.get('flags', '')}"

@@ -24,6 +24,7 @@ from dataclasses import MISSING, dataclass, field
 from typing import Any, Iterable, Sequence
 
 TRUE, FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+NON_FINITE = ("inf", "-inf", "nan")   # float options written to JSON (madlab.store.to_json)
 
 
 class ConfigError(ValueError):
@@ -242,6 +243,8 @@ def coerce(spec: Spec, value: Any) -> Any:
     for float options, a comma-separated string is a list for list options; anything else is kept
     as given, for validate() to accept or refuse."""
     if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if spec.kind is float and value in NON_FINITE:      # how strict JSON files write them
         return float(value)
     if spec.kind is list and isinstance(value, str):
         return [s.strip() for s in value.split(",") if s.strip()]

@@ -5,6 +5,7 @@ command imports torch, pandas and POT in its body, so `madlab --help` is fast
 (benchmarks/cli_start.py)."""
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
@@ -61,7 +62,14 @@ def fail(message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: bad input is one line on stderr and exit status 2, never a traceback."""
+    """Console entry point: bad input is one line on stderr and exit status 2, an environment
+    failure (a file that cannot be written or read) one line naming the path and exit status 1,
+    a stop signal (Ctrl-C, SIGTERM) one line and 128 + its number; never a traceback."""
+    from madlab import interrupt, provenance
+
+    provenance.COMMAND = ["madlab", *(sys.argv[1:] if argv is None else argv)]
+    handlers = {s: signal.getsignal(s) for s in interrupt.SIGNALS}
+    interrupt.install()
     try:
         code = app(args=argv, standalone_mode=False)
     except ConfigError as err:
@@ -74,7 +82,21 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         print("madlab: interrupted", file=sys.stderr)
         raise SystemExit(130)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, interrupt.Interrupted) as err:
         print("madlab: interrupted", file=sys.stderr)
-        raise SystemExit(130)
+        raise SystemExit(interrupt.as_interrupted(err).code)
+    except OSError as err:
+        fail_environment(err)
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:
+                signal.signal(signum, handler)
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def fail_environment(err: OSError) -> None:
+    """One line naming the file, exit status 1."""
+    where = f"{err.filename}: " if getattr(err, "filename", None) and str(err.filename) not in str(err.strerror) else ""
+    text = err.strerror if err.strerror else str(err)
+    print(f"madlab: error: {where}{text}", file=sys.stderr)
+    raise SystemExit(1)

@@ -50,6 +50,7 @@ __all__ = ["BACKENDS", "ConfigError", "EvalConfig", "OPTIONS", "RunConfig", "opt
 BACKENDS = ("toy-ddpm", "gaussian", "edm")
 BACKEND_FIELDS = {"toy-ddpm": "toy_ddpm", "gaussian": "gaussian", "edm": "edm"}
 LOOP_PANEL = "Loop"
+SEED_LIMIT = 2 ** 63     # seeds are hashed as unsigned 64-bit integers (loops/rng.py), kept signed-safe
 EVAL_PANEL = "Evaluation and output"
 
 
@@ -111,6 +112,9 @@ class RunConfig:
     device: str = option("cpu", identity=False, panel=EVAL_PANEL, help="cpu, cuda or cuda:N.")
     seed_chunk: int = option(1024, identity=False, panel=EVAL_PANEL, help=(
         "Most seeds trained together in one tensor (memory knob; numbers do not change)."))
+    keep_checkpoints: bool = option(False, identity=False, panel=EVAL_PANEL, help=(
+        "Keep every generation's checkpoint (tasks/<id>.ckpt/) after a task finishes; by default "
+        "only the newest is kept while it runs, and none once it is done."))
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -145,10 +149,17 @@ class RunConfig:
         check(self)
         positive(self, "seeds", "seed_chunk")
         non_negative(self, "first_seed")
+        require(self.first_seed + self.seeds <= SEED_LIMIT,
+                f"seeds must stay below 2^63 (first-seed + seeds = {self.first_seed + self.seeds})")
         self.loop.validate()
         self.algo.validate()
         self.evaluation.validate()
         getattr(self, BACKEND_FIELDS[self.backend]).validate()   # the other backends' are unused
+        if self.backend == "gaussian":   # a covariance needs two points: D^1 = D_r, and SIMS's S
+            require(self.loop.n_real >= 2, f"--backend gaussian fits a covariance: n-real must be at "
+                                           f"least 2, got {self.loop.n_real}")
+            require(self.algo.name == "standard" or self.algo.n_aux >= 2,
+                    f"--backend gaussian fits a covariance: n-aux must be at least 2, got {self.algo.n_aux}")
         ev = self.evaluation
         if not ev.metric:
             ev.metric = ["fid"] if self.backend == "edm" else ["w2"]

@@ -46,7 +46,7 @@ def _crash_message(err: BaseException) -> str:
 
 @dataclass
 class LocalExecutor:
-    """Tasks on this machine: in this process (jobs = 1) or a joblib/loky process pool."""
+    """Tasks on this machine: in this process (jobs = 1) or `jobs` worker processes."""
     jobs: int = 1                 # processes running tasks at once
     threads: int = 1              # torch threads per task (0: leave torch's setting alone)
     target: Callable = execute_task   # worker entry point (out, task, threads) -> outcome
@@ -67,54 +67,55 @@ class LocalExecutor:
         if self.target is not execute_task:
             return self.target(str(out), task, self.threads)
         store.mark_running(out, task.id)
-        last = [0]
+        last = [store.checkpointed_generations(out, task.id) * task.config["seeds"]]  # resumed ones
 
         def progress(finished: int, total: int) -> None:
             if step is not None:
-                step(finished - last[0])
+                step(max(0, finished - last[0]))
             last[0] = finished
 
-        frame, failure = compute_task(task, self.threads, progress)
+        frame, failure = compute_task(task, self.threads, progress, out=out)
         return record(out, task, frame, failure)
 
     def _pool(self, out: Path, tasks: list[Task], done: Done) -> None:
-        """Run in joblib's loky process pool. If a worker dies, the pool breaks: the tasks that
-        were running are each retried alone, and one that kills its worker again is recorded as
-        crashed; the tasks not yet started go on."""
-        from concurrent.futures import as_completed
+        """Run in `jobs` worker processes (madlab.pool). A task whose worker dies is tried once
+        more in a fresh worker and recorded as crashed if it kills that one too; the other tasks
+        go on. On a signal (or any error here) every worker is killed before the exception goes
+        on: none outlives this call, and their unfinished writes are removed."""
+        from madlab.pool import WorkerPool
 
-        from joblib.externals.loky import get_reusable_executor
-        from joblib.externals.loky.process_executor import BrokenProcessPool
-
-        queue, alone = list(tasks), []
-        while queue or alone:
-            batch, isolated = (queue, False) if queue else ([alone.pop(0)], True)
-            pool = get_reusable_executor(max_workers=min(self.jobs, len(batch)))
-            futures = {pool.submit(self.target, str(out), t, self.threads): t for t in batch}
-            broken, left = None, []
-            for future in as_completed(futures):
-                task = futures[future]
-                try:
-                    done(future.result())
-                except BrokenProcessPool as err:
-                    broken = err
+        pool = WorkerPool(min(self.jobs, len(tasks)))
+        owner = {t.id: t for t in tasks}
+        tries = {t.id: 0 for t in tasks}
+        calls = [(t.id, self.target, (str(out), t, self.threads), {}) for t in tasks]
+        try:
+            while calls:
+                again = []
+                for key, answer in pool.run(calls):
+                    task = owner[key]
+                    tries[key] += 1
+                    if answer[0] == "ok":
+                        done(answer[1])
+                        continue
+                    if answer[0] == "error" and isinstance(answer[1], (store.DiskError, ConfigError)):
+                        raise answer[1]
                     state = store.task_state(out, task.id)
-                    if state != "pending":                 # recorded before the pool broke
+                    if state != "pending":                 # recorded before its worker died
                         done(_outcome_on_disk(out, task, state))
+                    elif answer[0] == "died" and tries[key] < 2:
+                        store.clear_running(out, [task.id])
+                        again.append((key, self.target, (str(out), task, self.threads), {}))
+                    elif answer[0] == "died":
+                        done(record_crash(out, task, _crash_message(answer[1])))
                     else:
-                        left.append(task)
-            if broken is None:
-                if not isolated:
-                    queue = []
-                continue
-            if isolated:
-                for task in left:
-                    done(record_crash(out, task, _crash_message(broken)))
-                continue
-            running = [t for t in left if store.is_running(out, t.id)] or left
-            alone += running
-            queue = [t for t in left if t not in running]
-            store.clear_running(out, [t.id for t in left])
+                        done(record_crash(out, task, f"the worker failed: {type(answer[1]).__name__}: "
+                                                     f"{_first_line(answer[1])}"))
+                calls = again
+            pool.close()
+        except BaseException:
+            pool.stop()
+            store.remove_stale_temporaries(out, older_than_s=0)   # its workers' unfinished writes
+            raise
 
 
 def _outcome_on_disk(out: Path, task: Task, state: str) -> dict:
@@ -205,16 +206,20 @@ class SlurmExecutor:
             book.set_jobs(token, [j.job_id for j in jobs])
             book.save()
             waiting.update({j.job_id: t for j, t in zip(jobs, fresh)})
-        while waiting:
-            states = queue.states()
-            if states is not None:
-                for job, task in list(waiting.items()):
-                    state = states.get(job)
-                    if state is None or not state.live:
-                        del waiting[job]
-                        done(self._finish(out, folder, job, task, state, book.submitted(job)))
-            if waiting:
-                time.sleep(self.poll_s)
+        try:
+            while waiting:
+                states = queue.states()
+                if states is not None:
+                    for job, task in list(waiting.items()):
+                        state = states.get(job)
+                        if state is None or not state.live:
+                            del waiting[job]
+                            done(self._finish(out, folder, job, task, state, book.submitted(job)))
+                if waiting:
+                    time.sleep(self.poll_s)
+        except BaseException:
+            cancel_jobs(list(waiting))        # Ctrl-C / SIGTERM stop the jobs too; a rerun resumes them
+            raise
 
     def _finish(self, out: Path, folder: Path, job: str, task: Task, state: "JobState | None",
                 submitted: float) -> dict:
@@ -250,6 +255,14 @@ class SlurmExecutor:
         """submitit's own job tracking (its local cluster: jobs as local processes, for tests)."""
         jobs = self._submit(self._submitit_executor(out / SLURM_DIR, out.name), out, tasks)
         waiting = dict(zip(jobs, tasks))
+        try:
+            self._wait_submitit(out, waiting, done)
+        except BaseException:
+            for job in waiting:
+                job.cancel(check=False)
+            raise
+
+    def _wait_submitit(self, out: Path, waiting: dict, done: Done) -> None:
         while waiting:
             for job, task in list(waiting.items()):
                 if not job.done():
@@ -265,6 +278,20 @@ class SlurmExecutor:
                 done(outcome)
             if waiting:
                 time.sleep(self.poll_s)
+
+
+def cancel_jobs(jobs: list[str]) -> None:
+    """scancel this sweep's live jobs (the driver was stopped by a signal); say so in one line."""
+    if not jobs:
+        return
+    try:
+        subprocess.run(["scancel", *jobs], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        print(f"slurm: could not cancel jobs {_id_range(jobs)} ({err}); cancel them with scancel",
+              file=sys.stderr, flush=True)
+        return
+    print(f"slurm: cancelled {len(jobs)} queued or running job{'s' * (len(jobs) != 1)} "
+          f"({_id_range(jobs)}); their finished generations are kept", file=sys.stderr, flush=True)
 
 
 SLURM_DIR = "slurm"                    # DIR/slurm: submitit's files and jobs.json
@@ -442,8 +469,12 @@ class DaskExecutor:
     def run(self, out: Path, tasks: list[Task], done: Done, step: Step | None = None) -> None:
         distributed = require("distributed")
         client = self.connect()
+        futures = []
         try:
-            futures = client.map(self.target, tasks, threads=self.threads, pure=False)
+            # workers that see `out` (one machine, a shared disk) checkpoint every generation
+            # there, under a lease on this driver's lock; the others compute in memory
+            futures = client.map(self.target, tasks, threads=self.threads, out=str(out), lease=True,
+                                 pure=False)
             owner = {f.key: t for f, t in zip(futures, tasks)}
             for future in distributed.as_completed(futures):
                 task = owner[future.key]
@@ -454,6 +485,12 @@ class DaskExecutor:
                 else:
                     done(record(out, task, frame, failure))
                 future.release()
+        except BaseException:
+            # a signal: drop every task from the cluster; a task already running stops at its next
+            # checkpoint, when its lease sees that this driver has let go of the lock
+            if futures:
+                client.cancel(futures, force=True)
+            raise
         finally:
             client.close()
             self.client = None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pandas as pd
 import torch
@@ -19,6 +19,9 @@ from toy.config import REFERENCE_LEARNERS
 from toy.ddpm import ToyDDPM
 from toy.gaussian_fit import GaussianFit
 from toy.targets import make_target
+
+if TYPE_CHECKING:
+    from madlab.store import TaskCheckpoint
 
 # progress(seeds_done_in_chunk_generations, total) is called after every generation of every chunk
 Progress = Callable[[int, int], None]
@@ -119,30 +122,56 @@ def config_columns(cfg: RunConfig) -> dict:
     return cols
 
 
-def run_config(cfg: RunConfig, progress: Progress | None = None) -> pd.DataFrame:
+def generation_rows(rec, chunk: list[int], run_id: str, columns: dict) -> pd.DataFrame:
+    """One generation's rows: one per (seed, metric), with the configuration's columns."""
+    rows = []
+    for metric, values in rec.metrics.items():
+        for seed, value in zip(chunk, values.tolist()):
+            rows.append({"run": run_id, "seed": seed, "generation": rec.generation,
+                         "metric": metric, "value": value, "train_size": rec.train_size,
+                         "ensemble": len(chunk),
+                         **{f"time_{k}_s": v for k, v in rec.seconds.items()}})
+    frame = pd.DataFrame(rows)
+    for key, value in columns.items():
+        frame[key] = value
+    return frame
+
+
+def run_config(cfg: RunConfig, progress: Progress | None = None,
+               checkpoint: "TaskCheckpoint | None" = None) -> pd.DataFrame:
     """Run every seed of `cfg` (in chunks of cfg.seed_chunk) and return one row per
-    (seed, generation, metric)."""
+    (seed, generation, metric).
+
+    With a `checkpoint` (madlab.store.TaskCheckpoint; `cfg` is then one chunk, a sweep task),
+    every finished generation's rows and loop state are committed there before `progress` hears
+    of it, and a run finds the newest committed generation there and continues after it: the
+    rows come out exactly as if it had never stopped. `progress` is called only for generations
+    computed here, with the seed-generations done so far (resumed ones included)."""
     cfg.validate()
     loop = build_loop(cfg)
     seeds = cfg.seed_list()
     run_id, columns = cfg.run_id(), config_columns(cfg)
-    rows, done, total = [], 0, len(seeds) * cfg.loop.gens
+    chunks = [seeds[s:s + cfg.seed_chunk] for s in range(0, len(seeds), cfg.seed_chunk)]
+    if checkpoint is not None and len(chunks) != 1:
+        raise ValueError("a checkpointed run is one chunk of seeds (a sweep task)")
+    frames, done, total = [], 0, len(seeds) * cfg.loop.gens
     started = time.perf_counter()
-    for start in range(0, len(seeds), cfg.seed_chunk):
-        chunk = seeds[start:start + cfg.seed_chunk]
+    for chunk in chunks:
         streams = SeedStreams(chunk, device=cfg.device)  # draws happen where the models live
-        for rec in loop.run(streams, make_evaluate(cfg, loop.target, streams)):
-            for metric, values in rec.metrics.items():
-                for seed, value in zip(chunk, values.tolist()):
-                    rows.append({"run": run_id, "seed": seed, "generation": rec.generation,
-                                 "metric": metric, "value": value, "train_size": rec.train_size,
-                                 "ensemble": len(chunk),
-                                 **{f"time_{k}_s": v for k, v in rec.seconds.items()}})
+        found = checkpoint.load(cfg.device) if checkpoint is not None else None
+        resume = None
+        if found is not None:
+            resume, rows = found
+            frames.append(rows)
+            done += len(chunk) * resume.generation
+        for rec in loop.run(streams, make_evaluate(cfg, loop.target, streams), resume=resume):
+            frame = generation_rows(rec, chunk, run_id, columns)
+            if checkpoint is not None:
+                checkpoint.save(rec.state, frame)
+            frames.append(frame)
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
-    frame = pd.DataFrame(rows)
-    for key, value in columns.items():
-        frame[key] = value
+    frame = pd.concat(frames, ignore_index=True)
     frame.attrs["seconds"] = time.perf_counter() - started
     return frame

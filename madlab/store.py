@@ -5,6 +5,9 @@ A sweep directory (a `madlab run` directory is a one-configuration sweep) holds
   tasks/<id>.parquet       a finished task's rows (written to a temporary file, then renamed)
   tasks/<id>.error.json    a failed task's error (removed when a rerun succeeds)
   tasks/<id>.running       a task a worker has started (pid, host); gone once it is recorded
+  tasks/<id>.ckpt/         an unfinished task's per-generation checkpoint (TaskCheckpoint): each
+                           finished generation's rows and what the next generation needs; removed
+                           once the task is recorded, unless kept (--keep-checkpoints)
   results.parquet          every finished task's rows merged: `pd.read_parquet(path)` loads it,
                            one row per (run, seed, generation, metric)
   config.json              (runs only) the fully resolved RunConfig (RunConfig.to_dict(): the run's
@@ -13,11 +16,15 @@ A sweep directory (a `madlab run` directory is a one-configuration sweep) holds
 from __future__ import annotations
 
 import fcntl
+import io
 import json
+import math
 import os
+import re
 import socket
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
@@ -30,7 +37,9 @@ RESULTS = "results.parquet"
 MANIFEST = "sweep.json"
 TASKS = "tasks"
 LOCK = ".lock"
+CHECKPOINT = ".ckpt"              # tasks/<id>.ckpt/: a running task's finished generations
 MERGED_KEY = b"madlab.tasks"      # results.parquet metadata: the task ids merged into it
+PROVENANCE_KEY = b"madlab.provenance"   # a task file's metadata: where and by what it was computed
 
 if TYPE_CHECKING:   # pandas and pyarrow load where tables are read or written (fast `madlab --help`)
     import pandas as pd
@@ -46,23 +55,40 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()     # what open() would give; mkstemp alone gives 0600
 
 
+class DiskError(OSError):
+    """Writing a file of a run or sweep directory failed (disk full, read-only, permissions): an
+    environment failure, reported as one line naming the path (exit status 1)."""
+
+
+def disk_error(path: Path, err: OSError) -> DiskError:
+    return DiskError(err.errno, f"cannot write {path}: {err.strerror or err}")
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[str]:
     """Yield a temporary path in `path`'s folder to write; then fsync it and rename it over
-    `path` (readers see the old file or the new one, never a part). On error nothing is left."""
+    `path` (readers see the old file or the new one, never a part). On error nothing is left;
+    an OSError comes out as a DiskError naming `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except DiskError:
+        raise
+    except OSError as err:
+        raise disk_error(path, err) from err
     try:
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError) and not isinstance(err, DiskError):
+            raise disk_error(path, err) from err
         raise
 
 
@@ -84,8 +110,28 @@ def atomic_write_parquet(frame: pd.DataFrame | pa.Table, path: Path) -> None:
             frame.to_parquet(tmp, index=False)
 
 
-def config_record(cfg: RunConfig) -> dict:
-    return {"run": cfg.run_id(), "madlab": __version__, "config": cfg.to_dict()}
+def json_safe(value):
+    """`value` with every non-finite float written as the string "inf", "-inf" or "nan" (strict
+    JSON has no Infinity; float options read these spellings back: loops.options.coerce)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def to_json(value, **options) -> bytes:
+    """Strict JSON (no NaN/Infinity tokens) of `value`, as bytes."""
+    return json.dumps(json_safe(value), allow_nan=False, **options).encode()
+
+
+def config_record(cfg: RunConfig, provenance: dict | None = None) -> dict:
+    record = {"run": cfg.run_id(), "madlab": __version__, "config": cfg.to_dict()}
+    if provenance is not None:
+        record["provenance"] = provenance
+    return record
 
 
 def written_by_0_1(record: dict) -> bool:
@@ -134,9 +180,8 @@ def check_run_dir(out: Path, cfg: RunConfig) -> bool:
     return (out / RESULTS).exists()
 
 
-def write_config(out: Path, cfg: RunConfig) -> None:
-    atomic_write_bytes(Path(out) / CONFIG,
-                       json.dumps(config_record(cfg), indent=2, sort_keys=True).encode())
+def write_config(out: Path, cfg: RunConfig, provenance: dict | None = None) -> None:
+    atomic_write_bytes(Path(out) / CONFIG, to_json(config_record(cfg, provenance), indent=2, sort_keys=True))
 
 
 def write_results(out: Path, frame: pd.DataFrame) -> None:
@@ -169,7 +214,7 @@ def read_manifest(out: Path) -> dict | None:
 
 
 def write_manifest(out: Path, manifest: dict) -> None:
-    atomic_write_bytes(Path(out) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
+    atomic_write_bytes(Path(out) / MANIFEST, to_json(manifest, indent=1, sort_keys=True))
 
 
 def task_paths(out: Path, task_id: str) -> dict[str, Path]:
@@ -195,27 +240,71 @@ def mark_running(out: Path, task_id: str) -> None:
 
 
 def write_task_result(out: Path, task_id: str, frame: pd.DataFrame) -> None:
-    """The task's rows, atomically; a stale failure record of an earlier try is removed after."""
+    """The task's rows, atomically, with the provenance of the process that computed them
+    (frame.attrs["provenance"]) in the file's metadata; a stale failure record of an earlier try
+    is removed after."""
+    import pyarrow as pa
+
     paths = task_paths(out, task_id)
-    atomic_write_parquet(frame, paths["done"])
+    provenance = frame.attrs.get("provenance")
+    plain = frame.copy(deep=False)
+    plain.attrs = {}                       # pandas would store attrs in its own metadata
+    table = pa.Table.from_pandas(plain, preserve_index=False)
+    if provenance is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), PROVENANCE_KEY: to_json(provenance)})
+    atomic_write_parquet(table, paths["done"])
     _unlink(paths["failed"])
     _unlink(paths["running"])
 
 
 def write_task_failure(out: Path, task_id: str, record: dict) -> None:
     paths = task_paths(out, task_id)
-    atomic_write_bytes(paths["failed"], json.dumps(record, indent=1, sort_keys=True, default=str).encode())
+    atomic_write_bytes(paths["failed"], to_json(record, indent=1, sort_keys=True, default=str))
     _unlink(paths["running"])
 
 
-def task_state(out: Path, task_id: str) -> str:
-    """done (its rows are on disk) | failed (its error is) | pending (neither yet)."""
+def task_state(out: Path, task_id: str, rows: int | None = None) -> str:
+    """done (its rows are on disk and read back: `rows` of them, when given) | failed (its error
+    is) | pending (neither yet, or a task file that does not read back: it is computed again)."""
     paths = task_paths(out, task_id)
     if paths["done"].exists():
-        return "done"
+        found = readable_rows(paths["done"])
+        if found is not None and (found == rows if rows is not None else found > 0):
+            return "done"
     if paths["failed"].exists():
         return "failed"
     return "pending"
+
+
+def readable_rows(path: Path) -> int | None:
+    """The rows of a Parquet file by its footer, or None if it cannot be read (missing, torn)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_metadata(path).num_rows
+    except Exception:  # noqa: BLE001 - missing, truncated or not Parquet at all
+        return None
+
+
+def check_task_file(out: Path, task_id: str) -> str | None:
+    """Read a finished task's file through (every page, not only the footer); if it does not
+    read back, remove it and say why (the sweep then computes the task again)."""
+    import pyarrow.parquet as pq
+
+    path = task_paths(out, task_id)["done"]
+    try:
+        pq.read_table(path)
+        return None
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # noqa: BLE001 - a torn or corrupt file
+        _unlink(path)
+        return f"{path} did not read back ({_first_line(err)}): computing it again"
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [l.strip() for l in str(err).splitlines() if l.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def is_running(out: Path, task_id: str) -> bool:
@@ -243,7 +332,7 @@ def remove_stale_temporaries(out: Path, older_than_s: float = 300.0) -> int:
     if not folder.exists():
         return 0
     now = time.time()
-    for tmp in folder.glob(".*.tmp"):
+    for tmp in [*folder.glob(".*.tmp"), *folder.glob(f"*{CHECKPOINT}/.*.tmp")]:
         try:
             if now - tmp.stat().st_mtime > older_than_s:
                 tmp.unlink()
@@ -260,12 +349,13 @@ def merge_task_results(out: Path, task_ids: Iterable[str]) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    merged = [t for t in task_ids if task_paths(out, t)["done"].exists()]
+    merged = [t for t in task_ids if readable_rows(task_paths(out, t)["done"])]
     tables = [pq.read_table(task_paths(out, t)["done"]) for t in merged]
     if not tables:
         return 0
     table = pa.concat_tables(tables, promote_options="permissive")
-    metadata = {**(tables[0].schema.metadata or {}), MERGED_KEY: json.dumps(merged).encode()}
+    metadata = {k: v for k, v in (tables[0].schema.metadata or {}).items() if k != PROVENANCE_KEY}
+    metadata[MERGED_KEY] = json.dumps(merged).encode()
     atomic_write_parquet(table.replace_schema_metadata(metadata), Path(out) / RESULTS)
     return table.num_rows
 
@@ -278,7 +368,7 @@ def merged_tasks(out: Path) -> list[str] | None:
     path = Path(out) / RESULTS
     try:
         metadata = pq.read_schema(path).metadata or {}
-    except (FileNotFoundError, pa.ArrowInvalid):
+    except (OSError, pa.ArrowException):
         return None
     return json.loads(metadata[MERGED_KEY]) if MERGED_KEY in metadata else None
 
@@ -292,19 +382,23 @@ class SweepLock:
         self.file = None
 
     def __enter__(self) -> "SweepLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "a+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.file = open(self.path, "a+")
+        except OSError as err:
+            raise disk_error(self.path, err) from err
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
+            holder = self.file.read().strip().split(" session ")[0] or "another process"
             self.file.close()
             raise ConfigError(f"{self.path.parent} is being run by another madlab process ({holder}); "
                               "wait for it to finish or choose another --out")
+        self.session = uuid.uuid4().hex            # workers' leases compare it (Lease)
         self.file.seek(0)
         self.file.truncate()
-        self.file.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        self.file.write(f"pid {os.getpid()} on {socket.gethostname()} session {self.session}")
         self.file.flush()
         return self
 
@@ -327,8 +421,187 @@ def is_locked(out: Path) -> bool:
     return False
 
 
-def merged_rows(out: Path) -> int:
+def merged_rows(out: Path) -> int | None:
+    """Rows of out/results.parquet: 0 when there is none, None when it does not read back."""
+    path = Path(out) / RESULTS
+    return readable_rows(path) if path.exists() else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# per-generation checkpoints of a task
+
+class Abandoned(RuntimeError):
+    """A worker's driver is gone (or another one took the directory over): stop, write nothing."""
+
+
+class Lease:
+    """A worker's right to write into a sweep directory: the driver that started it still holds the
+    directory's lock. Taken when a task starts (it reads the holder's session token from the lock
+    file); `check()` raises Abandoned once that driver has exited (the kernel drops its flock, even
+    after SIGKILL) or another driver took the lock over."""
+
+    def __init__(self, out: Path):
+        self.out = Path(out)
+        self.session = lock_session(self.out)
+
+    def check(self) -> None:
+        if self.session is None or not is_locked(self.out) or lock_session(self.out) != self.session:
+            raise Abandoned(f"the madlab process that started this task no longer holds {self.out / LOCK}")
+
+
+class TaskCheckpoint:
+    """`tasks/<id>.ckpt/`: the finished generations of a task that has not finished yet.
+
+        g0003.parquet   generation 3's result rows (every seed and metric, the task file's columns)
+        g0003.pt        the loop's state after generation 3 (loops.loop.LoopState, torch.save): the
+                        synthetic sets the loop kind keeps and, for warm starts, the model G^3 with
+                        any optimizer state it carries; written after the rows, so it commits them
+
+    Both are written atomically (temporary file, fsync, rename); the newest committed generation is
+    the highest g*.pt, found from the file names alone (no torch). Older states are deleted once a
+    newer one is on disk unless `keep`. A state or rows file that cannot be read is a generation
+    that did not finish: the task resumes from the newest generation whose files all read back."""
+
+    STATE = re.compile(r"g(\d{4,})\.pt$")
+
+    def __init__(self, out: Path, task_id: str, keep: bool = False, lease: Lease | None = None):
+        self.folder = Path(out) / TASKS / f"{task_id}{CHECKPOINT}"
+        self.keep = keep
+        self.lease = lease
+
+    def path(self, generation: int, kind: str) -> Path:
+        return self.folder / f"g{generation:04d}.{kind}"
+
+    def generations(self) -> int:
+        """The newest committed generation (0: none), from the file names."""
+        try:
+            names = os.listdir(self.folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return 0
+        found = [int(m.group(1)) for n in names if (m := self.STATE.match(n))]
+        return max(found, default=0)
+
+    def rows(self, upto: int | None = None) -> "pd.DataFrame | None":
+        """The rows of generations 1..upto (default: the newest committed), or None if some are
+        missing or unreadable."""
+        import pandas as pd
+
+        upto = self.generations() if upto is None else upto
+        if upto == 0:
+            return None
+        try:
+            return pd.concat([pd.read_parquet(self.path(t, "parquet")) for t in range(1, upto + 1)],
+                             ignore_index=True)
+        except Exception:  # noqa: BLE001 - missing, truncated or foreign: not a finished generation
+            return None
+
+    def load(self, device: str = "cpu") -> "tuple[object, pd.DataFrame] | None":
+        """(LoopState, rows of generations 1..t) of the newest generation t whose files all read
+        back, or None (start from generation 1). Unreadable newer files are removed."""
+        import torch
+
+        for t in sorted({int(m.group(1)) for n in self._names() if (m := self.STATE.match(n))},
+                        reverse=True):
+            try:
+                state = torch.load(self.path(t, "pt"), map_location=device, weights_only=False)
+            except Exception:  # noqa: BLE001 - a torn or corrupt state: that generation did not finish
+                state = None
+            rows = self.rows(t) if state is not None and getattr(state, "generation", None) == t else None
+            if rows is not None:
+                return state, rows
+            _unlink(self.path(t, "pt"))
+        return None
+
+    def _names(self) -> list[str]:
+        try:
+            return os.listdir(self.folder)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def save(self, state, rows: "pd.DataFrame") -> None:
+        """Commit generation state.generation: its rows, then its state; then drop older states."""
+        import torch
+
+        t = state.generation
+        if self.lease is not None:
+            self.lease.check()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_parquet(rows, self.path(t, "parquet"))
+        blob = io.BytesIO()                        # serialised first: a full disk is an OSError here
+        torch.save(state, blob)
+        atomic_write_bytes(self.path(t, "pt"), blob.getbuffer())
+        if not self.keep:
+            for name in self._names():
+                m = self.STATE.match(name)
+                if m and int(m.group(1)) < t:
+                    _unlink(self.folder / name)
+
+    def clear(self) -> None:
+        """Remove the checkpoint (the task is recorded), unless it is kept."""
+        if self.keep or not self.folder.exists():
+            return
+        for name in self._names():
+            _unlink(self.folder / name)
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass
+
+    def size(self) -> int:
+        """Bytes on disk."""
+        return sum((self.folder / n).stat().st_size for n in self._names()
+                   if (self.folder / n).is_file())
+
+
+def checkpointed_generations(out: Path, task_id: str) -> int:
+    """Generations of an unfinished task already on disk (0: none): cheap, for progress and status."""
+    return TaskCheckpoint(out, task_id).generations()
+
+
+def lock_session(out: Path) -> str | None:
+    """The session token the lock's current holder wrote into `out/.lock`."""
+    try:
+        text = (Path(out) / LOCK).read_text()
+    except OSError:
+        return None
+    m = re.search(r"session (\S+)", text)
+    return m.group(1) if m else None
+
+
+def partial_rows(out: Path, task_ids: Iterable[str]) -> "tuple[pd.DataFrame | None, str]":
+    """Every row on disk so far of the tasks `task_ids`, in their order: a finished task's file,
+    else the finished generations of its checkpoint; and a few words saying what was read."""
+    import pandas as pd
+
+    frames, done, partial, generations = [], 0, 0, 0
+    for task_id in task_ids:
+        path = task_paths(out, task_id)["done"]
+        if path.exists():
+            try:
+                frames.append(pd.read_parquet(path))
+                done += 1
+                continue
+            except Exception:  # noqa: BLE001 - a corrupt task file: the sweep recomputes it
+                pass
+        rows = TaskCheckpoint(out, task_id).rows()
+        if rows is not None:
+            frames.append(rows)
+            partial += 1
+            generations += int(rows["generation"].max())
+    what = (f"{done} finished task{'s' * (done != 1)}"
+            + (f" and {generations} finished generations of {partial} unfinished "
+               f"task{'s' * (partial != 1)}" if partial else ""))
+    if not frames:
+        return None, what
+    return pd.concat(frames, ignore_index=True), what
+
+
+def task_provenance(out: Path, task_id: str) -> dict | None:
+    """The provenance a finished task's file carries (None: none, or unreadable)."""
     import pyarrow.parquet as pq
 
-    path = Path(out) / RESULTS
-    return pq.read_metadata(path).num_rows if path.exists() else 0
+    try:
+        metadata = pq.read_schema(task_paths(out, task_id)["done"]).metadata or {}
+        return json.loads(metadata[PROVENANCE_KEY]) if PROVENANCE_KEY in metadata else None
+    except Exception:  # noqa: BLE001 - missing or torn: no provenance
+        return None

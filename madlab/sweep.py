@@ -12,8 +12,11 @@ import contextlib
 import hashlib
 import itertools
 import json
+import math
 import os
+import re
 import socket
+import sys
 import time
 import threading
 import tomllib
@@ -34,6 +37,9 @@ if TYPE_CHECKING:   # pandas loads where tables are made (fast `madlab --help`)
 FORMAT = "madlab-sweep/1"
 FIELDS = [s.flat for s in OPTIONS]   # every option's flat name: the keys of [base] and [grid]
 NOT_GRIDDED = ("seed_chunk",)   # chunking is a sweep setting ([sweep] seed_chunk / --seed-chunk)
+MAX_TASKS = 100_000             # more tasks are refused unless --max-tasks says otherwise (each costs
+                                # ~3 KB and ~0.5 ms to plan, a manifest entry and a file)
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")   # a sweep's name: one plain folder name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,6 +72,15 @@ def parse_values(name: str, text: str) -> list:
 # ---------------------------------------------------------------------------------------------
 # the sweep specification
 
+def check_name(name: Any, source: str = "sweep") -> str:
+    """A sweep's name is one plain folder name (it becomes sweeps/<name> when --out is not given):
+    no path separators, no '..', not absolute."""
+    if not isinstance(name, str) or not NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(f"{source}: [sweep] name must be a plain folder name (letters, digits and "
+                          f"_ . + = -, no '/' or '..'), got {name!r}")
+    return name
+
+
 @dataclass
 class SweepSpec:
     name: str = "sweep"                              # shown in progress and status
@@ -83,7 +98,7 @@ class SweepSpec:
         bad = sorted(set(head) - {"name", "seed_chunk"})
         if bad:
             raise ConfigError(f"{source}: unknown [sweep] key(s) {', '.join(bad)}; use name, seed_chunk")
-        spec = cls(name=str(head.get("name", cls.name)))
+        spec = cls(name=check_name(head.get("name", cls.name), source))
         for key, value in dict(data.get("base", {})).items():
             name = field_name(key)
             spec.base[name] = coerce(name, value)
@@ -104,14 +119,18 @@ class SweepSpec:
     def from_toml(cls, path: Path) -> "SweepSpec":
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"sweep file {path} does not exist")
+        except IsADirectoryError:
+            raise ConfigError(f"sweep file {path} is a directory")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"sweep file {path} is not UTF-8 text (byte {err.start}); TOML files are UTF-8")
         except tomllib.TOMLDecodeError as err:
             raise ConfigError(f"sweep file {path} is not valid TOML: {err}")
         spec = cls.from_dict(data, source=str(path))
         if "name" not in data.get("sweep", {}):
-            spec.name = path.stem
+            spec.name = check_name(path.stem, str(path))
         return spec
 
     def override(self, values: dict[str, list]) -> "SweepSpec":
@@ -154,9 +173,26 @@ class SweepSpec:
             out.append((point, cfg))
         return out
 
-    def tasks(self) -> list["Task"]:
+    def count_tasks(self) -> int:
+        """How many tasks the sweep makes, from the sizes of its grid alone (nothing is built):
+        grid points x seed chunks (a value listed twice counts twice)."""
+        defaults = RunConfig()
+        chunk = self.seed_chunk if isinstance(self.seed_chunk, int) and self.seed_chunk > 0 else defaults.seed_chunk
+        seeds = self.grid.get("seeds", [self.base.get("seeds", defaults.seeds)])
+        points = math.prod(len(v) for k, v in self.grid.items() if k != "seeds")
+        return points * sum(math.ceil(s / chunk) if isinstance(s, int) and s > 0 else 1 for s in seeds)
+
+    def tasks(self, limit: int | None = MAX_TASKS) -> list["Task"]:
         """The sweep's tasks, each configuration's chunks in seed order; a configuration that
-        appears twice in the grid (omega = [0, 0.0]) is run once."""
+        appears twice in the grid (omega = [0, 0.0]) is run once. More than `limit` tasks is
+        refused before any is built (ConfigError with the count)."""
+        count = self.count_tasks()
+        if limit is not None and count > limit:
+            sizes = " x ".join(f"{len(v)} {k}" for k, v in self.grid.items())
+            raise ConfigError(f"this sweep makes {count:,} tasks ({sizes or 'no grid'}, in seed chunks of "
+                              f"{self.seed_chunk or RunConfig().seed_chunk}), more than --max-tasks "
+                              f"{limit:,}; shrink the grid, raise --seed-chunk, or pass --max-tasks "
+                              f"{count} to run it anyway")
         tasks, seen = [], set()
         for point, cfg in self.configs():
             for task in chunk_tasks(cfg, point):
@@ -241,50 +277,84 @@ def failure_record(task: Task, err: BaseException, seconds: float) -> dict:
             "seconds": seconds}
 
 
-def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], None] | None = None
+# a pool worker's process-wide settings (set by the pool's initializer, madlab.executors)
+WORKER = {"lease": False}    # lease: check before every write that the driver still holds the lock
+
+
+def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], None] | None = None,
+                 out: str | Path | None = None, lease: bool | None = None
                  ) -> tuple[pd.DataFrame | None, dict | None]:
     """Run `task`: (its rows, None) or (None, its failure record). Never raises for a failing
-    run (an error, an out-of-memory, NaN distances)."""
+    run (an error, an out-of-memory, NaN distances).
+
+    With `out` (a sweep directory this process can write), every finished generation is
+    checkpointed under out/tasks/<id>.ckpt/ and a rerun continues after the newest one; with
+    `lease` (default: this worker's setting) each write first checks that the driver that
+    started the task still holds the directory's lock (madlab.store.Lease)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
+    from madlab.provenance import now, provenance
+
     started = time.perf_counter()
+    record = provenance(task.config.get("device", "cpu"))     # where and by what code it runs
+    checkpoint, resumed = None, 0
+    if out is not None and (Path(out) / store.MANIFEST).exists():
+        lease = WORKER["lease"] if lease is None else lease
+        checkpoint = store.TaskCheckpoint(out, task.id, keep=bool(task.config.get("keep_checkpoints")),
+                                          lease=store.Lease(out) if lease else None)
+        resumed = checkpoint.generations()
     # warnings are process-global: collect them (POT's sign of NaN samples) only in the main
     # thread, never from a threaded worker (dask) where they would mix with other tasks'
     watch = threading.current_thread() is threading.main_thread()
+    caught: list = []
     try:
-        with warnings.catch_warnings(record=True) if watch else contextlib.nullcontext([]) as caught:
-            if watch:
-                warnings.simplefilter("always")
-            frame = run_config(task.run_config(), progress=progress)
+        try:
+            with warnings.catch_warnings(record=True) if watch else contextlib.nullcontext([]) as caught:
+                if watch:
+                    warnings.simplefilter("always")
+                frame = run_config(task.run_config(), progress=progress, checkpoint=checkpoint)
+        finally:        # recorded to spot POT's sign of NaN samples; shown to the user all the same
+            shown = set()
+            for w in caught:
+                if (w.category, str(w.message)) not in shown:
+                    shown.add((w.category, str(w.message)))
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
         check_finite(frame, caught)
         frame["run"] = task.run
         frame.attrs.clear()
+        frame.attrs["provenance"] = {**record, "ended": now(),
+                                     "resumed_after_generation": resumed}
         return frame, None
+    except (store.Abandoned, store.DiskError):
+        raise             # not the task's failure: the driver is gone, or the disk failed
     except Exception as err:  # noqa: BLE001 - a failing task is data, recorded with its error
         return None, failure_record(task, err, time.perf_counter() - started)
 
 
-def run_config(cfg: RunConfig, progress=None) -> pd.DataFrame:
+def run_config(cfg: RunConfig, progress=None, checkpoint=None) -> pd.DataFrame:
     from madlab.runner import run_config as run
 
-    return run(cfg, progress=progress)
+    return run(cfg, progress=progress, checkpoint=checkpoint)
 
 
 def record(out: Path, task: Task, frame: pd.DataFrame | None, failure: dict | None) -> dict:
-    """Write a task's result (or failure) atomically; return its small outcome."""
+    """Write a task's result (or failure) atomically; return its small outcome. A finished
+    task's checkpoint is removed (unless kept); a failed one's stays for the retry."""
     if frame is not None:
         store.write_task_result(out, task.id, frame)
+        store.TaskCheckpoint(out, task.id, keep=bool(task.config.get("keep_checkpoints"))).clear()
         return {"id": task.id, "state": "done", "rows": len(frame)}
     store.write_task_failure(out, task.id, failure)
     return {"id": task.id, "state": "failed", "error": failure["error"]}
 
 
 def execute_task(out: str, task: Task, threads: int = 1) -> dict:
-    """Worker entry point (local processes, Slurm jobs): run `task` and record it under `out`."""
+    """Worker entry point (local processes, Slurm jobs): run `task` and record it under `out`,
+    continuing after its newest checkpointed generation."""
     store.mark_running(out, task.id)
-    frame, failure = compute_task(task, threads)
+    frame, failure = compute_task(task, threads, out=out)
     return record(Path(out), task, frame, failure)
 
 
@@ -318,11 +388,46 @@ def seed_overlaps(tasks: list[Task]) -> str | None:
     return None
 
 
+def configuration_key(task: Task) -> str:
+    """What a task's configuration computes, whatever its seeds: its options but the seed range
+    and the speed-only ones (runs that differ only in --seeds/--first-seed share it)."""
+    cfg = task.run_config()
+    identity = {k: v for k, v in cfg.identity().items() if k not in ("seeds", "first_seed")}
+    return json.dumps(identity, sort_keys=True, default=str)
+
+
+def without_held_seeds(held: list[Task], added: list[Task]) -> list[Task]:
+    """`added` tasks less the seeds that held tasks of the same configuration but another run id
+    already cover (`--extend --seeds 6` after `--seeds 4` runs seeds 4 and 5 only, under the new
+    run id, instead of running seeds 0-3 a second time)."""
+    covered: dict[str, dict[str, set[int]]] = {}     # configuration -> run id -> seeds
+    for task in held:
+        covered.setdefault(configuration_key(task), {}).setdefault(task.run, set()).update(task.seeds())
+    out = []
+    for task in added:
+        runs = covered.get(configuration_key(task), {})
+        other = set().union(*(seeds for run, seeds in runs.items() if run != task.run))
+        seeds = [s for s in task.seeds() if s not in other]   # the same run id: seed_overlaps decides
+        if len(seeds) == len(task.seeds()):
+            out.append(task)
+            continue
+        while seeds:                                     # the uncovered seeds, in contiguous runs
+            run = [seeds.pop(0)]
+            while seeds and seeds[0] == run[-1] + 1:
+                run.append(seeds.pop(0))
+            config = {**task.config, "first_seed": run[0], "seeds": len(run)}
+            out.append(Task(task_id(task.run, run[0], len(run)), task.run, task.point, config))
+    return out
+
+
 def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = False,
-               kind: str = "sweep") -> list[Task]:
+               kind: str = "sweep", write: bool = True) -> list[Task]:
     """Check `out` against this sweep and write its manifest; return all the directory's tasks
     (with --extend: the old ones, then the new). Raises ConfigError, writing nothing, if `out`
-    holds something else."""
+    holds something else. With write=False it only checks (before the sweep's lock is taken).
+
+    Tasks already in the manifest keep their seeds and chunking, but take this command's device
+    and keep_checkpoints: they never change a number."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
@@ -335,13 +440,18 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
         problem = seed_overlaps(tasks)
         if problem:
             raise ConfigError(problem)
-        store.write_manifest(out, manifest_for(spec, tasks, kind))
+        if write:
+            store.write_manifest(out, manifest_for(spec, tasks, kind))
         return tasks
+    current = {t.id: t for t in tasks}
     held = [Task.from_dict(t) for t in manifest["tasks"]]
+    held = [Task(t.id, t.run, t.point, {**t.config, **_speed(current[t.id].config)}) if t.id in current else t
+            for t in held]
     held_ids, new_ids = {t.id for t in held}, {t.id for t in tasks}
     if held_ids == new_ids:
         return held
-    added = [t for t in tasks if t.id not in held_ids]
+    added = without_held_seeds(held, [t for t in tasks if t.id not in held_ids])
+    added = [t for t in added if t.id not in held_ids]
     problem = seed_overlaps(held + added)
     if problem:
         raise ConfigError(f"{out}: {problem}")
@@ -352,10 +462,52 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
                           f"has {len(added)} new and lacks {missing} of them); rerun the same "
                           f"command to resume, add --extend to add the new tasks, or choose "
                           f"another --out")
-    manifest["tasks"] = [t.to_dict() for t in held + added]
-    manifest["specs"] = manifest.get("specs", []) + [spec.to_dict()]
-    store.write_manifest(out, manifest)
+    if write and added:
+        manifest["tasks"] = [t.to_dict() for t in held + added]
+        manifest["specs"] = manifest.get("specs", []) + [spec.to_dict()]
+        store.write_manifest(out, manifest)
     return held + added
+
+
+def _speed(config: dict) -> dict:
+    """The options of a task's config that change speed or where files go, not its numbers."""
+    return {k: config[k] for k in ("device", "keep_checkpoints") if k in config}
+
+
+def begin_session(out: Path, tasks: list[Task]) -> dict:
+    """Note this command in the manifest's `sessions` (its provenance: madlab.provenance), with a
+    warning on stderr when the code differs from the session before it; call under the lock."""
+    from madlab.provenance import code_of, provenance, same_code
+
+    manifest = store.read_manifest(out) or {}
+    record = provenance(tasks[0].config.get("device", "cpu") if tasks else "cpu")
+    sessions = manifest.setdefault("sessions", [])
+    if sessions:
+        last, differs = sessions[-1], not same_code(sessions[-1], record)
+    else:                 # written before sessions were recorded: only its version is known
+        last = {"madlab": manifest.get("madlab")}
+        differs = bool(manifest.get("tasks")) and last["madlab"] != record["madlab"]
+    if differs:
+        print(f"madlab: warning: {out} was last run by {code_of(last)}, this is {code_of(record)}: "
+              "its finished tasks and generations are kept, so the results may mix both",
+              file=sys.stderr, flush=True)
+    sessions.append({**record, "ended": None, "outcome": None})
+    store.write_manifest(out, manifest)
+    return record
+
+
+def end_session(out: Path, record: dict, outcome: str) -> None:
+    """Close this command's session: its end time and outcome (done, failed, interrupted, error)."""
+    from madlab.provenance import now
+
+    manifest = store.read_manifest(out)
+    if manifest is None:
+        return
+    for session in reversed(manifest.get("sessions", [])):
+        if session.get("started") == record["started"] and session.get("command") == record["command"]:
+            session.update(ended=now(), outcome=outcome)
+            store.write_manifest(out, manifest)
+            return
 
 
 def load_tasks(out: Path) -> tuple[dict, list[Task]]:
@@ -365,8 +517,15 @@ def load_tasks(out: Path) -> tuple[dict, list[Task]]:
     return manifest, [Task.from_dict(t) for t in manifest["tasks"]]
 
 
+def expected_rows(task: Task) -> int:
+    """Rows of a finished task: one per seed, generation and metric."""
+    return task.config["seeds"] * task.config["gens"] * len(task.config.get("metric") or [None])
+
+
 def states(out: Path, tasks: list[Task]) -> dict[str, str]:
-    return {t.id: store.task_state(out, t.id) for t in tasks}
+    """done | failed | pending per task id; a task file that does not hold the task's rows (torn,
+    truncated, foreign) counts as pending."""
+    return {t.id: store.task_state(out, t.id, expected_rows(t)) for t in tasks}
 
 
 def merge(out: Path, tasks: list[Task]) -> int:
@@ -377,26 +536,47 @@ def merge(out: Path, tasks: list[Task]) -> int:
 def run_sweep(out: Path, tasks: list[Task], executor, *,
               on_start: Callable[[list[Task]], None] | None = None,
               on_done: Callable[[dict], None] | None = None,
-              on_step: Callable[[int], None] | None = None) -> dict[str, int]:
+              on_step: Callable[[int], None] | None = None,
+              lock: store.SweepLock | None = None) -> dict[str, int]:
     """Run every task of `tasks` not yet done in `out` (failed ones are retried) with
     `executor`, then merge all finished tasks into `out/results.parquet`. Holds the sweep's lock
-    throughout. Returns counts of done / failed / pending tasks and merged rows."""
+    throughout (`lock`: one the caller already holds). Returns counts of done / failed / pending
+    tasks and merged rows. On a signal the executor stops its workers, the tasks it was running
+    lose their running marks and the exception goes on (their finished generations stay on disk)."""
     out = Path(out)
-    with store.SweepLock(out):
+    with contextlib.nullcontext(lock) if lock is not None else store.SweepLock(out):
         store.remove_stale_temporaries(out)
         before = states(out, tasks)
+        for task in tasks:                   # read every finished task through: a bad one is redone
+            if before[task.id] == "done" and (problem := store.check_task_file(out, task.id)):
+                print(f"madlab: task {task.id}: {problem}", file=sys.stderr, flush=True)
+                before[task.id] = "pending"
+            elif before[task.id] == "pending" and store.task_paths(out, task.id)["done"].exists():
+                print(f"madlab: task {task.id}: {store.task_paths(out, task.id)['done']} does not hold "
+                      "the task's rows (torn or truncated): computing it again", file=sys.stderr, flush=True)
         todo = [t for t in tasks if before[t.id] != "done"]
         store.clear_running(out, [t.id for t in todo])
         if on_start is not None:
             on_start(todo)
-        if todo:
-            executor.run(out, todo, on_done or (lambda outcome: None), on_step)
+        try:
+            if todo:
+                executor.run(out, todo, on_done or (lambda outcome: None), on_step)
+        except BaseException:
+            store.clear_running(out, [t.id for t in todo])
+            raise
         after = states(out, tasks)
         if needs_merge(out, tasks, after):
             merge(out, tasks)
     counts = {s: sum(1 for v in after.values() if v == s) for s in ("done", "failed", "pending")}
     rows = store.merged_rows(out)
     return {**counts, "rows": rows, "skipped": len(tasks) - len(todo)}
+
+
+def generations_done(out: Path, tasks: list[Task]) -> int:
+    """Generations finished so far over `tasks`: all of a done task's, a running or stopped
+    one's checkpointed ones."""
+    return sum(t.config["gens"] if store.task_state(out, t.id) == "done"
+               else store.checkpointed_generations(out, t.id) for t in tasks)
 
 
 def needs_merge(out: Path, tasks: list[Task], state: dict[str, str] | None = None) -> bool:

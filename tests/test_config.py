@@ -81,7 +81,7 @@ def test_a_run_carries_its_own_and_its_backends_options_only():
     assert "estimator" in gauss.flat() and "width" not in gauss.flat() and "target" in gauss.flat()
     assert "dataset" in image.flat() and "target" not in image.flat() and "width" not in image.flat()
     assert set(toy.to_dict()) == {"loop", "algo", "seeds", "first_seed", "backend", "target",
-                                  "toy_ddpm", "evaluation", "device", "seed_chunk"}
+                                  "toy_ddpm", "evaluation", "device", "seed_chunk", "keep_checkpoints"}
     # what the inactive backends hold does not change the run id; what the active one holds does
     assert RunConfig.from_flat(backend="gaussian", width=8).validate().run_id() == gauss.run_id()
     assert RunConfig.from_flat(width=8).validate().run_id() != toy.run_id()

@@ -97,14 +97,14 @@ def test_dask_cluster_matches_in_process(tmp_path, reference):
     check_same_as_reference(tmp_path, counts, reference)
 
 
-def stall_first_try(marks: str, task, threads: int = 1):
+def stall_first_try(marks: str, task, threads: int = 1, **where):
     """A dask entry point: the first try of the omega = 2, n_synth = 30 task writes its worker's
     pid to MARKS/<task id>.pid and hangs there (until the test kills that worker process)."""
     mark = Path(marks) / f"{task.id}.pid"
     if task.point == {"omega": 2.0, "n_synth": 30} and not mark.exists():
         mark.write_text(str(os.getpid()))
         time.sleep(3600)
-    return compute_task(task, threads)
+    return compute_task(task, threads, **where)
 
 
 @pytest.mark.parametrize("allowed_failures", [1, 0], ids=["dask-retries", "killed-worker-recorded"])

@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
 
         if threads < 1:
             raise ConfigError(f"threads must be positive, got {threads}")
+        if device is not None:
+            from madlab.experiments.common import check_device
+            check_device(device)          # every experiment, also those that run on the CPU only
         torch.set_num_threads(threads)
         module = load(name.value)
         assignments = list(set_ or [])

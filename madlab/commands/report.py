@@ -24,6 +24,8 @@ BEST_VIEW = ["n_synth", "best_omega", "best_ratio", "best_lo", "best_hi", "best_
              "mean_best_omega", "mean_best_ratio", "median_best_omega", "median_best_ratio",
              "standard_ratio", "standard_median_ratio", "standard_status", "omegas"]
 PAPER_VIEW = ["paper_standard", "paper_sims_best"]
+MAX_BOOT = 100_000     # bootstrap resamples; memory is about 16 bytes x resamples x (seeds + generations)
+BOOT_MEMORY = 2 << 30  # refuse a --boot whose bootstrap would need more than this
 
 
 # ---------------------------------------------------------------- loading
@@ -37,14 +39,22 @@ def load(directory: Path):
     if not directory.is_dir():
         raise ConfigError(f"{directory} is not a directory; give a run or sweep directory")
     path = directory / RESULTS
-    tasks = sorted((directory / "tasks").glob("*.parquet")) if not path.exists() else []
-    if not path.exists() and not tasks:
+    frame = None
+    if not up_to_date(directory):   # a sweep running or stopped: its finished tasks and generations
+        from madlab.sweep import load_tasks
+        from madlab.store import partial_rows
+
+        frame, what = partial_rows(directory, [t.id for t in load_tasks(directory)[1]])
+        if frame is not None:
+            stderr.print(f"{directory}: {RESULTS} is not up to date; reading the rows on disk: {what}")
+    tasks = sorted((directory / "tasks").glob("*.parquet")) if frame is None and not path.exists() else []
+    if frame is None and not path.exists() and not tasks:
         raise ConfigError(f"{directory} holds no {RESULTS}; run `madlab run --out {directory}` or "
                           f"`madlab sweep ... --out {directory}` first (or wait until it finishes)")
     try:
-        if path.exists():
+        if frame is None and path.exists():
             frame = pd.read_parquet(path)
-        else:  # a sweep still running: its finished tasks have the same schema
+        elif frame is None:  # task files without a manifest: they have the same schema
             stderr.print(f"{directory} holds no {RESULTS} yet: reading its {len(tasks)} finished task files")
             frame = pd.concat([pd.read_parquet(p) for p in tasks], ignore_index=True)
     except Exception as err:  # noqa: BLE001 - a corrupt file is bad input, not a crash
@@ -52,6 +62,22 @@ def load(directory: Path):
     if frame.empty:
         raise ConfigError(f"{path} holds no rows yet")
     return frame
+
+
+def up_to_date(directory: Path) -> bool:
+    """Whether DIR/results.parquet holds every row on disk: every finished task, and no
+    unfinished task has finished generations (true for a plain results table without a manifest)."""
+    from madlab.store import checkpointed_generations, read_manifest, task_state
+    from madlab.sweep import load_tasks, needs_merge
+
+    try:
+        if read_manifest(directory) is None:
+            return True
+        tasks = load_tasks(directory)[1]
+    except ConfigError:
+        return True
+    return not needs_merge(directory, tasks) and not any(
+        task_state(directory, t.id) != "done" and checkpointed_generations(directory, t.id) for t in tasks)
 
 
 # ---------------------------------------------------------------- writing
@@ -118,6 +144,10 @@ def write_report(directory: Path, out: Path, metric: Optional[str] = None, start
     from analysis.report import analyse, figures
 
     frame = load(directory)
+    need = 16 * n_boot * (frame["seed"].nunique() + frame["generation"].nunique())
+    if need > BOOT_MEMORY:
+        raise ConfigError(f"--boot {n_boot} would need about {need / 2**30:.1f} GiB for this table's "
+                          f"seeds and generations; lower it")
     try:
         r = analyse(frame, metric, start, tolerance, drift_tolerance, level, n_boot, statistic)
     except ValueError as err:
@@ -169,6 +199,23 @@ def print_summary(r) -> None:
         console.print(escape(r.summary()[-1]))
 
 
+def print_provenance(directory: Path) -> None:
+    """Which code, machine and command produced the directory (its last session; madlab.provenance)."""
+    from rich.markup import escape
+
+    from madlab.provenance import summary
+    from madlab.store import read_manifest
+
+    try:
+        sessions = (read_manifest(directory) or {}).get("sessions") or []
+    except ConfigError:
+        sessions = []
+    if sessions:
+        Console().print(escape(f"provenance: {summary(sessions[-1])}"
+                               + (f" (and {len(sessions) - 1} earlier session(s), see sweep.json)"
+                                  if len(sessions) > 1 else "")), soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
@@ -198,8 +245,8 @@ def register(app: typer.Typer) -> None:
 
         Example: madlab report runs/fig5-quick
         """
-        if boot < 1:
-            raise ConfigError(f"boot must be positive, got {boot}")
+        if not 1 <= boot <= MAX_BOOT:
+            raise ConfigError(f"boot must be between 1 and {MAX_BOOT:,} resamples, got {boot}")
         if statistic not in ("mean", "median"):
             raise ConfigError(f"unknown statistic {statistic!r} (--statistic); choose one of mean, median")
         try:
@@ -208,7 +255,10 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"sizes must be comma-separated numbers, got {sizes!r}") from None
         size_list = [int(s) if s == int(s) else s for s in size_list]
         out_dir = out or Path(directory) / "report"
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"--out {out_dir} exists and is not a folder; the report writes several files into a folder")
         r, written = write_report(Path(directory), out_dir, metric, start, tolerance, drift_tolerance,
                                   level, boot, size_list, statistic)
         print_summary(r)
+        print_provenance(Path(directory))
         Console().print(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))

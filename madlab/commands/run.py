@@ -67,8 +67,8 @@ def register(app: typer.Typer) -> None:
         from madlab.executors import LocalExecutor
         from madlab.plan import make_plan
         from madlab.runner import check_environment
-        from madlab.store import check_run_dir, load_results, read_failure, write_config
-        from madlab.sweep import SweepSpec, chunk_tasks, needs_merge, open_sweep, states
+        from madlab.store import SweepLock, check_run_dir, load_results, read_failure, write_config
+        from madlab.sweep import SweepSpec, begin_session, chunk_tasks, needs_merge, open_sweep, states
 
         cfg = RunConfig.from_flat(options).validate()
         check_environment()
@@ -78,15 +78,19 @@ def register(app: typer.Typer) -> None:
         # the run directory is a one-configuration sweep (madlab.sweep): tasks = chunks of seeds
         check_run_dir(out_dir, cfg)          # a different run there: one line, exit 2, nothing written
         spec = SweepSpec(name=out_dir.name, base=cfg.flat())
-        tasks = open_sweep(out_dir, spec, chunk_tasks(cfg), kind="run")
-        if all(s == "done" for s in states(out_dir, tasks).values()) and not needs_merge(out_dir, tasks):
-            stderr.print(f"{out_dir} already holds this run's results; nothing to redo.")
-            print_summary(load_results(out_dir), out_dir)
-            return
-        write_config(out_dir, cfg)
-        stderr.print(make_plan(out_dir, tasks, threads=0).line(), markup=False, soft_wrap=True)
-        label = f"{cfg.loop.kind}/{cfg.algo.name} w={cfg.algo.omega:g}"
-        counts = run_with_progress(out_dir, tasks, LocalExecutor(jobs=1, threads=0), label, progress)
+        open_sweep(out_dir, spec, chunk_tasks(cfg), kind="run", write=False)
+        with SweepLock(out_dir) as lock:     # the same run going on there: refused, nothing written
+            tasks = open_sweep(out_dir, spec, chunk_tasks(cfg), kind="run")
+            if all(s == "done" for s in states(out_dir, tasks).values()) and not needs_merge(out_dir, tasks):
+                stderr.print(f"{out_dir} already holds this run's results; nothing to redo.")
+                print_summary(load_results(out_dir), out_dir)
+                return
+            session = begin_session(out_dir, tasks)
+            write_config(out_dir, cfg, session)
+            stderr.print(make_plan(out_dir, tasks, threads=0).line(), markup=False, soft_wrap=True)
+            label = f"{cfg.loop.kind}/{cfg.algo.name} w={cfg.algo.omega:g}"
+            counts = run_with_progress(out_dir, tasks, LocalExecutor(jobs=1, threads=0), label, progress,
+                                       lock=lock, session=session)
         if counts["failed"]:
             errors = [f["error"] for t in tasks if (f := read_failure(out_dir, t.id))]
             stderr.print(f"madlab: run failed: {errors[0] if errors else 'unknown error'}", markup=False)

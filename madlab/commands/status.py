@@ -26,8 +26,12 @@ def status_counts(out: Path) -> dict:
     active = store.is_locked(out)
     counts = {s: [t for t in tasks if state[t.id] == s] for s in ("done", "failed", "pending")}
     counts["running"] = [t for t in counts["pending"] if active and store.is_running(out, t.id)]
+    partial = {t.id: store.checkpointed_generations(out, t.id) for t in tasks if state[t.id] != "done"}
     return {"name": manifest.get("name", out.name), "kind": manifest.get("kind", "sweep"),
-            "tasks": tasks, "active": active, "merged": not needs_merge(out, tasks, state), **counts}
+            "sessions": manifest.get("sessions", []),
+            "tasks": tasks, "active": active, "merged": not needs_merge(out, tasks, state),
+            "generations": sum(t.config["gens"] for t in tasks),
+            "partial": {k: v for k, v in partial.items() if v}, **counts}
 
 
 def register(app: typer.Typer) -> None:
@@ -49,9 +53,25 @@ def register(app: typer.Typer) -> None:
         if info["active"]:
             line += f" ({len(info['running'])} running now)"
         console.print(escape(line))
+        finished = sum(t.config["gens"] for t in info["done"]) + sum(info["partial"].values())
+        console.print(escape(f"generations: {finished} of {info['generations']} finished"
+                             + (f" ({sum(info['partial'].values())} of them checkpointed by "
+                                f"{plural(len(info['partial']), 'unfinished task')}: a rerun continues "
+                                "after them; their rows are in tasks/<id>.ckpt/)" if info["partial"] else "")))
+        if info["sessions"]:
+            from madlab.provenance import summary
+
+            last = info["sessions"][-1]
+            earlier = len(info["sessions"]) - 1
+            console.print(escape(f"last run: {summary(last)}"
+                                 + (f" ({plural(earlier, 'earlier session')} in sweep.json)" if earlier else "")),
+                          soft_wrap=True)
         results = out / store.RESULTS
-        if results.exists():
-            rows = store.merged_rows(out)
+        rows = store.merged_rows(out)
+        if rows is None:
+            console.print(escape(f"results: {results} does not read back (torn or corrupt); rerun the "
+                                 f"{kind} to merge it again from the task files"))
+        elif results.exists():
             console.print(escape(f"results: {results} ({plural(rows, 'row')}"
                                  + ("" if info["merged"] else f"; not up to date: rerun the {kind} to merge")
                                  + ")"))
@@ -59,6 +79,9 @@ def register(app: typer.Typer) -> None:
             console.print(escape(f"results: not merged yet ({plural(len(info['done']), 'finished task')} "
                                  f"under {out / store.TASKS}; the {kind} merges them into {store.RESULTS} "
                                  "when it ends, a rerun of the same command too)"))
+        elif info["partial"]:
+            console.print(escape(f"results: not merged yet (no task of this {kind} has finished; "
+                                 "`madlab report` reads the finished generations' rows)"))
         else:
             console.print(f"results: none yet (no task of this {kind} has finished)")
         if info["failed"]:

@@ -15,6 +15,7 @@ from madlab import presets
 from madlab.commands.options import GroupedCommand, config_options
 from madlab.config import ConfigError
 from madlab.executors import EXECUTORS
+from madlab.sweep import MAX_TASKS
 
 Executor = Enum("Executor", {k: k for k in EXECUTORS}, type=str)
 SWEEP = "Sweep"
@@ -51,12 +52,42 @@ def progress_ui():
                     console=stderr, transient=False)
 
 
-def run_with_progress(out: Path, tasks, executor, name: str, show: bool) -> dict:
-    """`run_sweep` with a bar over tasks (and, in-process, one over seed-generations)."""
+def run_with_progress(out: Path, tasks, executor, name: str, show: bool, lock=None,
+                      session: dict | None = None) -> dict:
+    """`run_sweep` with a bar over tasks (and, in-process, one over seed-generations). A stop
+    signal ends it with one line and exit status 128 + N; the finished generations stay on disk.
+    `session` (madlab.sweep.begin_session) is closed with the outcome."""
+    from madlab.interrupt import as_interrupted, hold
+    from madlab.sweep import end_session, generations_done
+
+    outcome = "error"
+    try:
+        counts = _run_with_progress(out, tasks, executor, name, show, lock)
+        outcome = "failed" if counts["failed"] else "done"
+        return counts
+    except BaseException as err:
+        stop = as_interrupted(err)
+        if stop is None:
+            raise
+        hold()
+        outcome = "interrupted"
+        stderr.print(f"madlab: interrupted after {generations_done(out, tasks)} generations of "
+                     f"{len(tasks)} tasks; rerun the same command to resume", markup=False)
+        raise SystemExit(stop.code) from None
+    finally:
+        if session is not None:
+            try:
+                end_session(out, session, outcome)
+            except OSError:
+                pass          # a full disk: the error that matters is already on its way
+
+
+def _run_with_progress(out: Path, tasks, executor, name: str, show: bool, lock) -> dict:
+    from madlab.store import checkpointed_generations
     from madlab.sweep import run_sweep
 
     if not show:
-        return run_sweep(out, tasks, executor)
+        return run_sweep(out, tasks, executor, lock=lock)
     with progress_ui() as bar:
         state = {"done": 0, "failed": 0}
         ids = {}
@@ -64,7 +95,8 @@ def run_with_progress(out: Path, tasks, executor, name: str, show: bool) -> dict
         def start(todo) -> None:
             ids["tasks"] = bar.add_task(name, total=len(todo), unit="tasks")
             if executor.in_process:
-                total = sum(t.config["seeds"] * t.config["gens"] for t in todo)
+                total = sum(t.config["seeds"] * (t.config["gens"] - checkpointed_generations(out, t.id))
+                            for t in todo)
                 ids["steps"] = bar.add_task("  seed-generations", total=total, unit="")
 
         def done(outcome: dict) -> None:
@@ -75,7 +107,7 @@ def run_with_progress(out: Path, tasks, executor, name: str, show: bool) -> dict
         def step(n: int) -> None:
             bar.update(ids["steps"], advance=n)
 
-        return run_sweep(out, tasks, executor, on_start=start, on_done=done, on_step=step)
+        return run_sweep(out, tasks, executor, on_start=start, on_done=done, on_step=step, lock=lock)
 
 
 def report_outcome(out: Path, counts: dict, total: int) -> None:
@@ -133,6 +165,7 @@ def register(app: typer.Typer) -> None:
         preset: Annotated[Optional[str], typer.Option(help=f"Run a packaged sweep file instead: {', '.join(presets.available())}.", rich_help_panel=SWEEP)] = None,
         out: Annotated[Optional[Path], typer.Option(help="Sweep directory [default: sweeps/<name> for a file or preset, sweeps/sweep-<hash> otherwise]. Rerunning the same sweep there skips finished tasks and retries failed ones.", rich_help_panel=SWEEP)] = None,
         extend: Annotated[bool, typer.Option("--extend", help="Add this sweep's new tasks to an existing sweep directory (otherwise a different grid there is refused).", rich_help_panel=SWEEP)] = False,
+        max_tasks: Annotated[int, typer.Option(help="Refuse a sweep of more tasks than this (counted from the grid before any task is built).", rich_help_panel=SWEEP)] = MAX_TASKS,
         dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan — every configuration's seed chunks (tasks), the seed-generations and an estimated cost — and stop; nothing is written.", rich_help_panel=SWEEP)] = False,
         executor: Annotated[Executor, typer.Option(help="Where tasks run: local processes, Slurm job arrays (madlab[slurm]), or a Dask cluster (madlab[dask]).", rich_help_panel=SWEEP)] = Executor.local,
         threads: Annotated[int, typer.Option(help="Torch threads per task (0: torch's default).", rich_help_panel=SWEEP)] = 1,
@@ -163,11 +196,14 @@ def register(app: typer.Typer) -> None:
         from madlab.executors import make_executor
         from madlab.plan import make_plan
         from madlab.runner import check_environment
-        from madlab.sweep import open_sweep
+        from madlab.store import SweepLock
+        from madlab.sweep import begin_session, open_sweep
 
         spec = build_spec(file, preset, grid)
         check_environment()
-        tasks = spec.tasks()
+        if max_tasks < 1:
+            raise ConfigError(f"--max-tasks must be positive, got {max_tasks}")
+        tasks = spec.tasks(limit=max_tasks)
         runner = make_executor(executor.value, jobs=jobs, threads=threads, scheduler=scheduler,
                                partition=partition, time_min=time_min, gpus_per_task=gpus_per_task,
                                cpus_per_task=cpus_per_task, mem_gb=mem_gb,
@@ -182,9 +218,13 @@ def register(app: typer.Typer) -> None:
             runner.connect()
         from madlab.samples import configure_tasks
         configure_tasks(tasks, out_dir)             # --save-samples: into OUT/samples/<run id>
-        all_tasks = open_sweep(out_dir, spec, tasks, extend=extend)
-        plan = make_plan(out_dir, all_tasks, threads=threads, probe=local)
-        stderr.print(("no grid given: madlab run's default configuration as a sweep; " if bare else "")
-                     + plan.line(jobs if local else None), markup=False)
-        counts = run_with_progress(out_dir, all_tasks, runner, f"{spec.name} ({runner.name})", progress)
+        open_sweep(out_dir, spec, tasks, extend=extend, write=False)    # refusals write nothing
+        with SweepLock(out_dir) as lock:            # a sweep running there: refused, nothing written
+            all_tasks = open_sweep(out_dir, spec, tasks, extend=extend)
+            session = begin_session(out_dir, all_tasks)
+            plan = make_plan(out_dir, all_tasks, threads=threads, probe=local)
+            stderr.print(("no grid given: madlab run's default configuration as a sweep; " if bare else "")
+                         + plan.line(jobs if local else None), markup=False)
+            counts = run_with_progress(out_dir, all_tasks, runner, f"{spec.name} ({runner.name})",
+                                       progress, lock=lock, session=session)
         report_outcome(out_dir, counts, len(all_tasks))

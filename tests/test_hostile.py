@@ -1,0 +1,278 @@
+"""The hostile trials of docs/reliability.md that are not about signals (tests/test_interrupts.py):
+each reproduces a defect found against main (e5eb300) or a promise that already held, and checks
+the behaviour that is promised now — one line and exit 2 for bad input, one line naming the path
+and exit 1 for an environment failure, nothing written by a refusal, never a traceback."""
+import io
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from loops.config import LoopConfig
+from madlab import store
+from madlab.config import ConfigError, RunConfig
+from madlab.executors import LocalExecutor
+from madlab.runner import run_config
+from madlab.sweep import SweepSpec, open_sweep, run_sweep
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+TIMES = ["time_train_s", "time_synth_s", "time_eval_s"]
+KEY = ["run", "seed", "generation", "metric"]
+GAUSS = ["--backend", "gaussian", "--gens", "4", "--seeds", "2", "--n-real", "30", "--n-eval", "40"]
+
+
+def cli(*args, cwd=None):
+    """`madlab ARGS` in this process (fast: torch is loaded already): its exit status and output."""
+    from madlab.cli import main
+
+    err, out, here = io.StringIO(), io.StringIO(), os.getcwd()
+    try:
+        os.chdir(cwd or here)
+        with redirect_stderr(err), redirect_stdout(out):
+            try:
+                main([str(a) for a in args])
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+def one_line(result, code: int, *says: str) -> str:
+    """The command failed with `code` and exactly one line on stderr that says all of `says`."""
+    lines = [l for l in result.stderr.splitlines() if l.strip() and not l.startswith("plan:")]
+    assert result.returncode == code, result.stderr
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert all(s in lines[0] for s in says), lines[0]
+    return lines[0]
+
+
+def canonical(frame):
+    return frame.drop(columns=TIMES).sort_values(KEY).reset_index(drop=True)
+
+
+def files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != store.LOCK}
+
+
+# --------------------------------------------------------------------------- 1: workers and the lock
+
+def test_a_workers_lease_ends_when_its_driver_lets_go_of_the_lock(tmp_path):
+    assert store.Lease(tmp_path).session is None
+    with pytest.raises(store.Abandoned):
+        store.Lease(tmp_path).check()                      # nobody holds the lock: never write
+    with store.SweepLock(tmp_path):
+        lease = store.Lease(tmp_path)
+        lease.check()                                       # the driver that started it holds it
+    with pytest.raises(store.Abandoned):
+        lease.check()                                       # the driver exited
+    with store.SweepLock(tmp_path):
+        with pytest.raises(store.Abandoned):
+            lease.check()                                   # another driver took the directory over
+
+
+# --------------------------------------------------------------------------- 2: refused --extend
+
+def test_a_refused_extend_while_a_sweep_runs_writes_nothing(tmp_path):
+    out = tmp_path / "s"
+    assert cli("sweep", *GAUSS, "--omega", "0,1", "--quiet", "--out", out).returncode == 0
+    before = files(out)
+    with store.SweepLock(out):                              # a sweep is running there
+        refused = cli("sweep", *GAUSS, "--omega", "0,1,2", "--extend", "--quiet", "--out", out)
+        one_line(refused, 2, "is being run by another madlab process")
+        rerun = cli("run", *GAUSS, "--omega", "1", "--quiet", "--out", tmp_path / "r")
+        assert rerun.returncode == 0
+        one_line(cli("run", *GAUSS, "--omega", "1", "--quiet", "--out", out), 2)   # a sweep there
+    assert files(out) == before                             # the manifest was not rewritten (nor .lock:
+                                                            # this test rewrote it, holding the lock)
+    again = cli("sweep", *GAUSS, "--omega", "0,1", "--quiet", "--out", out)
+    assert again.returncode == 0 and "already done before this run" in again.stderr
+
+
+# --------------------------------------------------------------------------- 3: grid size guard
+
+def test_a_huge_grid_is_refused_with_its_count_before_any_task_is_built(tmp_path):
+    sweep = tmp_path / "huge.toml"
+    values = lambda n: "[" + ", ".join(str(i + 1) for i in range(n)) + "]"   # noqa: E731
+    sweep.write_text(f'[base]\nbackend = "gaussian"\n[grid]\nn_real = {values(100)}\nn_synth = {values(100)}\n'
+                     f'n_eval = {values(100)}\nomega = [{", ".join(str(float(i)) for i in range(10))}]\n')
+    started = time.monotonic()
+    result = cli("sweep", sweep, "--out", tmp_path / "never")
+    one_line(result, 2, "10,000,000 tasks", "--max-tasks")
+    assert time.monotonic() - started < 60 and not (tmp_path / "never").exists()
+    spec = SweepSpec(base={"backend": "gaussian", "seeds": 10}, grid={"omega": [0.0, 1.0, 2.0], "seeds": [3, 5]},
+                     seed_chunk=2)
+    assert spec.count_tasks() == len(spec.tasks()) == 3 * (2 + 3)
+    with pytest.raises(ConfigError, match="15 tasks"):
+        spec.tasks(limit=14)
+    one_line(cli("sweep", *GAUSS, "--omega", "0,1,2", "--max-tasks", "2", "--out", tmp_path / "x"), 2, "3 tasks")
+
+
+# --------------------------------------------------------------------------- 4: corrupt task files
+
+def test_a_truncated_or_corrupt_task_file_is_not_done_and_is_computed_again(tmp_path):
+    out = tmp_path / "s"
+    assert cli("sweep", *GAUSS, "--omega", "0,1,2", "--quiet", "--out", out).returncode == 0
+    reference = canonical(pd.read_parquet(out / "results.parquet"))
+    first, second, _ = sorted((out / "tasks").glob("*.parquet"))
+    first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])       # truncated
+    blob = bytearray(second.read_bytes())                                    # a page overwritten
+    blob[len(blob) // 3: len(blob) // 3 + 200] = b"\x17" * 200
+    second.write_bytes(bytes(blob))
+    (out / "results.parquet").write_bytes((out / "results.parquet").read_bytes()[:100])
+    status = cli("status", out)
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    text = " ".join(status.stdout.split())
+    assert "does not read back" in text and ("1 done" in text or "2 done" in text), text
+    again = cli("sweep", *GAUSS, "--omega", "0,1,2", "--quiet", "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert "computing it again" in again.stderr and "Traceback" not in again.stderr
+    pd.testing.assert_frame_equal(canonical(pd.read_parquet(out / "results.parquet")), reference, check_exact=True)
+
+
+# --------------------------------------------------------------------------- 5: one line, never a traceback
+
+@contextmanager
+def tmpfs(path: Path, options: str):
+    """A small tmpfs mounted at `path` (root only: skips elsewhere); unmounted after."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip() or 'not root'})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_an_out_folder_that_cannot_be_written_is_one_line_and_exit_one(tmp_path):
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+        for command in ("run", "sweep"):
+            result = cli(command, *GAUSS, "--quiet", "--out", ro / "sub" / command)
+            one_line(result, 1, str(ro / "sub"), "Read-only file system")
+
+
+def test_a_full_disk_stops_the_sweep_in_one_line_and_a_rerun_finishes_it(tmp_path):
+    reference_dir = tmp_path / "reference"
+    args = [*GAUSS, "--gens", "30", "--omega", "0,1,2,3", "--seed-chunk", "1", "--quiet"]
+    assert cli("sweep", *args, "--out", reference_dir).returncode == 0
+    reference = canonical(pd.read_parquet(reference_dir / "results.parquet"))
+    with tmpfs(tmp_path / "disk", "size=2m") as disk:
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * (2 * 2**20 - 600 * 2**10))   # leaves about 600 KiB
+        for jobs in ("1", "2"):
+            full = cli("sweep", *args, "--jobs", jobs, "--out", disk / "s")
+            one_line(full, 1, "cannot write", str(disk / "s"), "No space left on device")
+            assert not list((disk / "s").rglob("*.tmp")) and not list((disk / "s").rglob("*.running"))
+        filler.unlink()
+        done = cli("sweep", *args, "--out", disk / "s")
+        assert done.returncode == 0, done.stderr
+        pd.testing.assert_frame_equal(canonical(pd.read_parquet(disk / "s" / "results.parquet")), reference,
+                                      check_exact=True)
+
+
+def test_report_and_sweep_files_fail_in_one_line(tmp_path):
+    out = tmp_path / "run"
+    assert cli("run", *GAUSS, "--gens", "5", "--quiet", "--out", out).returncode == 0
+    one_line(cli("report", out, "--out", out / "results.parquet"), 2, "is not a folder")
+    started = time.monotonic()
+    one_line(cli("report", out, "--boot", "1000000000"), 2, "boot")
+    assert time.monotonic() - started < 120
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes('[sweep]\nname = "caf\xe9"\n'.encode("latin-1"))
+    one_line(cli("sweep", latin, "--out", tmp_path / "never"), 2, "not UTF-8")
+    assert not (tmp_path / "never").exists()
+
+
+# --------------------------------------------------------------------------- 6: names that leave sweeps/
+
+@pytest.mark.parametrize("name", ["../../etc/evil", "/tmp/evil", "a/b", ".."])
+def test_a_sweep_name_that_is_a_path_is_refused(tmp_path, name):
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    sweep = tmp_path / "evil.toml"
+    sweep.write_text(f'[sweep]\nname = "{name}"\n[base]\nbackend = "gaussian"\ngens = 2\nseeds = 2\n')
+    one_line(cli("sweep", sweep, "--quiet", cwd=cwd), 2, "plain folder name")
+    assert [p for p in tmp_path.rglob("*") if p.name not in ("a", "b", "evil.toml")] == []
+
+
+# --------------------------------------------------------------------------- 7: bad input is exit 2
+
+@pytest.mark.parametrize("args, says", [
+    (["run", *GAUSS, "--omega", "inf"], "omega must be a finite number"),
+    (["run", *GAUSS, "--first-seed", "1e20"], "first-seed"),
+    (["run", *GAUSS, "--first-seed", str(10 ** 20)], "below 2^63"),
+    (["run", *GAUSS, "--n-real", "1"], "n-real must be at least 2"),
+    (["run", *GAUSS, "--algo", "sims", "--n-aux", "1"], "n-aux must be at least 2"),
+    (["experiment", "mad-loops", "--scale", "smoke", "--device", "tpu", "--quiet"], "unknown device 'tpu'"),
+])
+def test_bad_input_is_exit_two(tmp_path, args, says):
+    one_line(cli(*args, "--out", tmp_path / "never"), 2, says)
+    assert not (tmp_path / "never").exists()
+
+
+def test_report_options_are_checked_in_one_line(tmp_path):
+    short = tmp_path / "short"
+    assert cli("run", *GAUSS, "--gens", "2", "--quiet", "--out", short).returncode == 0
+    line = one_line(cli("report", short), 2, "generation 2")
+    assert "<= 1" not in line                                 # never 'choose a start <= 1'
+    longer = tmp_path / "longer"
+    assert cli("run", *GAUSS, "--gens", "5", "--quiet", "--out", longer).returncode == 0
+    for option in ("--tolerance", "--drift-tolerance"):
+        one_line(cli("report", longer, option, "nan"), 2, "tolerance")
+
+
+# --------------------------------------------------------------------------- 8: warnings reach the user
+
+def test_the_missing_compiler_warning_reaches_the_user(tmp_path):
+    args = ["run", "--backend", "toy-ddpm", "--gens", "1", "--seeds", "1", "--epochs", "1", "--aux-epochs", "1",
+            "--n-real", "40", "--n-eval", "40", "--n-aux", "20", "--T", "5", "--width", "8", "--quiet",
+            "--out", str(tmp_path / "run")]
+    result = subprocess.run([sys.executable, "-m", "madlab", *args], capture_output=True, text=True, timeout=600,
+                            env={**ENV, "CC": "/nonexistent", "MADLAB_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    assert "fused CPU kernels unavailable" in result.stderr and "/nonexistent" in result.stderr
+
+
+# --------------------------------------------------------------------------- 9: more seeds with --extend
+
+def test_extending_a_sweep_with_more_seeds_runs_only_the_new_seeds(tmp_path):
+    out = tmp_path / "s"
+    args = [*GAUSS, "--omega", "0,1", "--quiet", "--out", out]
+    assert cli("sweep", *args, "--seeds", "4").returncode == 0
+    before = canonical(pd.read_parquet(out / "results.parquet"))
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "tasks").glob("*.parquet")}
+    assert cli("sweep", *args, "--seeds", "6", "--extend").returncode == 0
+    after = pd.read_parquet(out / "results.parquet")
+    options = ["omega", "seed", "generation", "metric"]
+    assert not after.duplicated(options).any()               # the README's groupby counts each once
+    assert sorted(after["seed"].unique()) == list(range(6))
+    old = canonical(after[after["seed"] < 4])
+    pd.testing.assert_frame_equal(old, before, check_exact=True)
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "tasks").glob("*.parquet") if p.name in stamps} == stamps
+    six = canonical(pd.concat(run_config(RunConfig.from_flat(backend="gaussian", gens=4, seeds=6, n_real=30,
+                                                              n_eval=40, omega=o)) for o in (0.0, 1.0)))
+    got = canonical(after).drop(columns=["run", "ensemble"]).sort_values(options).reset_index(drop=True)
+    want = six.drop(columns=["run", "ensemble"]).sort_values(options).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    again = cli("sweep", *args, "--seeds", "6", "--extend")
+    assert again.returncode == 0 and "4 of them already done" in again.stderr
+
+
+# --------------------------------------------------------------------------- 10: the Python API's types
+
+@pytest.mark.parametrize("make", [lambda: RunConfig(loop=LoopConfig(gens="3")),
+                                  lambda: RunConfig(loop=LoopConfig(gens=2.5)),
+                                  lambda: RunConfig(seeds=True),
+                                  lambda: RunConfig.from_flat(first_seed=1.0)],
+                         ids=["gens-str", "gens-float", "seeds-bool", "first-seed-float"])
+def test_the_python_api_checks_types_strictly(make):
+    with pytest.raises(ConfigError, match="must be an integer"):
+        make().validate()
