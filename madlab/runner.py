@@ -132,9 +132,10 @@ def generation_rows(rec, chunk: list[int], run_id: str, columns: dict) -> pd.Dat
                          "ensemble": len(chunk),
                          **{f"time_{k}_s": v for k, v in rec.seconds.items()}})
     frame = pd.DataFrame(rows)
-    for key, value in columns.items():
-        frame[key] = value
-    return frame
+    # the configuration's columns in one block (inserting ~40 columns one by one costs more than
+    # the generation's evaluation on small runs)
+    config = pd.DataFrame({key: [value] * len(frame) for key, value in columns.items()}, index=frame.index)
+    return pd.concat([frame, config], axis=1)
 
 
 def run_config(cfg: RunConfig, progress: Progress | None = None,

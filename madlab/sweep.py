@@ -518,8 +518,15 @@ def load_tasks(out: Path) -> tuple[dict, list[Task]]:
 
 
 def expected_rows(task: Task) -> int:
-    """Rows of a finished task: one per seed, generation and metric."""
-    return task.config["seeds"] * task.config["gens"] * len(task.config.get("metric") or [None])
+    """Rows of a finished task: one per seed, generation and recorded metric (the chosen ones and,
+    on vector data with tails, their tail metrics: RunConfig.recorded_metrics)."""
+    from analysis.metrics import recorded
+
+    config = task.config
+    metrics = list(config.get("metric") or [None])
+    if config.get("backend") != "edm" and metrics != [None]:
+        metrics = recorded(metrics, config.get("tails", True))
+    return config["seeds"] * config["gens"] * len(metrics)
 
 
 def states(out: Path, tasks: list[Task]) -> dict[str, str]:
