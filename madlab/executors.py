@@ -1,4 +1,4 @@
-"""Executors: where a sweep's tasks run — local processes (joblib), Slurm (submitit), Dask.
+"""Executors: where a sweep's tasks run — local processes (madlab.pool), Slurm (submitit), Dask.
 
 Each executor's `run(out, tasks, done, step)` runs `tasks` and calls `done(outcome)` once per
 task, after the task's result or failure is on disk under `out`. A task that fails is recorded
