@@ -1,4 +1,4 @@
-"""Executors: where a sweep's tasks run — local processes (joblib), Slurm (submitit), Dask.
+"""Executors: where a sweep's tasks run — local processes (madlab.pool), Slurm (submitit), Dask.
 
 Each executor's `run(out, tasks, done, step)` runs `tasks` and calls `done(outcome)` once per
 task, after the task's result or failure is on disk under `out`. A task that fails is recorded
@@ -167,9 +167,11 @@ class SlurmExecutor:
         return executor
 
     def _submit(self, executor, out: Path, tasks: list[Task]) -> list:
+        from madlab.slurm_task import SlurmTask     # requeued on USR2 (time limit, preemption)
+
         n = len(tasks)
         try:
-            return executor.map_array(self.target, [str(out)] * n, tasks, [self.threads] * n)
+            return executor.map_array(SlurmTask(self.target), [str(out)] * n, tasks, [self.threads] * n)
         except Exception as err:  # noqa: BLE001 - sbatch missing or refusing: one clear line
             raise ConfigError(f"could not submit the Slurm jobs: {type(err).__name__}: "
                               f"{str(err).strip().splitlines()[0] if str(err).strip() else ''}")
@@ -290,6 +292,13 @@ def cancel_jobs(jobs: list[str]) -> None:
         print(f"slurm: could not cancel jobs {_id_range(jobs)} ({err}); cancel them with scancel",
               file=sys.stderr, flush=True)
         return
+    deadline = time.monotonic() + 60          # until Slurm has let them go (COMPLETING is live):
+    queue = Squeue()                           # a rerun then resubmits them at once
+    while time.monotonic() < deadline:
+        states = queue.states()
+        if states is not None and not any(states[j].live for j in jobs if j in states):
+            break
+        time.sleep(0.5)
     print(f"slurm: cancelled {len(jobs)} queued or running job{'s' * (len(jobs) != 1)} "
           f"({_id_range(jobs)}); their finished generations are kept", file=sys.stderr, flush=True)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Callable, Iterator
 
-import cloudpickle   # functions by value: test helpers, partials, lambdas (a joblib dependency)
+import cloudpickle   # functions by value: test helpers, partials, lambdas
 
 
 class WorkerDied(RuntimeError):

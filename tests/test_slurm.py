@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from madlab import store
-from madlab.executors import JobBook, SlurmExecutor
+from madlab.executors import TERMINAL, JobBook, SlurmExecutor
 from madlab.sweep import SweepSpec, compute_task, execute_task, open_sweep, record, run_sweep
 from slurm_cluster import slurm  # noqa: F401 - the session fixture
 
@@ -66,7 +66,7 @@ def gated(out: str, task, threads: int = 1) -> dict:
                 time.sleep(1)
 
     store.mark_running(out, task.id)
-    return record(Path(out), task, *compute_task(task, threads, progress))
+    return record(Path(out), task, *compute_task(task, threads, progress, out=out))
 
 
 class Gate:
@@ -321,8 +321,8 @@ def test_a_requeued_running_task_is_rerun_by_slurm_and_the_sweep_ends_with_the_u
         slurm, tmp_path, gate, reference):
     """`scontrol requeue` (what preemption with PreemptMode=REQUEUE does) kills a running task's
     job and queues it again under the same id: the driver keeps waiting (PENDING is live), the
-    second run records the task, nothing is recorded as failed. The task reruns from its start
-    today; with per-generation checkpoints it resumes from its last finished generation."""
+    second run records the task, nothing is recorded as failed, and it resumes from the task's last
+    checkpointed generation: at most the generation in flight is computed again."""
     out = tmp_path / "sweep"
     tasks = spec().tasks()
     victim = tasks[0]
@@ -339,9 +339,55 @@ def test_a_requeued_running_task_is_rerun_by_slurm_and_the_sweep_ends_with_the_u
     generations = gate.generations(victim.id)
     assert generations[:2] == [(0, 1), (0, 2)] and (0, 3) not in generations   # requeued mid-task
     assert [g for r, g in generations if r == 1][-1] == GAUSS["gens"]
-    # Today the second run recomputes every generation: [(0, 1), (0, 2), (1, 1), (1, 2), (1, 3)].
-    # Once per-generation checkpoints exist (issue 13) it must resume, recomputing at most one:
-    # assert [g for r, g in generations if r == 1][0] >= 2
+    assert [g for r, g in generations if r == 1][0] >= 2        # resumed: at most one recomputed
+    assert [g for r, g in generations if r == 1] == [3]          # (generation 2 was on disk)
     assert store.read_failure(out, victim.id) is None
     assert len(JobBook.load(out).submissions) == 1
+    assert table(out).equals(reference)
+
+
+def test_a_task_signalled_before_its_time_limit_checkpoints_requeues_and_resumes(slurm, tmp_path, gate, reference):
+    """USR2 is what a Slurm job receives before its time limit (submitit asks for it) or before
+    preemption: the task, a submitit Checkpointable, is requeued under the same job id by submitit
+    itself and continues after its last checkpointed generation; the sweep ends with the
+    uninterrupted rows and nothing recorded as failed."""
+    out = tmp_path / "sweep"
+    victim = spec().tasks()[1]
+    gate.open()
+    gate.pause(victim.id, restart=0, after_generation=2)
+    gate.trace(victim.id, restart=1)
+    run = Background(lambda: sweep(out, executor(target=gated)))
+    slurm.wait_until(lambda: (gate.path / f"{victim.id}.paused").exists(), "generation 2 of the task")
+    job = JobBook.load(out).job_of(victim.id)
+    slurm.cmd("scancel", "--signal=USR2", job)
+    counts = run.join()
+    assert counts == {"done": 4, "failed": 0, "pending": 0, "rows": len(reference), "skipped": 0}
+    assert gate.starts(victim.id) == [f"{job}/0", f"{job}/1"]   # requeued by submitit, same job
+    assert [g for r, g in gate.generations(victim.id) if r == 1] == [3]
+    assert store.read_failure(out, victim.id) is None and len(JobBook.load(out).submissions) == 1
+    assert table(out).equals(reference)
+
+
+def test_ctrl_c_of_the_driver_cancels_the_jobs_and_a_rerun_resumes_them(slurm, tmp_path, gate, reference):
+    """The README's policy: a stop signal to the driver scancels the sweep's live jobs (their
+    finished generations stay on disk); the rerun resubmits them and they resume."""
+    out = tmp_path / "sweep"
+    victim = spec().tasks()[0]
+    gate.open()
+    gate.pause(victim.id, restart=0, after_generation=2)
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER.format(tests=str(TESTS), out=str(out))],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    slurm.wait_until(lambda: (gate.path / f"{victim.id}.paused").exists(), "generation 2 of the task")
+    job = JobBook.load(out).job_of(victim.id)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=300)
+    assert "slurm: cancelled" in err, err
+    assert not [j for j in slurm.jobs() if j["id"] == job and j["state"] not in TERMINAL]   # let go of
+    assert store.task_state(out, victim.id) == "pending"
+    assert store.checkpointed_generations(out, victim.id) == 2
+    gate.trace(victim.id, restart=0)                             # the resubmitted job runs through
+    counts = sweep(out, executor(target=gated))
+    assert counts["done"] == 4 and counts["failed"] == 0
+    assert len(JobBook.load(out).submissions) == 2              # the cancelled tasks resubmitted
+    assert [g for _, g in gate.generations(victim.id)] == [1, 2, 3]   # the new job went on from 3
     assert table(out).equals(reference)
