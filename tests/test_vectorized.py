@@ -15,6 +15,7 @@ import torch
 from analysis.distances import per_seed, w1, w2
 from loops.rng import SeedStreams
 from toy.config import learner_default
+import toy.ddpm as ddpm_module
 from toy.ddpm import DDPMConfig, ToyDDPM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,7 +112,7 @@ def test_forward_loss_gradient_match_plain_module(name):
     torch.testing.assert_close(pred, backend.eps(params, x, t), atol=1e-5, rtol=1e-5)
     loss = (pred - eps).pow(2).mean(dim=(1, 2))
     backend._backward(p, grads, x, emb, saved, (pred - eps) * (2.0 / (24 * 2)))
-    assert not torch.isnan(grad_flat).any()
+    assert not any(torch.isnan(v).any() for v in grads.values())   # (not the buffer's zero padding)
     full = {name_: torch.zeros_like(v) for name_, v in params.items()}
     backend._unpack(grads, full, 0, len(SEEDS))
 
@@ -181,3 +182,21 @@ def test_w1_w2_are_exact_optimal_transport():
     one_by_one = torch.tensor([w2(a, b) for a, b in zip(x, y)], dtype=torch.float64)
     torch.testing.assert_close(per_seed("w2", x, y), one_by_one)
     assert torch.equal(per_seed("w2", x, y, n_jobs=3), one_by_one)  # threads: the same values
+
+
+@pytest.mark.parametrize("align", [ddpm_module.PACK_ALIGN, pytest.param(1, marks=pytest.mark.xfail(
+    reason="without the padding Adam's scalar tail rounds the last seed of a block differently",
+    strict=False))])   # (which seeds differ depends on the CPU's vector width)
+def test_a_seeds_numbers_do_not_depend_on_the_block_it_is_trained_in(align, monkeypatch):
+    """Bit for bit: the seeds trained in blocks of 1, 5 or all 8 give the same weights, so a run's
+    or sweep's chunking changes no digit (issue 15). This configuration is one where, without the
+    padding, seed 46 (in the second block of 5 + 3) came out different in the 7th digit here."""
+    monkeypatch.setattr(ddpm_module, "PACK_ALIGN", align)
+    streams = SeedStreams(range(40, 48))
+    data = torch.randn(8, 200, 2, generator=torch.Generator().manual_seed(3))
+    out = []
+    for block in (1, 5, 8):
+        backend = ToyDDPM(DDPMConfig(seed_block=block))
+        model = backend.train(backend.init(streams.keys("init")), data, 60, streams.keys("train"))
+        out.append(torch.cat([v.reshape(8, -1) for v in model.values()], 1))
+    assert torch.equal(out[0], out[2]) and torch.equal(out[1], out[2])

@@ -36,6 +36,7 @@ Params = dict[str, torch.Tensor]
 
 ACTIVATIONS = {"relu": F.relu, "silu": F.silu, "gelu": F.gelu, "tanh": torch.tanh}  # toy.config.ACTIVATION_NAMES
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # torch >= 2.0 (CPU kernel since 2.4)
+PACK_ALIGN = 64           # a packed parameter buffer's length is a multiple of this (see _pack)
 FUSED_BLOCK_ROWS = 10000  # rows (seeds x batch) per training block on the fused CPU path (benchmarks.blocks)
 RANDOM_CHUNK = 8  # epochs (training) or steps (sampling) drawn per call (memory only: draws are by offset)
 
@@ -147,8 +148,15 @@ class ToyDDPM:
     def _pack(self, model: Params, s0: int, s1: int) -> tuple[torch.Tensor, Params]:
         """Seeds s0..s1 of `model` copied into one flat buffer (piece-major: each piece a
         contiguous [S, ...] block) and the views of that buffer by key."""
-        flat = torch.cat([model[name][s0:s1, rows].reshape(-1).to(self.device, torch.float32)
-                          for _, name, rows, _ in self._layout()])
+        pieces = [model[name][s0:s1, rows].reshape(-1).to(self.device, torch.float32)
+                  for _, name, rows, _ in self._layout()]
+        # zero padding to a multiple of PACK_ALIGN elements: Adam's kernel takes the buffer's last
+        # (size mod vector width) elements on a scalar path that rounds differently (lerp without
+        # FMA), so without it the last seed of a block got other last digits than the same seed
+        # in a block of another size, and a seed's numbers depended on the chunking
+        size = sum(piece.numel() for piece in pieces)
+        pieces.append(torch.zeros(-size % PACK_ALIGN, device=self.device))
+        flat = torch.cat(pieces)
         return flat, self._views(flat, s1 - s0)
 
     def _views(self, flat: torch.Tensor, S: int) -> Params:
@@ -442,7 +450,7 @@ class ToyDDPM:
         blocks = []  # per block of seeds: (s0, s1, params, views, grads, grad views, m, v)
         for s0, s1 in self._blocks(N, self.seed_block or max(1, round(FUSED_BLOCK_ROWS / batch))):
             flat, views = self._pack(model, s0, s1)
-            gflat = torch.empty_like(flat)
+            gflat = torch.zeros_like(flat)          # its padding stays zero
             if carry is None:
                 m, v = torch.zeros_like(flat), torch.zeros_like(flat)
             else:  # the moments in this call's block layout (seed blocks follow the batch size)
