@@ -9,7 +9,7 @@ from rich.console import Console
 from typing_extensions import Annotated
 
 from madlab.commands.options import GroupedCommand, config_options
-from madlab.config import EVAL_PANEL, ConfigError, RunConfig
+from madlab.config import EVAL_PANEL, RunConfig
 
 stderr = Console(stderr=True)
 
@@ -50,21 +50,20 @@ def print_summary(frame, out: Path) -> None:
 
 
 def run_chunks(out: Path, cfg: RunConfig, jobs: int | None) -> list:
-    """The run's tasks: the chunks its directory records (a rerun on a machine with another core
-    count resumes the same tasks), else the seeds split into one chunk per process
-    (madlab.cores.layout; at most --seed-chunk seeds each)."""
+    """The run's tasks: the chunks its directory records (a rerun with another --jobs, or on a
+    machine with another core count, resumes the same tasks), else the seeds split into one chunk
+    per process (madlab.cores.layout; at most --seed-chunk seeds each)."""
     import dataclasses
 
     from madlab.cores import layout
     from madlab.store import read_manifest
-    from madlab.sweep import Task, chunk_tasks
+    from madlab.sweep import Task, _speed, chunk_tasks
 
     manifest = read_manifest(out)
     if manifest is not None and manifest.get("kind") == "run" and manifest.get("tasks"):
-        speed = {"device": cfg.device, "keep_checkpoints": cfg.keep_checkpoints}
         held = [Task.from_dict(t) for t in manifest["tasks"]]
         if all(t.run == cfg.run_id() for t in held):
-            return [Task(t.id, t.run, t.point, {**t.config, **speed}) for t in held]
+            return [Task(t.id, t.run, t.point, {**t.config, **_speed(cfg.flat())}) for t in held]
     _, _, chunk = layout(cfg.seeds, jobs, cfg.device)
     return chunk_tasks(dataclasses.replace(cfg, seed_chunk=min(cfg.seed_chunk, chunk)))
 
@@ -75,7 +74,8 @@ def register(app: typer.Typer) -> None:
     def run(
         out: Annotated[Optional[Path], typer.Option(help="Run directory [default: runs/<loop>-<algo>-<run id>]. Rerunning the same command reuses it; a different run there is refused.", rich_help_panel=EVAL_PANEL)] = None,
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show a progress bar on stderr.", rich_help_panel=EVAL_PANEL)] = True,
-        jobs: Annotated[Optional[int], typer.Option(help="Processes running chunks of the seeds side by side, one torch thread each (1: this process, all cores as threads; --device cuda: always 1) [default: the usable cores].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
+        jobs: Annotated[Optional[int], typer.Option(help="Processes that run chunks of the seeds side by side, one torch thread each, so a run uses every usable core (the CPU affinity: taskset, Slurm's --cpus-per-task), at most one process per seed; numbers do not change. 1: one process (this one). --device cuda: always one process [default: the usable cores].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
+        threads: Annotated[Optional[int], typer.Option(help="Torch threads per process, exact OT included (more than one rarely pays on the CPU; see madlab/cores.py) [default: 1; the usable cores with --device cuda].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
         **options,
     ) -> None:
         """Run one self-consuming loop for SEEDS independent seeds and summarise E[dist(G^t, p_r)].
@@ -85,12 +85,12 @@ def register(app: typer.Typer) -> None:
         madlab run --loop augment --algo sims --omega 3 --gens 100
         """
         from madlab.commands.sweep import run_with_progress
-        from madlab.cores import layout, usable_cores
+        from madlab.cores import describe, layout
         from madlab.executors import LocalExecutor
         from madlab.plan import make_plan
         from madlab.runner import check_environment
         from madlab.store import SweepLock, check_run_dir, load_results, read_failure, write_config
-        from madlab.sweep import SweepSpec, begin_session, chunk_tasks, needs_merge, open_sweep, states
+        from madlab.sweep import SweepSpec, begin_session, needs_merge, open_sweep, states
 
         cfg = RunConfig.from_flat(options).validate()
         check_environment()
@@ -100,8 +100,7 @@ def register(app: typer.Typer) -> None:
         # the run directory is a one-configuration sweep (madlab.sweep): tasks = chunks of seeds
         check_run_dir(out_dir, cfg)          # a different run there: one line, exit 2, nothing written
         spec = SweepSpec(name=out_dir.name, base=cfg.flat())
-        if jobs is not None and jobs < 1:
-            raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+        layout(cfg.seeds, jobs, cfg.device, threads)   # bad --jobs/--threads: one line, nothing written
         chunks = run_chunks(out_dir, cfg, jobs)   # per-core chunks, or the ones the directory records
         open_sweep(out_dir, spec, chunks, kind="run", write=False)
         with SweepLock(out_dir) as lock:     # the same run going on there: refused, nothing written
@@ -112,12 +111,12 @@ def register(app: typer.Typer) -> None:
                 return
             session = begin_session(out_dir, tasks)
             write_config(out_dir, cfg, session)
-            processes, threads, _ = layout(sum(t.config["seeds"] for t in tasks), jobs, cfg.device)
-            processes = min(processes, len(tasks))
-            threads = max(1, usable_cores() // processes)
-            stderr.print(make_plan(out_dir, tasks, threads=threads).line(processes)
-                         + f"; {processes} process{'es' * (processes != 1)} x {threads} thread{'s' * (threads != 1)}"
-                         f" on {usable_cores()} usable cores", markup=False, soft_wrap=True)
+            # one process per pending chunk, up to the layout's (the recorded chunks may be fewer)
+            processes, threads, _ = layout(cfg.seeds, jobs, cfg.device, threads)
+            pending = sum(s != "done" for s in states(out_dir, tasks).values())
+            processes = max(1, min(processes, pending))
+            stderr.print(f"{make_plan(out_dir, tasks, threads=threads).line(processes)}; "
+                         f"{describe(processes, threads)}", markup=False, soft_wrap=True)
             label = f"{cfg.loop.kind}/{cfg.algo.name} w={cfg.algo.omega:g}"
             counts = run_with_progress(out_dir, tasks, LocalExecutor(jobs=processes, threads=threads), label,
                                        progress, lock=lock, session=session)
