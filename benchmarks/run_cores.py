@@ -65,6 +65,20 @@ def worker_start_s() -> float:
     return seconds
 
 
+COMPUTE = ("import sys, time, torch; torch.set_num_threads(1); from madlab.config import RunConfig; "
+           "from madlab.runner import run_config; cfg = RunConfig.from_flat(seeds=int(sys.argv[1]), "
+           "first_seed=int(sys.argv[2]), gens=int(sys.argv[3])); t = time.perf_counter(); run_config(cfg); "
+           "print(time.perf_counter() - t)")
+
+
+def compute_s(chunks: list[tuple[int, int]], gens: int) -> float:
+    """Seconds of run_config alone (no start-up, probe, files or summary) for the chunks
+    (seeds, first seed), each in its own one-thread process, all at once: the slowest one's."""
+    procs = [subprocess.Popen([sys.executable, "-c", COMPUTE, str(n), str(f), str(gens)],
+                              stdout=subprocess.PIPE, text=True) for n, f in chunks]
+    return max(float(p.communicate()[0].split()[-1]) for p in procs)
+
+
 def _imports() -> None:
     import madlab.runner  # noqa: F401  (torch, pandas, POT, the toy DDPM)
 
@@ -75,6 +89,8 @@ def main() -> None:
     parser.add_argument("--gens", type=int, default=2)
     parser.add_argument("--no-threads", action="store_true",
                         help="skip the third layout: one process with one thread per core")
+    parser.add_argument("--no-ceiling", action="store_true",
+                        help="skip timing the loop alone in one process vs one process per core")
     opts, extra = parser.parse_known_args()
     from madlab.cores import usable_cores
 
@@ -88,6 +104,13 @@ def main() -> None:
                         ["--jobs", "1", "--threads", str(cores)]))
     print(f"command: madlab run {' '.join(common)} [layout] --quiet --out DIR (fresh directories)")
     print(f"worker start-up (spawn + imports), measured once: {worker_start_s():.2f} s")
+    if cores > 1 and not opts.no_ceiling and not extra:
+        half = opts.seeds // cores
+        one = compute_s([(opts.seeds, 0)], opts.gens)
+        split = compute_s([(half, i * half) for i in range(cores)], opts.gens)
+        print(f"the loop alone (run_config, no start-up/probe/files/summary): {opts.seeds} seeds in one "
+              f"process {one:.1f} s; {cores} x {half} seeds in {cores} processes at once {split:.1f} s: "
+              f"{one / split:.2f}x, the most {cores} processes gain on this machine at these sizes")
     results = []
     with tempfile.TemporaryDirectory(prefix="madlab-run-cores-") as tmp:
         for i, (label, args) in enumerate(layouts):
@@ -99,8 +122,11 @@ def main() -> None:
         for label, wall, _, frame in results[1:]:
             equal = frame.equals(base_rows)
             values = frame["value"].equals(base_rows["value"])
+            rel = ((frame["value"] - base_rows["value"]).abs() / base_rows["value"].abs().clip(lower=1e-300)).max()
+            differ = int((frame["value"] != base_rows["value"]).sum())
             print(f"{label} vs {base_label}: {base_wall / wall:.2f}x faster wall; "
-                  f"result rows equal: {equal} (value column equal: {values}; {len(frame)} rows)")
+                  f"result rows equal: {equal} (value column equal: {values}; {differ} of {len(frame)} "
+                  f"values differ, by at most {rel:.2g} relative)")
 
 
 if __name__ == "__main__":

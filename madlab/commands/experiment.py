@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         device: Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:N (the toy DDPM experiments; mad-loops is closed form) [default: the scale's, cpu].")] = None,
         seeds: Annotated[Optional[int], typer.Option(help="Override the scale's number of seeds.")] = None,
         set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any setting, KEY=VALUE (lists comma-separated), e.g. --set n_aux=20000 --set omegas=0,1,2. Repeatable; the settings are listed in settings.json.")] = None,
-        jobs: Annotated[Optional[int], typer.Option(help="Processes that measure chunks of the seeds side by side (this one and jobs - 1 workers), so an experiment uses every usable core (the CPU affinity), at most one process per seed; the table and summary do not change. 1: this process only. mad-loops (closed form) and --device cuda: always one process [default: the usable cores].", show_default=False)] = None,
+        jobs: Annotated[Optional[int], typer.Option(help="Processes that measure chunks of the seeds side by side (this one and jobs - 1 workers), so an experiment uses every usable core (the CPU affinity), at most one process per seed; the table and summary are those of one process. 1: this process only. mad-loops (closed form) and --device cuda: always one process [default: the usable cores].", show_default=False)] = None,
         threads: Annotated[Optional[int], typer.Option(help="Torch threads per process [default: 1; the usable cores with --device cuda].", show_default=False)] = None,
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show progress on stderr.")] = True,
     ) -> None:
