@@ -44,7 +44,12 @@ def test_run_writes_config_and_one_tidy_table(finished_run):
     assert config["toy_ddpm"]["width"] == 16 and "edm" not in config and "gaussian" not in config
     assert "dataset" not in frame.columns and "estimator" not in frame.columns   # the active backend's only
     assert "E[dist(G^1)]" in result.stdout and "ratio" in result.stdout
-    assert "plan: 1 task (1 configuration x 1 seed chunk), 6 seed-generations to run" in result.stderr
+    from madlab.cores import describe, layout
+    processes, threads, chunk = layout(3)                    # every usable core, one chunk each
+    tasks = -(-3 // chunk)
+    assert (f"plan: {tasks} task{'s' * (tasks != 1)} (1 configuration x {tasks} seed chunk"
+            f"{'s' * (tasks != 1)}), 6 seed-generations to run") in result.stderr
+    assert describe(processes, threads) in result.stderr
 
 
 def test_rerunning_the_same_command_redoes_nothing(finished_run):
@@ -120,7 +125,7 @@ def test_help_explains_every_option(capsys):
     for flag in ["--loop", "--algo", "--omega", "--gens", "--seeds", "--first-seed", "--n-real",
                  "--n-synth", "--n-aux", "--aux-epochs", "--epochs", "--backend", "--target",
                  "--metric", "--n-eval", "--device", "--out", "fully-synthetic", "accumulate",
-                 "sims-param"]:
+                 "sims-param", "--jobs", "--threads"]:
         assert flag in result.out, flag
 
 

@@ -209,7 +209,7 @@ def test_a_run_directory_is_a_one_task_sweep(tmp_path, capsys):
     args = ["--backend", "gaussian", "--gens", "3", "--seeds", "4", "--n-real", "50", "--n-eval",
             "60", "--omega", "1", "--quiet", "--out", str(tmp_path)]
     with pytest.raises(SystemExit) as exit_:
-        main(["run", *args])
+        main(["run", *args, "--jobs", "1"])                       # one process: one chunk of seeds
     assert exit_.value.code == 0
     manifest = json.loads((tmp_path / "sweep.json").read_text())
     assert manifest["kind"] == "run" and len(manifest["tasks"]) == 1

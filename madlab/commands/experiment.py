@@ -27,25 +27,22 @@ def register(app: typer.Typer) -> None:
         device: Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:N (the toy DDPM experiments; mad-loops is closed form) [default: the scale's, cpu].")] = None,
         seeds: Annotated[Optional[int], typer.Option(help="Override the scale's number of seeds.")] = None,
         set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any setting, KEY=VALUE (lists comma-separated), e.g. --set n_aux=20000 --set omegas=0,1,2. Repeatable; the settings are listed in settings.json.")] = None,
-        threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+        jobs: Annotated[Optional[int], typer.Option(help="Processes that measure chunks of the seeds side by side (this one and jobs - 1 workers), so an experiment uses every usable core (the CPU affinity), at most one process per seed; the table and summary are those of one process. 1: this process only. mad-loops (closed form) and --device cuda: always one process [default: the usable cores].", show_default=False)] = None,
+        threads: Annotated[Optional[int], typer.Option(help="Torch threads per process [default: 1; the usable cores with --device cuda].", show_default=False)] = None,
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show progress on stderr.")] = True,
     ) -> None:
         """Run one toy analogue of the SIMS paper's experiments and write its figure and table.
 
         Example: madlab experiment mad-loops --scale quick --out runs/mad-loops
         """
-        import torch
-
+        from madlab.cores import describe, layout
         from madlab.experiments import load
         from madlab.experiments.common import override, to_markdown, write_outputs
         from madlab.runner import check_environment
 
-        if threads < 1:
-            raise ConfigError(f"threads must be positive, got {threads}")
         if device is not None:
             from madlab.experiments.common import check_device
             check_device(device)          # every experiment, also those that run on the CPU only
-        torch.set_num_threads(threads)
         module = load(name.value)
         assignments = list(set_ or [])
         if seeds is not None:
@@ -58,18 +55,24 @@ def register(app: typer.Typer) -> None:
         except ValueError as err:
             raise ConfigError(str(err)) from None
         check_environment()
+        processes, threads, _ = layout(settings.seeds, jobs, getattr(settings, "device", "cpu"), threads)
+        if not hasattr(module, "measure"):      # mad-loops: closed form, one process
+            processes = 1
+        if progress:
+            stderr.print(f"{name.value}: {settings.seeds} seeds, {describe(processes, threads)}",
+                         markup=False, highlight=False)
         folder = out or Path("runs") / "experiments" / f"{name.value}-{scale.value}"
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--out {folder} exists and is not a folder")
         start = time.perf_counter()
         try:
-            result = _run(module, settings, name.value, progress, start)
+            result = _run(name.value, settings, processes, threads, progress, start)
         except ConfigError:
             raise
         except ValueError as err:  # e.g. a curated set that the base model cannot fill
             raise ConfigError(f"{name.value}: {err}") from None
         seconds = time.perf_counter() - start
-        extra = {"seconds": round(seconds, 1), "torch_threads": threads}
+        extra = {"seconds": round(seconds, 1), "processes": processes, "torch_threads": threads}
         if name.value != "mad-loops":  # the toy DDPM as the experiment built it
             from madlab.experiments.common import ddpm_backend
             extra["ddpm"] = ddpm_backend(settings.device, learner=settings.learner,
@@ -84,18 +87,21 @@ def register(app: typer.Typer) -> None:
         print(f"wrote {', '.join(str(p) for p in paths)} ({seconds:.0f} s)")
 
 
-def _run(module, settings, name: str, progress: bool, start: float):
-    """module.run with progress on stderr: a bar on a terminal, plain lines in a log."""
+def _run(name: str, settings, processes: int, threads: int, progress: bool, start: float):
+    """The experiment's seeds in `processes` chunks side by side (madlab.experiments.chunks), with
+    progress on stderr: a bar on a terminal, plain lines in a log."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from madlab.experiments.chunks import run_in_chunks
+
     if not progress:
-        return module.run(settings)
+        return run_in_chunks(name, settings, processes, threads)
     if not stderr.is_terminal:  # a log file: one plain line per step
         def report(done: int, total: int, message: str) -> None:
             stderr.print(f"[{done}/{total}] {name}: {message} ({time.perf_counter() - start:.0f} s)",
                          soft_wrap=True, markup=False, highlight=False)
 
-        return module.run(settings, report)
+        return run_in_chunks(name, settings, processes, threads, report)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=stderr, transient=False) as bar:
         task = bar.add_task(name, total=None)
@@ -103,4 +109,4 @@ def _run(module, settings, name: str, progress: bool, start: float):
         def report(done: int, total: int, message: str) -> None:
             bar.update(task, completed=done, total=total, description=f"{name}: {message}")
 
-        return module.run(settings, report)
+        return run_in_chunks(name, settings, processes, threads, report)

@@ -49,12 +49,33 @@ def print_summary(frame, out: Path) -> None:
                   "over seeds; bands: percentile bootstrap over seeds)", soft_wrap=True)
 
 
+def run_chunks(out: Path, cfg: RunConfig, jobs: int | None) -> list:
+    """The run's tasks: the chunks its directory records (a rerun with another --jobs, or on a
+    machine with another core count, resumes the same tasks), else the seeds split into one chunk
+    per process (madlab.cores.layout; at most --seed-chunk seeds each)."""
+    import dataclasses
+
+    from madlab.cores import layout
+    from madlab.store import read_manifest
+    from madlab.sweep import Task, _speed, chunk_tasks
+
+    manifest = read_manifest(out)
+    if manifest is not None and manifest.get("kind") == "run" and manifest.get("tasks"):
+        held = [Task.from_dict(t) for t in manifest["tasks"]]
+        if all(t.run == cfg.run_id() for t in held):
+            return [Task(t.id, t.run, t.point, {**t.config, **_speed(cfg.flat())}) for t in held]
+    _, _, chunk = layout(cfg.seeds, jobs, cfg.device)
+    return chunk_tasks(dataclasses.replace(cfg, seed_chunk=min(cfg.seed_chunk, chunk)))
+
+
 def register(app: typer.Typer) -> None:
     @app.command("run", cls=GroupedCommand)
     @config_options("run")
     def run(
         out: Annotated[Optional[Path], typer.Option(help="Run directory [default: runs/<loop>-<algo>-<run id>]. Rerunning the same command reuses it; a different run there is refused.", rich_help_panel=EVAL_PANEL)] = None,
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show a progress bar on stderr.", rich_help_panel=EVAL_PANEL)] = True,
+        jobs: Annotated[Optional[int], typer.Option(help="Processes that run chunks of the seeds side by side, one torch thread each, so a run uses every usable core (the CPU affinity: taskset, Slurm's --cpus-per-task), at most one process per seed; a seed's numbers do not depend on the chunking (up to float rounding). 1: one process (this one). --device cuda: always one process [default: the usable cores].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
+        threads: Annotated[Optional[int], typer.Option(help="Torch threads per process, exact OT included (more than one rarely pays on the CPU; see madlab/cores.py) [default: 1; the usable cores with --device cuda].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
         **options,
     ) -> None:
         """Run one self-consuming loop for SEEDS independent seeds and summarise E[dist(G^t, p_r)].
@@ -64,11 +85,12 @@ def register(app: typer.Typer) -> None:
         madlab run --loop augment --algo sims --omega 3 --gens 100
         """
         from madlab.commands.sweep import run_with_progress
+        from madlab.cores import describe, layout
         from madlab.executors import LocalExecutor
         from madlab.plan import make_plan
         from madlab.runner import check_environment
         from madlab.store import SweepLock, check_run_dir, load_results, read_failure, write_config
-        from madlab.sweep import SweepSpec, begin_session, chunk_tasks, needs_merge, open_sweep, states
+        from madlab.sweep import SweepSpec, begin_session, needs_merge, open_sweep, states
 
         cfg = RunConfig.from_flat(options).validate()
         check_environment()
@@ -78,19 +100,26 @@ def register(app: typer.Typer) -> None:
         # the run directory is a one-configuration sweep (madlab.sweep): tasks = chunks of seeds
         check_run_dir(out_dir, cfg)          # a different run there: one line, exit 2, nothing written
         spec = SweepSpec(name=out_dir.name, base=cfg.flat())
-        open_sweep(out_dir, spec, chunk_tasks(cfg), kind="run", write=False)
+        layout(cfg.seeds, jobs, cfg.device, threads)   # bad --jobs/--threads: one line, nothing written
+        chunks = run_chunks(out_dir, cfg, jobs)   # per-core chunks, or the ones the directory records
+        open_sweep(out_dir, spec, chunks, kind="run", write=False)
         with SweepLock(out_dir) as lock:     # the same run going on there: refused, nothing written
-            tasks = open_sweep(out_dir, spec, chunk_tasks(cfg), kind="run")
+            tasks = open_sweep(out_dir, spec, chunks, kind="run")
             if all(s == "done" for s in states(out_dir, tasks).values()) and not needs_merge(out_dir, tasks):
                 stderr.print(f"{out_dir} already holds this run's results; nothing to redo.")
                 print_summary(load_results(out_dir), out_dir)
                 return
             session = begin_session(out_dir, tasks)
             write_config(out_dir, cfg, session)
-            stderr.print(make_plan(out_dir, tasks, threads=0).line(), markup=False, soft_wrap=True)
+            # one process per pending chunk, up to the layout's (the recorded chunks may be fewer)
+            processes, threads, _ = layout(cfg.seeds, jobs, cfg.device, threads)
+            pending = sum(s != "done" for s in states(out_dir, tasks).values())
+            processes = max(1, min(processes, pending))
+            stderr.print(f"{make_plan(out_dir, tasks, threads=threads).line(processes)}; "
+                         f"{describe(processes, threads)}", markup=False, soft_wrap=True)
             label = f"{cfg.loop.kind}/{cfg.algo.name} w={cfg.algo.omega:g}"
-            counts = run_with_progress(out_dir, tasks, LocalExecutor(jobs=1, threads=0), label, progress,
-                                       lock=lock, session=session)
+            counts = run_with_progress(out_dir, tasks, LocalExecutor(jobs=processes, threads=threads), label,
+                                       progress, lock=lock, session=session)
         if counts["failed"]:
             errors = [f["error"] for t in tasks if (f := read_failure(out_dir, t.id))]
             stderr.print(f"madlab: run failed: {errors[0] if errors else 'unknown error'}", markup=False)

@@ -88,16 +88,17 @@ def _run_with_progress(out: Path, tasks, executor, name: str, show: bool, lock) 
 
     if not show:
         return run_sweep(out, tasks, executor, lock=lock)
-    with progress_ui() as bar:
+    with progress_ui() as bar, SeedGenerations(out, bar) as poll:
         state = {"done": 0, "failed": 0}
         ids = {}
 
         def start(todo) -> None:
             ids["tasks"] = bar.add_task(name, total=len(todo), unit="tasks")
-            if executor.in_process:
-                total = sum(t.config["seeds"] * (t.config["gens"] - checkpointed_generations(out, t.id))
-                            for t in todo)
-                ids["steps"] = bar.add_task("  seed-generations", total=total, unit="")
+            total = sum(t.config["seeds"] * (t.config["gens"] - checkpointed_generations(out, t.id))
+                        for t in todo)
+            ids["steps"] = bar.add_task("  seed-generations", total=total, unit="")
+            if not executor.in_process:      # workers elsewhere: count their checkpoints on disk
+                poll.start(todo, ids["steps"])
 
         def done(outcome: dict) -> None:
             state[outcome["state"]] = state.get(outcome["state"], 0) + 1
@@ -108,6 +109,50 @@ def _run_with_progress(out: Path, tasks, executor, name: str, show: bool, lock) 
             bar.update(ids["steps"], advance=n)
 
         return run_sweep(out, tasks, executor, on_start=start, on_done=done, on_step=step, lock=lock)
+
+
+class SeedGenerations:
+    """Counts the seed-generations that worker processes (or cluster jobs on a shared disk) have
+    finished, from their per-generation checkpoints and task files, every `every_s` seconds, onto
+    a progress bar: one bar over all workers."""
+
+    def __init__(self, out: Path, bar, every_s: float = 0.5):
+        import threading
+
+        self.out, self.bar, self.every_s = Path(out), bar, every_s
+        self.stop = threading.Event()
+        self.thread = None
+
+    def finished(self, todo) -> int:
+        from madlab.store import checkpointed_generations, task_paths
+
+        return sum(t.config["seeds"] * (t.config["gens"] if task_paths(self.out, t.id)["done"].exists()
+                                        else checkpointed_generations(self.out, t.id)) for t in todo)
+
+    def start(self, todo, bar_id) -> None:
+        import threading
+
+        base = self.finished(todo)
+        every = max(self.every_s, len(todo) / 2000)      # a listing per task: slower for huge sweeps
+
+        def poll() -> None:
+            while not self.stop.wait(every):
+                try:
+                    self.bar.update(bar_id, completed=self.finished(todo) - base)
+                except OSError:
+                    pass
+            self.bar.update(bar_id, completed=self.finished(todo) - base)
+
+        self.thread = threading.Thread(target=poll, name="madlab-progress", daemon=True)
+        self.thread.start()
+
+    def __enter__(self) -> "SeedGenerations":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=10)
 
 
 def report_outcome(out: Path, counts: dict, total: int) -> None:

@@ -83,6 +83,12 @@ def train_models(s: Settings, streams: SeedStreams, progress: Progress = no_prog
 
 
 def run(settings: Settings, progress: Progress = no_progress) -> Result:
+    return result(measure(settings, progress), settings)
+
+
+def measure(settings: Settings, progress: Progress = no_progress) -> pd.DataFrame:
+    """The long table of the seeds first_seed .. first_seed + seeds - 1: one row per (grid point,
+    metric, seed), seed innermost (chunks of seeds concatenate into it: madlab.experiments.chunks)."""
     s = settings.validate()
     streams = SeedStreams(range(s.first_seed, s.first_seed + s.seeds))
     target = paper_gaussian()
@@ -104,7 +110,11 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
                 rows.append(dict(omega_a=wa, omega_s=ws, seed=streams.seeds[k], metric=metric,
                                  value=v if bool(finite[k]) else float("inf")))
     progress(total, total, "done")
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def result(table: pd.DataFrame, s: Settings) -> Result:
+    """Summary, headline, notes and figure of the whole table (all seeds)."""
     summary, headline = summarise(table, s)
     notes = [f"{s.seeds} seeds; mean over seeds, ± one standard error; the same sampler noise at "
              "every grid point.",

@@ -73,6 +73,13 @@ def epochs_for(s: Settings, n_train: int) -> float:
 
 
 def run(settings: Settings, progress: Progress = no_progress) -> Result:
+    return result(measure(settings, progress), settings)
+
+
+def measure(settings: Settings, progress: Progress = no_progress) -> pd.DataFrame:
+    """The long table of the seeds first_seed .. first_seed + seeds - 1: one row per (scenario,
+    |D_p|, w, B, metric, seed), seed innermost (chunks of seeds concatenate into it:
+    madlab.experiments.chunks)."""
     s = settings.validate()
     streams, target = SeedStreams(range(s.first_seed, s.first_seed + s.seeds)), paper_gaussian()
     g = streams.keys
@@ -117,7 +124,11 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
         measure("ST-P", n_p, 0.0, 0.0, st_p)
         sims("SIMS-P", n_p, st_p)
     progress(total, total, "done")
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def result(table: pd.DataFrame, s: Settings) -> Result:
+    """Summary, headline, notes and figure of the whole table (all seeds)."""
     summary, headline = summarise(table, s)
     notes = [f"{s.seeds} seeds; mean over seeds ± one standard error; every model sampled with the same noise.",
              f"SIMS rows: the best (w, B) for each |D_p| by the mean {s.metrics[0]} over seeds "

@@ -111,6 +111,12 @@ def curated_set(backend, base, mixture: GaussianMixture, s: Settings, streams: S
 
 
 def run(settings: Settings, progress: Progress = no_progress) -> Result:
+    return result(measure(settings, progress), settings)
+
+
+def measure(settings: Settings, progress: Progress = no_progress) -> pd.DataFrame:
+    """The long table of the seeds first_seed .. first_seed + seeds - 1: one row per (w,
+    quantity, seed), seed innermost (chunks of seeds concatenate into it: madlab.experiments.chunks)."""
     s = settings.validate()
     streams, mixture = SeedStreams(range(s.first_seed, s.first_seed + s.seeds)), two_mode_mixture()
     g = streams.keys
@@ -130,19 +136,25 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
         x = backend.sample(base, s.n_eval, g("eval", 1), guide=aux, omega=omega).cpu()
         modes = assign_modes(x, mixture)
         w2_hat = distances(["w2"], x[:, :s.n_ot], real_hat, p_hat)["w2"]
-        for k, seed in enumerate(streams.seeds):
-            rec = dict(omega=omega, seed=seed)
-            rows.append(rec | dict(quantity="w2 to p_hat", value=float(w2_hat[k])))
-            for j in range(2):
+        values = {"w2 to p_hat": [float(v) for v in w2_hat]}          # quantity -> [value per seed]
+        for j in range(2):
+            values[f"share mode {j}"], values[f"fd mode {j}"] = [], []
+            for k in range(len(streams.seeds)):
                 pick = x[k][modes[k] == j]
-                rows.append(rec | dict(quantity=f"share mode {j}", value=len(pick) / s.n_eval))
+                values[f"share mode {j}"].append(len(pick) / s.n_eval)
                 fd = float("nan")
                 if len(pick) >= 3:
                     mu, S = moments(pick.unsqueeze(0))
                     fd = float(gaussian_w2(mu[0], S[0], mixture.means[j], mixture.covs[j]))
-                rows.append(rec | dict(quantity=f"fd mode {j}", value=fd))
+                values[f"fd mode {j}"].append(fd)
+        rows.extend(dict(omega=omega, seed=seed, quantity=q, value=v)
+                    for q, vs in values.items() for seed, v in zip(streams.seeds, vs))
     progress(total, total, "done")
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def result(table: pd.DataFrame, s: Settings) -> Result:
+    """Summary, headline, notes and figure of the whole table (all seeds)."""
     summary, headline = summarise(table, s)
     notes = [f"{s.seeds} seeds; mean over seeds ± one standard error; the same sampler noise at every w.",
              "mode = argmax of the true posterior; fd mode j = Fréchet distance of the samples assigned to "
