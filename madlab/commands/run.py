@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
     def run(
         out: Annotated[Optional[Path], typer.Option(help="Run directory [default: runs/<loop>-<algo>-<run id>]. Rerunning the same command reuses it; a different run there is refused.", rich_help_panel=EVAL_PANEL)] = None,
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show a progress bar on stderr.", rich_help_panel=EVAL_PANEL)] = True,
-        jobs: Annotated[Optional[int], typer.Option(help="Processes that run chunks of the seeds side by side, one torch thread each, so a run uses every usable core (the CPU affinity: taskset, Slurm's --cpus-per-task), at most one process per seed; a seed's numbers do not depend on the chunking (up to float rounding). 1: one process (this one). --device cuda: always one process [default: the usable cores].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
+        jobs: Annotated[Optional[int], typer.Option(help="Processes that run chunks of the seeds side by side, one torch thread each, so a run uses every usable core (the CPU affinity: taskset, Slurm's --cpus-per-task), at most one process per seed; a seed's numbers do not depend on the chunking (bit for bit). 1: one process (this one). --device cuda: always one process [default: the usable cores].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
         threads: Annotated[Optional[int], typer.Option(help="Torch threads per process, exact OT included (more than one rarely pays on the CPU; see madlab/cores.py) [default: 1; the usable cores with --device cuda].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
         **options,
     ) -> None:
