@@ -47,9 +47,11 @@ def test_every_file_of_a_run_says_what_made_it(tmp_path):
     assert session["madlab"] == __version__ and session["command"].startswith("madlab run --backend gaussian")
     assert session["device"].startswith("cpu") and session["host"] == os.uname().nodename
     assert session["git"] == git_state()                         # this checkout's commit and dirty flag
-    (task_file,) = (out / "tasks").glob("*.parquet")
-    task = json.loads(pq.read_schema(task_file).metadata[store.PROVENANCE_KEY])
-    assert KEYS | {"ended", "resumed_after_generation"} <= set(task) and task["resumed_after_generation"] == 0
+    task_files = list((out / "tasks").glob("*.parquet"))        # one per core's chunk of seeds
+    assert task_files
+    for task_file in task_files:
+        task = json.loads(pq.read_schema(task_file).metadata[store.PROVENANCE_KEY])
+        assert KEYS | {"ended", "resumed_after_generation"} <= set(task) and task["resumed_after_generation"] == 0
     assert store.PROVENANCE_KEY not in (pq.read_schema(out / "results.parquet").metadata or {})
     status, _ = madlab("status", out)
     assert f"last run: madlab {__version__}" in status and "command: madlab run" in status
