@@ -14,7 +14,8 @@ the results can write the samples). The configuration key hashes the options tha
 numbers except the seeds (`config_key`), so every seed chunk of one configuration finds the same
 folder. A run without saved samples can regenerate one seed's samples: `regenerate` reruns that
 seed alone up to the generation (seed k's numbers do not depend on the seeds beside it; alone
-they agree to float rounding, as tests/test_reproducibility.py checks).
+they agree bit for bit on the same machine and build, as tests/test_reproducibility.py and
+tests/test_samples.py check).
 """
 from __future__ import annotations
 
@@ -145,7 +146,7 @@ def load(directory: Path, seed: int, generation: int, run: str | None = None
 def regenerate(directory: Path, seed: int, generation: int, run: str | None = None
                ) -> tuple[np.ndarray, str, dict]:
     """Recompute `seed`'s samples at `generation`: its configuration, that seed alone, generations
-    1..`generation` (equal to the run's to float rounding; module docstring)."""
+    1..`generation` (equal to the run's, bit for bit on the same machine; module docstring)."""
     from madlab.runner import run_config
 
     run_id, options, _ = choose(directory, seed, run)

@@ -26,7 +26,8 @@ def test_seed_trajectory_is_the_same_alone_or_beside_63_others():
     together = values(run_config(RunConfig.from_flat(algo="sims", seeds=64, **TINY)))
     for seed in (0, 37, 63):
         alone = values(run_config(RunConfig.from_flat(algo="sims", seeds=1, first_seed=seed, **TINY)))
-        np.testing.assert_allclose(alone.to_numpy(), together.loc[[seed]].to_numpy(), rtol=1e-4)
+        # bit for bit since the packed Adam buffer is padded (toy/ddpm.py _pack): was 1e-4 relative
+        np.testing.assert_array_equal(alone.to_numpy(), together.loc[[seed]].to_numpy())
 
 
 def test_chunking_seeds_does_not_change_numbers():

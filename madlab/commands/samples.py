@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
         generation: Annotated[int, typer.Option(help="Which generation t (1..gens).", show_default=False)],
         run: Annotated[Optional[str], typer.Option(help="The configuration (run id, the results' `run` column) when DIR is a sweep with several holding SEED.", show_default=False)] = None,
         out: Annotated[Optional[Path], typer.Option(help="The PNG to write [default: DIR/report/samples-seed<S>-gen<T>.png].", show_default=False)] = None,
-        regenerate: Annotated[bool, typer.Option("--regenerate", help="Recompute the samples (SEED alone, generations 1..T) instead of reading saved ones: for runs made without --save-samples; equal to the run's to float rounding.")] = False,
+        regenerate: Annotated[bool, typer.Option("--regenerate", help="Recompute the samples (SEED alone, generations 1..T) instead of reading saved ones: for runs made without --save-samples; equal to the run's, bit for bit on the same machine and build.")] = False,
     ) -> None:
         """Scatter one seed-generation's evaluation samples against p_r's Mahalanobis contours
         (radius 1, 2, 3, 5), mark the samples beyond radius 5 and print their count and the largest
