@@ -88,6 +88,13 @@ class EvalConfig:
         return self
 
 
+def recorded_metrics(backend: str, metric, tails: bool) -> list[str]:
+    """The metrics a run of `backend` records, one results row each per seed and generation: the
+    chosen distances and, on vector data with `tails`, their tail diagnostics. Plain values, so a
+    sweep can count a task's rows from its flat config without building a RunConfig."""
+    return list(metric) if backend == "edm" else recorded(metric, tails)
+
+
 @dataclass
 class RunConfig:
     """One run: a loop, an algorithm, a backend, an evaluation, and how many seeds."""
@@ -213,9 +220,7 @@ class RunConfig:
         """Every metric a run records, one results row each per seed and generation: the chosen
         distances, then (toy backends, --tails) outlier_share and each chosen m's m_inlier
         (analysis.metrics.recorded). Call after validate()."""
-        if self.backend == "edm":
-            return list(self.evaluation.metric)
-        return recorded(self.evaluation.metric, self.evaluation.tails)
+        return recorded_metrics(self.backend, self.evaluation.metric, self.evaluation.tails)
 
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))

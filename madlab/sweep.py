@@ -518,14 +518,14 @@ def load_tasks(out: Path) -> tuple[dict, list[Task]]:
 
 
 def expected_rows(task: Task) -> int:
-    """Rows of a finished task: one per seed, generation and recorded metric (the chosen ones and,
-    on vector data with tails, their tail metrics: RunConfig.recorded_metrics)."""
-    from analysis.metrics import recorded
+    """Rows of a finished task: one per seed, generation and recorded metric (the rule of
+    RunConfig.recorded_metrics, applied to the flat config: states() runs it for every task)."""
+    from madlab.config import recorded_metrics
 
     config = task.config
-    metrics = list(config.get("metric") or [None])
-    if config.get("backend") != "edm" and metrics != [None]:
-        metrics = recorded(metrics, config.get("tails", True))
+    metrics = config.get("metric") or [None]
+    if metrics != [None]:
+        metrics = recorded_metrics(config.get("backend", "toy-ddpm"), metrics, config.get("tails", True))
     return config["seeds"] * config["gens"] * len(metrics)
 
 

@@ -317,6 +317,22 @@ def test_a_driver_that_dies_right_after_sbatch_finds_its_jobs_by_their_comment(s
     assert table(out).equals(reference)
 
 
+def stop_after_generation_2(slurm, gate, out, victim, reference, *command) -> None:
+    """Run the sweep with `victim` paused after its generation 2, hit that task's job with
+    `command` + job id (a requeue, a signal), and check that the sweep ends with every task done
+    and the victim started twice under the same job id."""
+    gate.open()
+    gate.pause(victim.id, restart=0, after_generation=2)     # the first run stops after generation 2
+    gate.trace(victim.id, restart=1)
+    run = Background(lambda: sweep(out, executor(target=gated)))
+    slurm.wait_until(lambda: (gate.path / f"{victim.id}.paused").exists(), "generation 2 of the task")
+    job = JobBook.load(out).job_of(victim.id)
+    slurm.cmd(*command, job)
+    counts = run.join()
+    assert counts == {"done": 4, "failed": 0, "pending": 0, "rows": len(reference), "skipped": 0}
+    assert gate.starts(victim.id) == [f"{job}/0", f"{job}/1"]   # the same job, run twice
+
+
 def test_a_requeued_running_task_is_rerun_by_slurm_and_the_sweep_ends_with_the_uninterrupted_rows(
         slurm, tmp_path, gate, reference):
     """`scontrol requeue` (what preemption with PreemptMode=REQUEUE does) kills a running task's
@@ -324,18 +340,8 @@ def test_a_requeued_running_task_is_rerun_by_slurm_and_the_sweep_ends_with_the_u
     second run records the task, nothing is recorded as failed, and it resumes from the task's last
     checkpointed generation: at most the generation in flight is computed again."""
     out = tmp_path / "sweep"
-    tasks = spec().tasks()
-    victim = tasks[0]
-    gate.open()
-    gate.pause(victim.id, restart=0, after_generation=2)     # the first run stops after generation 2
-    gate.trace(victim.id, restart=1)
-    run = Background(lambda: sweep(out, executor(target=gated)))
-    slurm.wait_until(lambda: (gate.path / f"{victim.id}.paused").exists(), "generation 2 of the task")
-    job = JobBook.load(out).job_of(victim.id)
-    slurm.cmd("scontrol", "requeue", job)
-    counts = run.join()
-    assert counts == {"done": 4, "failed": 0, "pending": 0, "rows": len(reference), "skipped": 0}
-    assert gate.starts(victim.id) == [f"{job}/0", f"{job}/1"]   # the same job, run twice
+    victim = spec().tasks()[0]
+    stop_after_generation_2(slurm, gate, out, victim, reference, "scontrol", "requeue")
     generations = gate.generations(victim.id)
     assert generations[:2] == [(0, 1), (0, 2)] and (0, 3) not in generations   # requeued mid-task
     assert [g for r, g in generations if r == 1][-1] == GAUSS["gens"]
@@ -353,16 +359,7 @@ def test_a_task_signalled_before_its_time_limit_checkpoints_requeues_and_resumes
     uninterrupted rows and nothing recorded as failed."""
     out = tmp_path / "sweep"
     victim = spec().tasks()[1]
-    gate.open()
-    gate.pause(victim.id, restart=0, after_generation=2)
-    gate.trace(victim.id, restart=1)
-    run = Background(lambda: sweep(out, executor(target=gated)))
-    slurm.wait_until(lambda: (gate.path / f"{victim.id}.paused").exists(), "generation 2 of the task")
-    job = JobBook.load(out).job_of(victim.id)
-    slurm.cmd("scancel", "--signal=USR2", job)
-    counts = run.join()
-    assert counts == {"done": 4, "failed": 0, "pending": 0, "rows": len(reference), "skipped": 0}
-    assert gate.starts(victim.id) == [f"{job}/0", f"{job}/1"]   # requeued by submitit, same job
+    stop_after_generation_2(slurm, gate, out, victim, reference, "scancel", "--signal=USR2")
     assert [g for r, g in gate.generations(victim.id) if r == 1] == [3]
     assert store.read_failure(out, victim.id) is None and len(JobBook.load(out).submissions) == 1
     assert table(out).equals(reference)

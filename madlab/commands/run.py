@@ -49,13 +49,12 @@ def print_summary(frame, out: Path) -> None:
                   "over seeds; bands: percentile bootstrap over seeds)", soft_wrap=True)
 
 
-def run_chunks(out: Path, cfg: RunConfig, jobs: int | None) -> list:
+def run_chunks(out: Path, cfg: RunConfig, chunk: int) -> list:
     """The run's tasks: the chunks its directory records (a rerun with another --jobs, or on a
-    machine with another core count, resumes the same tasks), else the seeds split into one chunk
-    per process (madlab.cores.layout; at most --seed-chunk seeds each)."""
+    machine with another core count, resumes the same tasks), else the seeds split into chunks of
+    `chunk` seeds, one per process (madlab.cores.layout; at most --seed-chunk seeds each)."""
     import dataclasses
 
-    from madlab.cores import layout
     from madlab.store import read_manifest
     from madlab.sweep import Task, _speed, chunk_tasks
 
@@ -64,7 +63,6 @@ def run_chunks(out: Path, cfg: RunConfig, jobs: int | None) -> list:
         held = [Task.from_dict(t) for t in manifest["tasks"]]
         if all(t.run == cfg.run_id() for t in held):
             return [Task(t.id, t.run, t.point, {**t.config, **_speed(cfg.flat())}) for t in held]
-    _, _, chunk = layout(cfg.seeds, jobs, cfg.device)
     return chunk_tasks(dataclasses.replace(cfg, seed_chunk=min(cfg.seed_chunk, chunk)))
 
 
@@ -100,8 +98,9 @@ def register(app: typer.Typer) -> None:
         # the run directory is a one-configuration sweep (madlab.sweep): tasks = chunks of seeds
         check_run_dir(out_dir, cfg)          # a different run there: one line, exit 2, nothing written
         spec = SweepSpec(name=out_dir.name, base=cfg.flat())
-        layout(cfg.seeds, jobs, cfg.device, threads)   # bad --jobs/--threads: one line, nothing written
-        chunks = run_chunks(out_dir, cfg, jobs)   # per-core chunks, or the ones the directory records
+        # bad --jobs/--threads: one line, nothing written
+        processes, threads, chunk = layout(cfg.seeds, jobs, cfg.device, threads)
+        chunks = run_chunks(out_dir, cfg, chunk)  # per-core chunks, or the ones the directory records
         open_sweep(out_dir, spec, chunks, kind="run", write=False)
         with SweepLock(out_dir) as lock:     # the same run going on there: refused, nothing written
             tasks = open_sweep(out_dir, spec, chunks, kind="run")
@@ -112,7 +111,6 @@ def register(app: typer.Typer) -> None:
             session = begin_session(out_dir, tasks)
             write_config(out_dir, cfg, session)
             # one process per pending chunk, up to the layout's (the recorded chunks may be fewer)
-            processes, threads, _ = layout(cfg.seeds, jobs, cfg.device, threads)
             pending = sum(s != "done" for s in states(out_dir, tasks).values())
             processes = max(1, min(processes, pending))
             stderr.print(f"{make_plan(out_dir, tasks, threads=threads).line(processes)}; "
