@@ -224,6 +224,6 @@ def test_toy_ddpm_batch_and_lr_are_settings(module, monkeypatch):
         module.run(s)
     assert built[0].batch_size == 64 and built[0].lr == 0.001
     assert built[0].learner == "resmlp-ln" and built[0].layer_norm     # the documented numbers' learner
-    assert module.SCALES["smoke"].learner == "resmlp-sin"
+    assert module.SCALES["smoke"].learner == "resmlp-silu"
     with pytest.raises(ValueError, match="batch_size"):
         override(module.SCALES["smoke"], ["batch_size=0"]).validate()

@@ -13,16 +13,17 @@ needs_kernels = pytest.mark.skipif(fused.kernels("auto") is None,
                                    reason="no C compiler: the fused kernels cannot be built")
 
 LN = dict(learner="resmlp-ln")
+SIN = dict(learner="resmlp-sin")   # the fused relu learner without LayerNorm (the default is SiLU: torch ops)
 CASES = {  # config, data dimension, rows per seed, time input per row (training) or per seed
-    "default-train": (dict(), 2, 50, True),              # resmlp-sin: no LayerNorm, sinusoidal t
-    "default-sample": (dict(), 2, 37, False),
-    "no-ln-scaled-width16-depth3": (dict(time_embedding="scaled", width=16, depth=3), 2, 29, True),
-    "no-ln-raw-width100-dim3": (dict(time_embedding="raw", width=100, depth=1), 3, 17, False),
+    "default-train": (SIN, 2, 50, True),                 # resmlp-sin: no LayerNorm, sinusoidal t
+    "default-sample": (SIN, 2, 37, False),
+    "no-ln-scaled-width16-depth3": (dict(SIN, time_embedding="scaled", width=16, depth=3), 2, 29, True),
+    "no-ln-raw-width100-dim3": (dict(SIN, time_embedding="raw", width=100, depth=1), 3, 17, False),
     "resmlp-ln-train": (LN, 2, 50, True),
     "resmlp-ln-sample": (LN, 2, 37, False),
     "ln-sinusoidal-width16-depth3": (dict(LN, time_embedding="sinusoidal", width=16, depth=3), 2, 29, True),
     "ln-raw-width100-dim3": (dict(LN, time_embedding="raw", width=100, depth=1), 3, 17, False),
-    "dim5-torch-output-layer": (dict(), 5, 21, True),  # more outputs than fused.MAX_OUT
+    "dim5-torch-output-layer": (SIN, 5, 21, True),  # more outputs than fused.MAX_OUT
 }
 
 
@@ -93,17 +94,19 @@ def test_training_and_sampling_agree_with_torch_ops(learner):
 
 
 def test_unfusable_configs_use_torch_ops_and_bad_requests_are_refused(monkeypatch):
-    assert not ToyDDPM(DDPMConfig(activation="silu")).fused
-    assert ToyDDPM(DDPMConfig(layer_norm=False)).fused == ToyDDPM(DDPMConfig(layer_norm=True)).fused
+    assert not ToyDDPM(DDPMConfig(activation="silu", learner="resmlp-sin")).fused
+    assert not ToyDDPM(DDPMConfig()).fused                    # the default learner, resmlp-silu
+    assert (ToyDDPM(DDPMConfig(layer_norm=False, **SIN)).fused
+            == ToyDDPM(DDPMConfig(layer_norm=True, **SIN)).fused)
     with pytest.raises(ValueError, match="needs the CPU and the relu"):
         ToyDDPM(DDPMConfig(activation="gelu", kernels="fused"))
     with pytest.raises(ValueError, match="unknown kernels"):
         DDPMConfig(kernels="cuda").validate()
     monkeypatch.setenv("MADLAB_KERNELS", "fast")
     with pytest.raises(ValueError, match="MADLAB_KERNELS must be one of"):
-        ToyDDPM(DDPMConfig())
+        ToyDDPM(DDPMConfig(**SIN))
     monkeypatch.setenv("MADLAB_KERNELS", "torch")
-    assert not ToyDDPM(DDPMConfig()).fused
+    assert not ToyDDPM(DDPMConfig(**SIN)).fused
 
 
 def test_without_a_compiler_torch_ops_take_over(monkeypatch, tmp_path):
@@ -111,13 +114,13 @@ def test_without_a_compiler_torch_ops_take_over(monkeypatch, tmp_path):
     monkeypatch.setenv("MADLAB_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     with pytest.warns(RuntimeWarning, match="fused CPU kernels unavailable"):
-        backend = ToyDDPM(DDPMConfig())
+        backend = ToyDDPM(DDPMConfig(**SIN))
     assert not backend.fused
     x = backend.sample(backend.init(SeedStreams([1]).keys("init")), 5,
                        SeedStreams([1]).keys("eval"))
     assert x.shape == (1, 5, 2) and torch.isfinite(x).all()
     with pytest.raises(RuntimeError, match="could not be built"):
-        ToyDDPM(DDPMConfig(kernels="fused"))
+        ToyDDPM(DDPMConfig(kernels="fused", **SIN))
 
 
 @needs_kernels

@@ -56,10 +56,12 @@ def test_the_learner_presets_its_knobs_and_explicit_knobs_override():
     assert ln.run_id() == explicit.run_id()          # the id hashes the resolved values
     assert (ln.toy_ddpm.layer_norm, ln.toy_ddpm.time_embedding) == (True, "scaled")
     default = RunConfig().validate().toy_ddpm
-    assert default.learner == "resmlp-sin" and not default.layer_norm
-    assert default.time_embedding == "sinusoidal" and default.T == 40
-    assert default.guide_t_max == 20                 # resmlp-sin guides on the low-noise half
-    assert DDPMConfig(learner="resmlp-sin", T=100).validate().guide_t_max == 50
+    assert default.learner == "resmlp-silu" and not default.layer_norm
+    assert default.time_embedding == "sinusoidal" and default.T == 40 and default.activation == "silu"
+    assert default.guide_t_max == 10                 # resmlp-silu guides on the last quarter
+    assert DDPMConfig(learner="resmlp-silu", T=100).validate().guide_t_max == 25
+    assert DDPMConfig(learner="resmlp-sin", T=100).validate().guide_t_max == 50   # the late half
+    assert DDPMConfig(learner="resmlp-sin").validate().activation == "relu"
     assert DDPMConfig(learner="resmlp-ln").validate().guide_t_max == 40   # 0.1: the whole chain
     mixed = DDPMConfig(learner="resmlp-sin", layer_norm=True).validate()
     assert mixed.layer_norm and mixed.time_embedding == "sinusoidal"
@@ -78,7 +80,7 @@ def test_each_learner_is_the_reference_learner_of_that_name(name):
 
 
 @pytest.mark.parametrize("flat, says", [
-    (dict(learner="mlp"), "unknown learner 'mlp' (--learner); choose one of resmlp-sin, resmlp-ln, toy-diffusion"),
+    (dict(learner="mlp"), "unknown learner 'mlp' (--learner); choose one of resmlp-silu, resmlp-sin, resmlp-ln, toy-diffusion"),
     (dict(learner="toy-diffusion", layer_norm=True), "toy-diffusion learner is a plain MLP"),
     (dict(learner="toy-diffusion", variance="posterior"), "samples with variance beta"),
     (dict(finetune="resume"), "unknown finetune 'resume'"),
@@ -126,11 +128,11 @@ def test_empty_guidance_interval_is_standard_sampling_and_the_guide_is_not_evalu
     assert torch.equal(x, standard)                          # bit-equal, the guide never ran
     full = ToyDDPM(DDPMConfig(guide_t_max=12, **c)).sample(base, 30, streams.keys("eval"),
                                                         guide=aux, omega=3.0)
-    late = ToyDDPM(DDPMConfig(guide_t_max=6, **c))      # resmlp-sin's default: T/2
+    late = ToyDDPM(DDPMConfig(guide_t_max=3, **c))      # resmlp-silu's default: T/4
     x_late = late.sample(base, 30, streams.keys("eval"), guide=aux, omega=3.0)
     assert not torch.allclose(x_late, standard) and not torch.allclose(x_late, full)
     assert torch.equal(x_late, backend.sample(base, 30, streams.keys("eval"), guide=aux, omega=3.0))
-    # guidance only at t <= 6 = the reference sampler's interval (same weights, same draws)
+    # guidance only at t <= 3 = the reference sampler's interval (same weights, same draws)
     ref = ReferenceDDPM(reference_config(late.config))
     torch.testing.assert_close(ref.sample(base, 30, streams.keys("eval"), guide=aux, omega=3.0),
                                x_late, rtol=1e-4, atol=1e-4)
@@ -145,19 +147,26 @@ def test_continued_fine_tune_and_toy_diffusion_run_end_to_end(learner):
     assert (frame["learner"] == learner).all() and (frame["finetune"] == "continue").all()
 
 
-def test_far_field_eps_of_the_fast_paths_default_learner_is_near_exact():
-    """The product's default (resmlp-sin on the fast path, fused where a compiler is found),
-    generation 1 of the paper's setup (|D_r| = 1000, 100 full-batch epochs), seeds no other test
-    or doc uses: the radial eps at t = T relative to the exact Gaussian eps (1 = exact) is
-    within [0.85, 1.15] at r = 2, above 2/3 at r = 4 (there the first reverse step, beta_T =
-    0.75, contracts: factor 2 - 1.5 a < 1) and within [0.55, 0.8] at r = 8 (the screen's 64
-    held-out seeds: 0.96 / 0.82 / 0.67 on average; LayerNorm's learner: 0.39 at r = 8)."""
+# (learner, lowest slope at r = 4, band at r = 8): the 64 held-out seeds 100..163 of the screens
+# measured resmlp-silu 0.97 / 0.91 / 0.80 on average at r = 2 / 4 / 8 (ranges 0.87-0.96 at r = 4,
+# 0.75-0.87 at r = 8) and resmlp-sin 0.96 / 0.82 / 0.66 (0.79-0.87, 0.63-0.70).
+FAR_FIELD = [("resmlp-silu", 0.8, (0.7, 0.95)), ("resmlp-sin", 2 / 3, (0.55, 0.8))]
+
+
+@pytest.mark.parametrize("name, r4_low, r8_band", FAR_FIELD)
+def test_far_field_eps_of_the_fast_path_learners_is_near_exact(name, r4_low, r8_band):
+    """The product's default (resmlp-silu, torch ops) and resmlp-sin (fused where a compiler is
+    found) at generation 1 of the paper's setup (|D_r| = 1000, 100 full-batch epochs), seeds no
+    other test or doc uses: the radial eps at t = T relative to the exact Gaussian eps (1 = exact)
+    is within [0.85, 1.15] at r = 2, above the learner's bound at r = 4 (2/3 at least: there the
+    first reverse step, beta_T = 0.75, contracts: factor 2 - 1.5 a < 1) and within its band at
+    r = 8 (LayerNorm's learner: 0.39 at r = 8). SiLU's is the nearer to exact far out."""
     from toy.reference import radial_eps_slope
 
     target = paper_gaussian()
     streams = SeedStreams(range(700, 704))
-    backend = ToyDDPM(DDPMConfig())
-    assert backend.config.learner == "resmlp-sin"
+    backend = ToyDDPM(DDPMConfig(learner=name))
+    assert DDPMConfig().validate().learner == FAR_FIELD[0][0]      # the first row is the default
     data = target.sample(1000, streams.keys("real", 1))
     model = backend.train(backend.init(streams.keys("init", 1)), data, 100, streams.keys("train", 1))
     T = backend.config.T
@@ -165,8 +174,8 @@ def test_far_field_eps_of_the_fast_paths_default_learner_is_near_exact():
     slope = radial_eps_slope(lambda x: backend.eps(model, x.expand(4, *x.shape), t_in),
                              float(backend.alpha_bar[T]), target.mean, target.cov, (2.0, 4.0, 8.0))
     assert ((slope[:, 0] > 0.85) & (slope[:, 0] < 1.15)).all(), slope
-    assert (slope[:, 1] > 2 / 3).all(), slope
-    assert ((slope[:, 2] > 0.55) & (slope[:, 2] < 0.8)).all(), slope
+    assert (slope[:, 1] > r4_low).all(), slope
+    assert ((slope[:, 2] > r8_band[0]) & (slope[:, 2] < r8_band[1])).all(), slope
 
 
 def _same_training(a: dict, b: dict, lr: float) -> bool:

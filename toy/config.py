@@ -23,27 +23,36 @@ FINETUNE_STARTS = ("restart", "continue")      # how the SIMS auxiliary fine-tun
 # The named learners and the knobs each presets (a knob left at None takes its learner's value;
 # docs/calibration.md, "Learner screen"). toy.reference.LEARNERS holds the same learners as
 # reference configs (tests/test_reference.py checks that the two agree).
-DEFAULT_LEARNER = "resmlp-sin"
+DEFAULT_LEARNER = "resmlp-silu"
 LEARNERS = {
-    # the screen's winner: residual MLP without LayerNorm, sinusoidal time input
-    "resmlp-sin": dict(T=40, depth=2, time_embedding="sinusoidal", layer_norm=False, lr=3e-3,
-                       lr_schedule="linear"),
+    # the tail screen's winner (docs/calibration.md, "Tail screen at a million samples"):
+    # resmlp-sin with SiLU, whose far-field eps is nearer the exact one; at generation 1 its
+    # share of samples beyond radius 5 is p_r's own, also under SIMS guidance at omega = 3
+    "resmlp-silu": dict(T=40, depth=2, time_embedding="sinusoidal", layer_norm=False,
+                        activation="silu", lr=3e-3, lr_schedule="linear"),
+    # the first screen's winner (the default before the tail screen): residual ReLU MLP
+    # without LayerNorm, sinusoidal time input
+    "resmlp-sin": dict(T=40, depth=2, time_embedding="sinusoidal", layer_norm=False,
+                       activation="relu", lr=3e-3, lr_schedule="linear"),
     # madlab 0.1's learner: residual MLP with LayerNorm, time input t / T
-    "resmlp-ln": dict(T=40, depth=2, time_embedding="scaled", layer_norm=True, lr=3e-3,
-                      lr_schedule="linear"),
+    "resmlp-ln": dict(T=40, depth=2, time_embedding="scaled", layer_norm=True, activation="relu",
+                      lr=3e-3, lr_schedule="linear"),
     # the SIMS paper's cited learner (albarji/toy-diffusion), a plain 4 x 64 ReLU MLP on [x, t];
     # run by toy.reference.ReferenceDDPM (its network, schedule and data order are not the fast
     # path's)
-    "toy-diffusion": dict(T=39, depth=4, time_embedding="raw", layer_norm=False, lr=1e-3,
-                          lr_schedule="constant"),
+    "toy-diffusion": dict(T=39, depth=4, time_embedding="raw", layer_norm=False,
+                          activation="relu", lr=1e-3, lr_schedule="constant"),
 }
 REFERENCE_LEARNERS = ("toy-diffusion",)        # learners that madlab.runner runs on toy.reference
 # The share of the reverse chain (its low-noise end, t <= share * T) on which SIMS guides by
-# default. resmlp-sin: the late half, chosen at generation 1 (docs/calibration.md, "SIMS knobs":
-# omega = 3 gives W2 0.33 and no sample beyond radius 5 there, against 0.46 and 0.08 % on the
-# whole chain); the paper's appendix A finds the early, high-noise steps the least needed. The
-# other learners keep the whole chain (madlab 0.1's behaviour; the paper's default interval).
-GUIDED_SHARE = {"resmlp-sin": 0.5, "resmlp-ln": 1.0, "toy-diffusion": 1.0}
+# default, chosen at generation 1. resmlp-silu: the last quarter, the widest of the intervals
+# screened (t <= T, T/2, T/4) whose guided tail at omega = 3 stays within 2x of p_r's own
+# (docs/calibration.md, "Tail screen at a million samples": 1 and 3 of 1.024 M samples beyond
+# radius 5 on two seed sets, against 15 and 20 on t <= T/2); its W2 and fd are the better too. resmlp-sin: the late half ("SIMS knobs":
+# omega = 3 gives W2 0.33 against 0.46 on the whole chain). The paper's appendix A finds the
+# early, high-noise steps the least needed. The other learners keep the whole chain (madlab
+# 0.1's behaviour; the paper's default interval).
+GUIDED_SHARE = {"resmlp-silu": 0.25, "resmlp-sin": 0.5, "resmlp-ln": 1.0, "toy-diffusion": 1.0}
 
 
 def learner_default(name: str, learner: str = DEFAULT_LEARNER):
@@ -62,11 +71,14 @@ class DDPMConfig:
     PANEL: ClassVar[str] = "Toy DDPM (--backend toy-ddpm)"
 
     learner: str = option(DEFAULT_LEARNER, choices=tuple(LEARNERS), help=(
-        "The noise predictor and its recipe: resmlp-sin (residual MLP, no LayerNorm, sinusoidal "
-        "time input; the default), resmlp-ln (madlab 0.1's: LayerNorm, time input t/T), "
+        "The noise predictor and its recipe: resmlp-silu (residual SiLU MLP, no LayerNorm, "
+        "sinusoidal time input; the default), resmlp-sin (the same with ReLU, the default before "
+        "the tail screen; fused CPU kernels, faster), resmlp-ln (madlab 0.1's: LayerNorm, time "
+        "input t/T), "
         "toy-diffusion (the paper's cited learner, albarji/toy-diffusion exactly: plain 4 x 64 "
         "MLP, raw t, T=39, Adam 1e-3 constant; autograd, slower). It presets T, depth, "
-        "time-embedding, layer-norm, lr and lr-schedule; giving one of them overrides it."))
+        "time-embedding, layer-norm, activation, lr and lr-schedule; giving one of them "
+        "overrides it."))
     T: int = option(None, help="Diffusion steps [default: the learner's: 40; toy-diffusion 39].")
     schedule: str = option("cosine", choices=SCHEDULES, help="Noise schedule.")
     beta_start: float | None = None   # linear schedule only (None: Ho et al.'s, rescaled to T)
@@ -76,12 +88,13 @@ class DDPMConfig:
         "Residual blocks of the MLP (toy-diffusion: hidden layers) [default: the learner's: 2; "
         "toy-diffusion 4]."))
     time_embedding: str = option(None, choices=TIME_EMBEDDINGS, help=(
-        "Time input: scaled (t/T), raw (t) or sinusoidal [default: the learner's: resmlp-sin "
-        "sinusoidal, resmlp-ln scaled, toy-diffusion raw]."))
+        "Time input: scaled (t/T), raw (t) or sinusoidal [default: the learner's: resmlp-silu "
+        "and resmlp-sin sinusoidal, resmlp-ln scaled, toy-diffusion raw]."))
     n_frequencies: int = 8            # sinusoidal embedding: frequencies
     layer_norm: bool = option(None, help=(
         "LayerNorm inside the residual blocks [default: the learner's: only resmlp-ln has it]."))
-    activation: str = option("relu", choices=ACTIVATION_NAMES, help="Activation of the MLP.")
+    activation: str = option(None, choices=ACTIVATION_NAMES, help=(
+        "Activation of the MLP [default: the learner's: resmlp-silu silu, others relu]."))
     batch_size: int = option(2048, help=(
         "Minibatch size; >= |D| is full batch (the calibrated default, docs/calibration.md)."))
     lr: float = option(None, help=(
@@ -102,8 +115,8 @@ class DDPMConfig:
         "appendix A); elsewhere the auxiliary model is not evaluated."))
     guide_t_max: int = option(None, help=(
         "Last reverse step with SIMS guidance (see guide-t-min) [default: the learner's: "
-        "resmlp-sin T/2, the low-noise half of the chain; others T, the whole chain]; below "
-        "guide-t-min: no guidance."))
+        "resmlp-silu T/4, resmlp-sin T/2 (the low-noise end of the chain); others T, the whole "
+        "chain]; below guide-t-min: no guidance."))
     device: str = "cpu"               # set from the run's --device
     seed_block: int | None = None     # speed only: seeds trained together (None: ~10000 rows per block
                                       # fused on CPU, 16 seeds with torch ops on CPU, all on GPU)

@@ -21,7 +21,9 @@ Named learners (`LEARNERS`):
   resmlp-ln      the toy DDPM of madlab <= e5eb300 (residual MLP, LayerNorm, t / T, lr 3e-3
                  decaying linearly, full batch): toy.ddpm.DDPMConfig's defaults.
   resmlp-sin     the same without LayerNorm and with a sinusoidal time input: the learner the
-                 screen of docs/calibration.md ("Learner screen") recommends.
+                 first screen of docs/calibration.md ("Learner screen") recommended.
+  resmlp-silu    resmlp-sin with SiLU instead of ReLU: the product's default since the tail
+                 screen ("Tail screen at a million samples"), whose generation-1 tail is p_r's.
   toy-diffusion  the learner the SIMS paper cites, albarji/toy-diffusion's swissRoll.ipynb: a
                  40-step cosine schedule over t = 0..39 on the grid t / 40 (= T = 39 reverse steps
                  on the grid t / (T + 1)), alpha-bar normalised by its t = 0 value, no beta clip;
@@ -110,6 +112,7 @@ class ReferenceConfig:
 LEARNERS: dict[str, ReferenceConfig] = {
     "resmlp-ln": ReferenceConfig(),
     "resmlp-sin": ReferenceConfig(layer_norm=False, time_input="sinusoidal"),
+    "resmlp-silu": ReferenceConfig(layer_norm=False, time_input="sinusoidal", activation="silu"),
     "toy-diffusion": ReferenceConfig(
         T=39, schedule="cosine", grid="T+1", max_beta=1.0, train_from_zero=True,
         arch="mlp", width=64, depth=4, layer_norm=False, activation="relu", time_input="raw",
