@@ -1,5 +1,6 @@
-"""The default learner's cost: resmlp-sin on the fused kernels vs on torch ops vs resmlp-ln fused
-(madlab 0.1's default), side by side in one process, rounds interleaved so that a shared
+"""The learners' cost: the default resmlp-silu (torch ops; SiLU has no fused kernel) vs resmlp-sin on
+the fused kernels and on torch ops vs resmlp-ln fused (madlab 0.1's default), side by side in one
+process, rounds interleaved so that a shared
 machine's slow spells hit every variant alike.
 
 Three measures: a training step (full batch over |D^t| = 1250 points, per seed), guided sampling
@@ -22,11 +23,13 @@ from madlab.runner import run_config
 from toy.ddpm import DDPMConfig, ToyDDPM
 
 VARIANTS = {  # name: DDPMConfig options
+    "resmlp-silu torch ops": dict(learner="resmlp-silu", kernels="torch"),
     "resmlp-ln fused": dict(learner="resmlp-ln", kernels="fused"),
     "resmlp-sin torch ops": dict(learner="resmlp-sin", kernels="torch"),
     "resmlp-sin fused": dict(learner="resmlp-sin", kernels="fused"),
 }
-RATIOS = (("resmlp-sin fused", "resmlp-ln fused"), ("resmlp-sin torch ops", "resmlp-sin fused"))
+RATIOS = (("resmlp-silu torch ops", "resmlp-sin fused"), ("resmlp-sin fused", "resmlp-ln fused"),
+          ("resmlp-sin torch ops", "resmlp-sin fused"))
 
 
 def run_with_kernels(kernels: str, cfg: RunConfig):
