@@ -232,7 +232,8 @@ def test_report_options_are_checked_in_one_line(tmp_path):
 # --------------------------------------------------------------------------- 8: warnings reach the user
 
 def test_the_missing_compiler_warning_reaches_the_user(tmp_path):
-    args = ["run", "--backend", "toy-ddpm", "--gens", "1", "--seeds", "1", "--epochs", "1", "--aux-epochs", "1",
+    args = ["run", "--backend", "toy-ddpm", "--learner", "resmlp-sin",   # a learner with fused kernels
+            "--gens", "1", "--seeds", "1", "--epochs", "1", "--aux-epochs", "1",
             "--n-real", "40", "--n-eval", "40", "--n-aux", "20", "--T", "5", "--width", "8", "--quiet",
             "--out", str(tmp_path / "run")]
     result = subprocess.run([sys.executable, "-m", "madlab", *args], capture_output=True, text=True, timeout=600,

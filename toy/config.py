@@ -48,10 +48,10 @@ REFERENCE_LEARNERS = ("toy-diffusion",)        # learners that madlab.runner run
 # default, chosen at generation 1. resmlp-silu: the last quarter, the widest of the intervals
 # screened (t <= T, T/2, T/4) whose guided tail at omega = 3 stays within 2x of p_r's own
 # (docs/calibration.md, "Tail screen at a million samples": 1 and 3 of 1.024 M samples beyond
-# radius 5 on two seed sets, against 15 and 20 on t <= T/2); its W2 and fd are the better too. resmlp-sin: the late half ("SIMS knobs":
-# omega = 3 gives W2 0.33 against 0.46 on the whole chain). The paper's appendix A finds the
-# early, high-noise steps the least needed. The other learners keep the whole chain (madlab
-# 0.1's behaviour; the paper's default interval).
+# radius 5 on two seed sets, against 15 and 20 on t <= T/2); its W2 and fd are the better too.
+# resmlp-sin: the late half ("SIMS knobs": omega = 3 gives W2 0.33 against 0.46 on the whole
+# chain). The paper's appendix A finds the early, high-noise steps the least needed. The other
+# learners keep the whole chain (madlab 0.1's behaviour; the paper's default interval).
 GUIDED_SHARE = {"resmlp-silu": 0.25, "resmlp-sin": 0.5, "resmlp-ln": 1.0, "toy-diffusion": 1.0}
 
 

@@ -96,7 +96,8 @@ def check_device(device: str) -> None:
         require(device in ("cpu", "mps"), f"unknown device {device!r}; use cpu, cuda or cuda:N")
 
 
-FAST_LEARNERS = ("resmlp-silu", "resmlp-sin", "resmlp-ln")  # toy.config.LEARNERS the experiments run (fast path)
+# toy.config.LEARNERS the experiments run (the fast path)
+FAST_LEARNERS = ("resmlp-silu", "resmlp-sin", "resmlp-ln")
 
 
 def check_learner(learner: str) -> None:
