@@ -248,3 +248,24 @@ def test_far_field_eps_of_the_recommended_learner_is_near_exact():
     assert (slopes["resmlp-sin"][:, 0] > 2 / 3).all()
     assert ((slopes["resmlp-sin"][:, 1] > 0.55) & (slopes["resmlp-sin"][:, 1] < 0.8)).all()
     assert slopes["resmlp-ln"][:, 1].mean() < 0.5
+
+
+def test_gaussian_eps_is_the_posterior_mean_of_the_noise():
+    """Closed forms: for p_r = N(mu, I) every noised marginal is N(sqrt(ab) mu, I), so
+    E[eps | x_t] = sqrt(1 - ab) (x - sqrt(ab) mu); at pure noise (ab = 0) eps = x_t; and for the
+    paper's Gaussian a Monte-Carlo regression of eps on x_t (linear, exact for Gaussians) agrees."""
+    from toy.reference import gaussian_eps
+
+    x = torch.randn(7, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mu = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    torch.testing.assert_close(gaussian_eps(x, 0.3, mu, torch.eye(2)),
+                               math.sqrt(0.7) * (x - math.sqrt(0.3) * mu))
+    torch.testing.assert_close(gaussian_eps(x, 0.0, mu, 2 * torch.eye(2)), x)
+    target = paper_gaussian()
+    g = torch.Generator().manual_seed(1)
+    x0 = target.mean + torch.randn(400_000, 2, generator=g, dtype=torch.float64) @ target.chol.T
+    eps = torch.randn(400_000, 2, generator=g, dtype=torch.float64)
+    xt = math.sqrt(0.4) * x0 + math.sqrt(0.6) * eps
+    slope = torch.linalg.lstsq(xt, eps).solution.T                   # E[eps | x_t] = A x_t
+    torch.testing.assert_close(gaussian_eps(torch.eye(2), 0.4, target.mean, target.cov).T, slope,
+                               atol=5e-3, rtol=0)

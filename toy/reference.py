@@ -389,6 +389,18 @@ class ReferenceDDPM:
 
 
 @torch.no_grad()
+def gaussian_eps(x: torch.Tensor, alpha_bar_t: float, mean, cov) -> torch.Tensor:
+    """The exact noise prediction E[eps | x_t = x] when p_r = N(mean, cov): the noised marginal is
+    N(sqrt(ab) mean, Sigma_t), Sigma_t = ab cov + (1 - ab) I, and eps*(x) = sqrt(1 - ab)
+    Sigma_t^-1 (x - sqrt(ab) mean). x [..., d] (float64 result)."""
+    mean = torch.as_tensor(mean, dtype=torch.float64)
+    cov = torch.as_tensor(cov, dtype=torch.float64)
+    sigma_t = alpha_bar_t * cov + (1 - alpha_bar_t) * torch.eye(len(mean), dtype=torch.float64)
+    centred = (x.to(torch.float64) - math.sqrt(alpha_bar_t) * mean).reshape(-1, len(mean))
+    eps = math.sqrt(1 - alpha_bar_t) * torch.linalg.solve(sigma_t, centred.T).T
+    return eps.reshape(x.shape)
+
+
 def radial_eps_slope(eps_at: Callable[[torch.Tensor], torch.Tensor], alpha_bar_t: float,
                      mean, cov, radii: Sequence[float], n_directions: int = 64) -> torch.Tensor:
     """The network's radial noise prediction far from the data, relative to the exact one.
@@ -403,15 +415,13 @@ def radial_eps_slope(eps_at: Callable[[torch.Tensor], torch.Tensor], alpha_bar_t
     [N, D, d]. Returns the slope per model and radius, [N, len(radii)].
     """
     mean = torch.as_tensor(mean, dtype=torch.float64)
-    cov = torch.as_tensor(cov, dtype=torch.float64)
     angle = torch.arange(n_directions, dtype=torch.float64) * (2 * math.pi / n_directions)
     u = torch.stack([angle.cos(), angle.sin()], -1)                       # [D, 2]
     centre = math.sqrt(alpha_bar_t) * mean
-    sigma_t = alpha_bar_t * cov + (1 - alpha_bar_t) * torch.eye(len(mean), dtype=torch.float64)
     out = []
     for r in radii:
         x = centre + r * u
-        exact = math.sqrt(1 - alpha_bar_t) * torch.linalg.solve(sigma_t, (x - centre).T).T
+        exact = gaussian_eps(x, alpha_bar_t, mean, cov)
         probe = eps_at(x.to(torch.float32)).to(torch.float64)            # [N, D, 2]
         out.append(((probe * u).sum(-1) / (exact * u).sum(-1)).mean(-1))
     return torch.stack(out, -1)

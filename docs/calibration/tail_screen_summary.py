@@ -1,13 +1,12 @@
 """One line per configuration of tail_screen.sh: the distance (mean / median over seeds), the
 count of samples beyond Mahalanobis radius 5 among all seeds' samples, that share against p_r's
-own (exp(-12.5) = 3.7e-6), with an exact 95 % Poisson interval on the count, and how the
+own (analysis.tails.own_rate: exp(-12.5) = 3.7e-6), with an exact 95 % Poisson interval on the count, and how the
 outliers spread over seeds.
 
 Usage: python docs/calibration/tail_screen_summary.py runs/tail1
 """
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -15,9 +14,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
+from analysis.tails import own_rate
 from toy.config import LEARNERS
+from toy.targets import paper_gaussian
 
-OWN = math.exp(-12.5)
+OWN = own_rate(paper_gaussian())   # p_r's share beyond radius 5, exp(-12.5)
 
 
 def poisson_band(k: int, level: float = 0.95) -> tuple[float, float]:
