@@ -37,6 +37,18 @@ def test_chunking_seeds_does_not_change_numbers():
     np.testing.assert_allclose(whole.to_numpy(), chunked.to_numpy(), rtol=1e-12)
 
 
+def test_a_shorter_run_is_a_prefix_of_a_longer_one():
+    """Generations 1..2 of a 3-generation run are the 2-generation run, bit for bit, and a metric's
+    rows do not depend on which other metrics were asked for (docs/figure5-quick-report.md relies
+    on it: the quick preset is a prefix of the 32-seed recalibration)."""
+    longer = values(run_config(RunConfig.from_flat(algo="sims", seeds=2, **TINY)))
+    shorter = values(run_config(RunConfig.from_flat(algo="sims", seeds=2, **{**TINY, "gens": 2,
+                                                                           "metric": ["w2"]})))
+    assert set(shorter.index.get_level_values("metric")) == {"w2", "w2_inlier", "outlier_share"}
+    prefix = longer[longer.index.get_level_values("generation") <= 2].loc[shorter.index]
+    np.testing.assert_array_equal(shorter.to_numpy(), prefix.to_numpy())
+
+
 def test_different_seeds_give_different_numbers():
     a = values(run_config(RunConfig.from_flat(algo="standard", seeds=2, **TINY)))
     b = values(run_config(RunConfig.from_flat(algo="standard", seeds=2, first_seed=2, **TINY)))
