@@ -401,6 +401,7 @@ def gaussian_eps(x: torch.Tensor, alpha_bar_t: float, mean, cov) -> torch.Tensor
     return eps.reshape(x.shape)
 
 
+@torch.no_grad()
 def radial_eps_slope(eps_at: Callable[[torch.Tensor], torch.Tensor], alpha_bar_t: float,
                      mean, cov, radii: Sequence[float], n_directions: int = 64) -> torch.Tensor:
     """The network's radial noise prediction far from the data, relative to the exact one.

@@ -1,7 +1,7 @@
 """One line per configuration of tail_screen.sh: the distance (mean / median over seeds), the
 count of samples beyond Mahalanobis radius 5 among all seeds' samples, that share against p_r's
-own (analysis.tails.own_rate: exp(-12.5) = 3.7e-6), with an exact 95 % Poisson interval on the count, and how the
-outliers spread over seeds.
+own (analysis.tails.own_rate: exp(-12.5) = 3.7e-6), with an exact 95 % Poisson interval on the
+count, and how the outliers spread over seeds.
 
 Usage: python docs/calibration/tail_screen_summary.py runs/tail1
 """
