@@ -34,7 +34,7 @@ class ConfigError(ValueError):
 def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING,
            choices: Sequence[str] = (), flat: str | None = None, negative: str | None = None,
            identity: bool = True, panel: str | None = None,
-           branch: str | Sequence[str] | None = None) -> Any:
+           branch: str | Sequence[str] | None = None, id_if_default: bool = True) -> Any:
     """A dataclass field that is a user-facing option.
 
     help      one sentence for --help (the only place it is written)
@@ -46,9 +46,12 @@ def option(default: Any = MISSING, *, help: str, default_factory: Any = MISSING,
               are not hashed into the run id and are no results column
     panel     --help group, for options of the root config (nested configs have PANEL)
     branch    the backend(s) the option belongs to; it is left out of runs of other backends
+    id_if_default  False for an option added after results were recorded: at its default it is
+              left out of the run id's hash (still a results column), so earlier runs keep their id
     """
     metadata = {"help": help, "choices": tuple(choices), "flat": flat, "negative": negative,
-                "identity": identity, "panel": panel, "branch": _branch(branch)}
+                "identity": identity, "panel": panel, "branch": _branch(branch),
+                "id_if_default": id_if_default}
     return field(default=default, default_factory=default_factory, metadata=metadata)
 
 
@@ -80,6 +83,7 @@ class Spec:
     negative: str | None
     identity: bool
     branch: tuple[str, ...] | None  # backends it belongs to (None: every run)
+    id_if_default: bool = True      # False: hashed into the run id only when not at its default
 
     @property
     def flag(self) -> str:
@@ -127,7 +131,8 @@ def own_specs(cls: type) -> list[tuple[dataclasses.Field, Spec]]:
         out.append((f, Spec(flat=flat_name(cls, f), path=(f.name,), kind=_kind(hints[f.name]),
                             default=_default(f), help=m["help"], choices=m["choices"],
                             panel=m["panel"] or getattr(cls, "PANEL", "Options"),
-                            negative=m["negative"], identity=m["identity"], branch=m["branch"])))
+                            negative=m["negative"], identity=m["identity"], branch=m["branch"],
+                            id_if_default=m["id_if_default"])))
     return out
 
 

@@ -213,7 +213,12 @@ class RunConfig:
         return {s.flat: get_path(self, s.path) for s in OPTIONS if s.identity and self.is_active(s)}
 
     def run_id(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True, default=str)
+        """Hash of identity(), less the later-added options at their defaults (option's
+        id_if_default), so a run recorded before such an option existed keeps its id."""
+        quiet = {s.flat for s in OPTIONS if not s.id_if_default}
+        ident = {k: v for k, v in self.identity().items()
+                 if k not in quiet or v != option_spec(k).default}
+        blob = json.dumps(ident, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def recorded_metrics(self) -> list[str]:

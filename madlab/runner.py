@@ -18,6 +18,7 @@ from toy import fused
 from toy.config import REFERENCE_LEARNERS
 from toy.ddpm import ToyDDPM
 from toy.gaussian_fit import GaussianFit
+from toy.standardize import Standardized
 from toy.targets import make_target
 
 if TYPE_CHECKING:
@@ -36,8 +37,10 @@ def build_backend(cfg: RunConfig, event_shape: tuple[int, ...]):
         ddpm = cfg.ddpm()
         if ddpm.learner in REFERENCE_LEARNERS:   # toy-diffusion: the autograd reference
             from toy.reference import ReferenceDDPM, reference_config
-            return ReferenceDDPM(reference_config(ddpm), dim=event_shape[0])
-        return ToyDDPM(ddpm, dim=event_shape[0])
+            backend = ReferenceDDPM(reference_config(ddpm), dim=event_shape[0])
+        else:
+            backend = ToyDDPM(ddpm, dim=event_shape[0])
+        return Standardized(backend) if ddpm.standardize else backend
     if cfg.backend == "gaussian":
         fit = cfg.gaussian
         return GaussianFit(estimator=fit.estimator, bias=fit.sampling_bias, device=cfg.device)

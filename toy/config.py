@@ -117,6 +117,11 @@ class DDPMConfig:
         "Last reverse step with SIMS guidance (see guide-t-min) [default: the learner's: "
         "resmlp-silu T/4, resmlp-sin T/2 (the low-noise end of the chain); others T, the whole "
         "chain]; below guide-t-min: no guidance."))
+    standardize: bool = option(False, id_if_default=False, help=(
+        "Train on D^t standardised by one scalar mean and std over all its coordinates, "
+        "recomputed every generation, and map samples back (the toy-diffusion notebook's "
+        "x = (x - x.mean()) / x.std(); toy.standardize). The SIMS auxiliary model keeps its "
+        "base's scalars."))
     device: str = "cpu"               # set from the run's --device
     seed_block: int | None = None     # speed only: seeds trained together (None: ~10000 rows per block
                                       # fused on CPU, 16 seeds with torch ops on CPU, all on GPU)
