@@ -241,11 +241,11 @@ def test_the_statistic_decides_the_classification_and_the_other_is_beside_it(tmp
     assert "statistic over seeds: median" in out
     by_mean = pd.read_csv(tmp_path / "mean" / "configurations.csv").iloc[0]
     by_median = pd.read_csv(tmp_path / "median" / "configurations.csv").iloc[0]
-    assert (by_mean["status"], by_median["status"]) == ("mitigated", "prevented")
-    assert by_mean["ratio"] == pytest.approx(3.0) and by_mean["median_ratio"] == pytest.approx(1.0)
+    assert (by_mean["status"], by_median["status"]) == ("MAD", "prevented")
+    assert by_mean["ratio"] == pytest.approx(3.5) and by_mean["median_ratio"] == pytest.approx(1.0)
     best = pd.read_csv(tmp_path / "median" / "best_omega.csv").iloc[0]
     assert best["statistic"] == "median" and best["best_status"] == "prevented"
-    assert best["mean_best_status"] == "mitigated" and best["median_threshold_status"] == "above"
+    assert best["mean_best_status"] == "MAD" and best["median_threshold_status"] == "above"
     text = (tmp_path / "median" / "report.md").read_text()
     assert "**Statistic over seeds: median**" in text and "by the mean: none" in text
     code, _, err = report([str(directory), "--statistic", "mode", "--out", str(tmp_path / "x")], capsys)

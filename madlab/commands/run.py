@@ -18,7 +18,7 @@ def print_summary(frame, out: Path) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from analysis.metrics import OUTLIER_RADIUS, OUTLIER_SHARE
+    from analysis.metrics import LABELS, OUTLIER_RADIUS, OUTLIER_SHARE, SQUARED
     from analysis.paper import LEVEL
     from analysis.report import OWN_RATE
     from analysis.summary import run_summary
@@ -31,7 +31,8 @@ def print_summary(frame, out: Path) -> None:
                 "median G^1 → G^T", f"ratio by median [{band}]"):
         table.add_column(escape(col), justify="right")
     for row in summary[summary["metric"] != OUTLIER_SHARE].itertuples():
-        table.add_row(row.metric, str(row.seeds), f"{row.first:.4f} ± {row.first_se:.4f}",
+        name = row.metric if row.metric not in SQUARED.values() else f"{row.metric} ({LABELS[row.metric]})"
+        table.add_row(name, str(row.seeds), f"{row.first:.4f} ± {row.first_se:.4f}",
                       str(row.last_generation), f"{row.last:.4f} ± {row.last_se:.4f}",
                       f"{row.ratio:.3f} [{row.ratio_lo:.3f}–{row.ratio_hi:.3f}]",
                       f"{row.median_first:.4f} → {row.median_last:.4f}",
