@@ -161,4 +161,8 @@ def test_the_experiments_at_smoke_size_agree_with_their_theory():
         assert len(z) >= 20 and z.max() < Z
         if module is sims_theory:
             cells = result.tables["map"]
-            assert set(cells["theory"]) <= {"prevented", "mitigated", "worse"} and cells["z"].abs().max() < Z
+            assert set(cells["theory"]) <= {"standard", "prevented", "mitigated", "worse"}
+            exact = cells[cells["floored"] == 0]           # where the closed form holds
+            assert len(exact) >= 6 and exact["z"].abs().max() < Z
+            assert (exact["theory"] == exact["simulation"]).all()
+            assert (cells.loc[cells["omega"] <= 1, "floored"] == 0).all() and cells["floored"].max() > 0
