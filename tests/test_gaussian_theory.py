@@ -166,3 +166,19 @@ def test_the_experiments_at_smoke_size_agree_with_their_theory():
             assert len(exact) >= 6 and exact["z"].abs().max() < Z
             assert (exact["theory"] == exact["simulation"]).all()
             assert (cells.loc[cells["omega"] <= 1, "floored"] == 0).all() and cells["floored"].max() > 0
+
+
+def test_a_resumed_accumulate_subsample_loop_ends_bit_identical():
+    def loop():
+        return Loop("accumulate-subsample", make_algorithm("standard"), GaussianFit(), paper_gaussian(),
+                    n_real=12, n_synth=5, generations=5, n_eval=3)
+
+    streams = SeedStreams([7, 8])
+    whole = list(loop().run(streams, lambda x, t: {"m": x.mean((1, 2))}, keep_models=True))
+    state = whole[1].state                                   # stopped after generation 2
+    assert len(state.synthetic) == 2                         # keeps every D_s^t
+    rest = list(loop().run(streams, lambda x, t: {"m": x.mean((1, 2))}, keep_models=True, resume=state))
+    assert [r.generation for r in rest] == [3, 4, 5]
+    for a, b in zip(whole[2:], rest):
+        assert torch.equal(a.metrics["m"], b.metrics["m"])
+        assert torch.equal(a.model.model[1], b.model.model[1])

@@ -13,12 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
 from analysis import gaussian_theory as th
+from loops import SeedStreams
 from madlab.experiments.common import Progress, Result, check_positive, no_progress, require
 from madlab.experiments.sims_theory import _check, _trace, sampled_models
-from loops import SeedStreams
 from toy.targets import paper_gaussian
 
 

@@ -127,7 +127,7 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
                 plan.append(("sims-param", kind, w, b))
     for b in s.biases:
         plan.append(("sims", "fully-synthetic", s.omegas[0], b))
-    for kind in s.loops[1:]:
+    for kind in [k for k in s.loops if k != "fully-synthetic"]:   # no closed form: simulation alone
         plan.append(("sims", kind, s.omegas[0], 1.0))
     cells = [(kind, w, m) for kind in ("fully-synthetic", "augment") for m in s.map_sizes
              for w in [0.0, *s.map_omegas]]
