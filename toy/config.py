@@ -59,6 +59,7 @@ def learner_default(name: str, learner: str = DEFAULT_LEARNER):
     """Knob `name`'s value under `learner` (e.g. the default learner's lr, for the experiments)."""
     return LEARNERS[learner][name]
 ESTIMATORS = ("mle", "unbiased")               # toy.gaussian_fit
+BANDWIDTHS = ("scott", "silverman", "fixed")   # toy.kde
 
 
 @dataclass
@@ -178,4 +179,21 @@ class GaussianFitConfig:
     def validate(self) -> "GaussianFitConfig":
         check(self)
         positive(self, "sampling_bias")
+        return self
+
+
+@dataclass
+class KDEConfig:
+    """The Gaussian kernel density estimator (toy.kde.KDE)."""
+
+    PANEL: ClassVar[str] = "Kernel density estimator (--backend kde)"
+
+    bandwidth: str = option("scott", choices=BANDWIDTHS, help=(
+        "Kernel covariance K: scott (n^(-2/(d+4)) times the data's covariance), silverman "
+        "((n(d+2)/4)^(-2/(d+4)) times it) or fixed (h^2 I, --kde-h)."))
+    kde_h: float = option(0.1, help="The fixed bandwidth h (--bandwidth fixed): K = h^2 I.")
+
+    def validate(self) -> "KDEConfig":
+        check(self)
+        positive(self, "kde_h")
         return self

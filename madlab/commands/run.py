@@ -75,6 +75,7 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show a progress bar on stderr.", rich_help_panel=EVAL_PANEL)] = True,
         jobs: Annotated[Optional[int], typer.Option(help="Processes that run chunks of the seeds side by side, one torch thread each, so a run uses every usable core (the CPU affinity: taskset, Slurm's --cpus-per-task), at most one process per seed; a seed's numbers do not depend on the chunking (bit for bit). 1: one process (this one). --device cuda: always one process [default: the usable cores].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
         threads: Annotated[Optional[int], typer.Option(help="Torch threads per process, exact OT included (more than one rarely pays on the CPU; see madlab/cores.py) [default: 1; the usable cores with --device cuda].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
+        wandb: Annotated[Optional[str], typer.Option("--wandb", metavar="PROJECT", help="Also log the finished run to this Weights & Biases project (madlab[wandb]): its resolved configuration, provenance and per-generation mean, median, 5-95 % band and outlier share. Runs after the run; a W&B failure is a warning. WANDB_MODE=offline logs to ./wandb.", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
         **options,
     ) -> None:
         """Run one self-consuming loop for SEEDS independent seeds and summarise E[dist(G^t, p_r)].
@@ -93,6 +94,9 @@ def register(app: typer.Typer) -> None:
 
         cfg = RunConfig.from_flat(options).validate()
         check_environment()
+        if wandb is not None:
+            from madlab import tracking
+            tracking.require()               # without the extra: one line, exit 2, nothing run
         out_dir = out or Path("runs") / f"{cfg.loop.kind}-{cfg.algo.name}-{cfg.run_id()}"
         from madlab.samples import configure
         configure(cfg, out_dir)              # --save-samples: into OUT/samples/<run id>
@@ -108,6 +112,7 @@ def register(app: typer.Typer) -> None:
             if all(s == "done" for s in states(out_dir, tasks).values()) and not needs_merge(out_dir, tasks):
                 stderr.print(f"{out_dir} already holds this run's results; nothing to redo.")
                 print_summary(load_results(out_dir), out_dir)
+                _log_wandb(wandb, out_dir)
                 return
             session = begin_session(out_dir, tasks)
             write_config(out_dir, cfg, session)
@@ -124,3 +129,13 @@ def register(app: typer.Typer) -> None:
             stderr.print(f"madlab: run failed: {errors[0] if errors else 'unknown error'}", markup=False)
             raise typer.Exit(1)
         print_summary(load_results(out_dir), out_dir)
+        _log_wandb(wandb, out_dir)
+
+
+def _log_wandb(project: Optional[str], out: Path) -> None:
+    """--wandb PROJECT: the finished directory's configurations to W&B (madlab.tracking)."""
+    if project is not None:
+        from madlab import tracking
+        n = tracking.log_directory(project, out)
+        if n:
+            stderr.print(f"W&B: {n} run{'s' * (n != 1)} logged to project {project}", markup=False)
