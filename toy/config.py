@@ -76,8 +76,9 @@ class DDPMConfig:
         "sinusoidal time input; the default), resmlp-sin (the same with ReLU, the default before "
         "the tail screen; fused CPU kernels, faster), resmlp-ln (madlab 0.1's: LayerNorm, time "
         "input t/T), "
-        "toy-diffusion (the paper's cited learner, albarji/toy-diffusion exactly: plain 4 x 64 "
-        "MLP, raw t, T=39, Adam 1e-3 constant; autograd, slower). It presets T, depth, "
+        "toy-diffusion (the paper's cited learner, albarji/toy-diffusion: plain 4 x 64 MLP, raw "
+        "t, T=39, Adam 1e-3 constant; the notebook's data standardisation is --standardize; "
+        "autograd; the paper's setting). It presets T, depth, "
         "time-embedding, layer-norm, activation, lr and lr-schedule; giving one of them "
         "overrides it."))
     T: int = option(None, help="Diffusion steps [default: the learner's: 40; toy-diffusion 39].")
