@@ -148,12 +148,14 @@ def summarise(table: pd.DataFrame, s: Settings) -> tuple[pd.DataFrame, dict]:
     gap = main["SIMS-P - ST-I"].tolist()
     beats = [n for n, v in zip(main.n_pollute, gap) if v < 0]
     fails = [n for n, v in zip(main.n_pollute, gap) if v >= 0]
+    below = [n for n in beats if not fails or n < min(fails)]
     headline = {f"{s.metrics[0]} ST-I": float(main["ST-I"].iloc[0]),
                 f"{s.metrics[0]} SIMS-I (best) / ST-I": float(main["SIMS-I"].iloc[0] / main["ST-I"].iloc[0]),
                 "|D_p| where mean SIMS-P < mean ST-I": ", ".join(map(str, beats)) or "none",
-                "largest |D_p| below the first failure": (
-                    f"{max([n for n in beats if not fails or n < min(fails)], default=0)} "
-                    f"(first failure: {min(fails) if fails else 'none on the grid'})")}
+                "largest |D_p| up to which SIMS-P beats ST-I": (
+                    "none: SIMS-I itself does not beat ST-I" if 0 in fails
+                    else f"{max(below)} ({max(below) / s.n_real:.0%} of |D_r|; first failure: "
+                         f"{min(fails) if fails else 'none on the grid'})")}
     return summary, headline
 
 

@@ -1,0 +1,142 @@
+"""The image experiments (madlab/experiments/images_*.py) end to end at a tiny size on digits: the
+wiring properties that fail if the experiments compute the wrong thing."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+pytest.importorskip("sklearn")
+
+from loops import SeedStreams  # noqa: E402
+from madlab.config import ConfigError  # noqa: E402
+from madlab.edm.backend import EDMBackend  # noqa: E402
+from madlab.experiments import load  # noqa: E402
+from madlab.experiments.common import override  # noqa: E402
+from madlab.experiments.images import Bench  # noqa: E402
+
+TINY = ["edm.net=tiny", "edm.num_steps=2", "edm.ema_kimg=0", "seeds=1", "n_real=64", "epochs=1",
+        "n_eval=32"]
+
+
+def tiny(name: str, tmp_path, *more: str):
+    module = load(name)
+    return module, override(module.SCALES["smoke"], TINY + [f"workdir={tmp_path / 'work'}", *more])
+
+
+@pytest.fixture(scope="module")
+def self_improve(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("self-improve")
+    module, s = tiny("images-self-improve", tmp, "n_aux=32", "budgets=1", "omegas=-1,0,1",
+                     "omegas_vs_budget=1", "edm.quantize=false")
+    return module, s, module.measure(s)
+
+
+def test_omega_zero_is_the_base_model_and_minus_one_the_auxiliary(self_improve):
+    module, s, table = self_improve
+    bench = Bench(s, "images-self-improve")          # reads the saved models back from the work folder
+    base = bench.backend.load(bench.work / "models" / "seed0-base.pt")
+    aux = bench.backend.load(bench.work / "models" / "seed0-aux0.pt")
+    g = SeedStreams([0]).keys
+    x_base = bench.backend.sample(base, s.n_eval, g("eval", 1))
+    fid = table[table.metric == "fid"].set_index("omega")["value"]
+    assert fid[0.0] == pytest.approx(bench.fid(x_base)["fid"][0], rel=1e-9)   # the base model's samples
+    x0 = bench.backend.sample(base, s.n_eval, g("eval", 1), guide=aux, omega=0.0)
+    assert torch.equal(x0, x_base)                               # bit for bit
+    x_aux = bench.backend.sample(aux, s.n_eval, g("eval", 1))
+    x_m1 = bench.backend.sample(base, s.n_eval, g("eval", 1), guide=aux, omega=-1.0)
+    torch.testing.assert_close(x_m1, x_aux, atol=1e-4, rtol=0)   # D_base - (D_base - D_aux), rounding only
+    assert fid[-1.0] == pytest.approx(bench.fid(x_aux)["fid"][0], rel=1e-4)
+    assert not torch.equal(x_aux, x_base)                        # the auxiliary model was fine-tuned
+
+
+def test_rerun_reads_the_work_folder_and_refuses_other_settings(self_improve, monkeypatch):
+    module, s, table = self_improve
+    monkeypatch.setattr(EDMBackend, "train", lambda *a, **k: pytest.fail("retrained a finished seed"))
+    monkeypatch.setattr(EDMBackend, "sample", lambda *a, **k: pytest.fail("resampled a finished seed"))
+    again = module.measure(s)
+    pd.testing.assert_frame_equal(again, table, check_dtype=False)
+    other = override(s, ["epochs=2"])
+    with pytest.raises(ConfigError, match="other settings"):
+        module.measure(other)
+
+
+def test_pollution_scenarios_train_on_the_sets_they_say(tmp_path, monkeypatch):
+    module, s = tiny("images-pollution", tmp_path, "pollute_shares=0,0.5", "n_aux=16", "budgets=1",
+                     "omegas=1")
+    trained, sampled = [], []
+    train, sample = EDMBackend.train, EDMBackend.sample
+
+    def spy_train(self, model, data, epochs, keys):
+        out = train(self, model, data, epochs, keys)
+        trained.append((model, data.clone(), epochs, out))
+        return out
+
+    def spy_sample(self, model, n, keys, **kw):
+        out = sample(self, model, n, keys, **kw)
+        sampled.append((model, n, kw.get("guide"), out))
+        return out
+
+    monkeypatch.setattr(EDMBackend, "train", spy_train)
+    monkeypatch.setattr(EDMBackend, "sample", spy_sample)
+    module.measure(s)
+    real = Bench(s, "images-pollution").target.sample(s.n_real, SeedStreams([0]).keys("real", 1))
+    # 1 ST-I, 2 its auxiliary (on its own samples), 3 ST-P (from scratch), 4 ST-P's auxiliary
+    st_i, aux_i, st_p, aux_p = trained
+    assert torch.equal(st_i[1], real) and st_i[2] == s.epochs
+    n_p = round(0.5 * s.n_real)
+    pool = next(out for model, n, guide, out in sampled if model is st_i[3] and n == n_p and guide is None
+                and not torch.equal(out, aux_i[1]))
+    assert torch.equal(st_p[1], torch.cat([real, pool[:, :n_p]], dim=1))   # D_r ∪ D_p, D_p from ST-I
+    assert st_p[2] == pytest.approx(s.epochs * s.n_real / (s.n_real + n_p))  # the same images seen
+    assert aux_i[0] is st_i[3] and aux_p[0] is st_p[3]                      # SIMS fine-tunes its own base
+    s_p = [out for model, n, guide, out in sampled if model is st_p[3] and n == s.n_aux]
+    assert len(s_p) == 1 and torch.equal(aux_p[1], s_p[0])                  # ... on the base's own samples
+    guided = {(id(model), id(guide)) for model, n, guide, out in sampled if guide is not None}
+    assert guided == {(id(st_i[3]), id(aux_i[3])), (id(st_p[3]), id(aux_p[3]))}
+
+
+def test_curated_set_has_the_requested_class_mix():
+    from madlab.experiments.images_shift import curate, in_group
+
+    labels = torch.tensor([0, 7, 1, 8, 9, 2, 5, 6])
+    x = torch.arange(8.0).reshape(8, 1, 1, 1)
+    is_a = in_group(labels, [0, 1, 2, 3, 4])
+    picked = curate(x, is_a, 2, 3)
+    assert picked.flatten().tolist() == [0.0, 2.0, 1.0, 3.0, 4.0]
+    assert curate(x, is_a, 4, 1) is None
+
+
+def test_skewed_auxiliary_set_moves_the_class_share_at_minus_one(tmp_path):
+    """S with 95 % of group A: the auxiliary model alone (w = -1) samples more of group A than the
+    base model (w = 0), and w = 2 fewer than w = -1."""
+    module, s = tiny("images-shift", tmp_path, "n_real=256", "epochs=8", "n_curated=128",
+                     "curated_share=0.95", "aux_epochs=12", "edm.lr=0.005", "n_eval=256",
+                     "omegas=-1,0,2", "metrics=fid_pixels", "edm.num_steps=4")
+    table = module.measure(s)
+    share = table[table.quantity == "share A"].set_index("omega")["value"]
+    assert share[-1.0] > share[0.0] + 0.05
+    assert share[2.0] < share[-1.0]
+
+
+def test_image_loop_arms_and_ratio_curves(tmp_path):
+    module, s = tiny("images-loop", tmp_path, "gens=2", "n_synth=16", "n_aux=16", "aux_epochs=1",
+                     "omegas=1")
+    arms = s.arms()
+    assert [(c.loop.kind, c.algo.name, c.algo.omega) for c in arms.values()] == [
+        ("augment", "standard", 0.0), ("augment", "sims", 1.0), ("fully-synthetic", "standard", 0.0)]
+    result = module.run(s)
+    c = result.tables["curves"]
+    assert set(c.arm) == set(arms) and (c[c.generation == 1]["ratio"] == 1).all()
+    assert np.isfinite(c["fid"]).all()
+
+
+def test_fid_floor_shrinks_with_n_and_bad_settings_are_one_line(tmp_path):
+    module, s = tiny("images-fid", tmp_path, "sizes=50,400", "repeats=3")
+    r = module.run(s)
+    t = r.table[(r.table.kind == "halves")].set_index(["metric", "n"])["mean"]
+    for metric in s.metrics:
+        assert t[(metric, 50)] > t[(metric, 400)] > 0
+    with pytest.raises(ConfigError, match="edm: unknown setting 'nett'"):
+        override(s, ["edm.nett=small"])
+    with pytest.raises(ConfigError, match="metrics"):
+        override(s, ["metrics=w2"]).validate()
