@@ -62,7 +62,7 @@ def test_rerun_reads_the_work_folder_and_refuses_other_settings(self_improve, mo
 
 def test_pollution_scenarios_train_on_the_sets_they_say(tmp_path, monkeypatch):
     module, s = tiny("images-pollution", tmp_path, "pollute_shares=0,0.5", "n_aux=16", "budgets=1",
-                     "omegas=1")
+                     "omegas=1", "n_eval=20")   # sizes all distinct: 64 real, 32 polluting, 16 in S, 20 eval
     trained, sampled = [], []
     train, sample = EDMBackend.train, EDMBackend.sample
 
@@ -84,8 +84,9 @@ def test_pollution_scenarios_train_on_the_sets_they_say(tmp_path, monkeypatch):
     st_i, aux_i, st_p, aux_p = trained
     assert torch.equal(st_i[1], real) and st_i[2] == s.epochs
     n_p = round(0.5 * s.n_real)
-    pool = next(out for model, n, guide, out in sampled if model is st_i[3] and n == n_p and guide is None
-                and not torch.equal(out, aux_i[1]))
+    pool = [out for model, n, guide, out in sampled if model is st_i[3] and n == n_p]
+    assert len(pool) == 1
+    pool = pool[0]
     assert torch.equal(st_p[1], torch.cat([real, pool[:, :n_p]], dim=1))   # D_r ∪ D_p, D_p from ST-I
     assert st_p[2] == pytest.approx(s.epochs * s.n_real / (s.n_real + n_p))  # the same images seen
     assert aux_i[0] is st_i[3] and aux_p[0] is st_p[3]                      # SIMS fine-tunes its own base

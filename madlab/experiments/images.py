@@ -52,7 +52,7 @@ class ImageSettings:
     first_seed: int = 0
     edm: EDMConfig = field(default_factory=digits_edm)  # the backend's options: --set edm.net=medium
     n_real: int = 1000                # |D_r| per seed, drawn without replacement from the data set
-    epochs: float = 100               # base training budget on D_r (epochs, or kimg with edm.budget=kimg)
+    epochs: float = 60                # base training budget on D_r (epochs, or kimg with edm.budget=kimg)
     n_eval: int = 500                 # samples per seed per measured model
     metrics: list[str] = field(default_factory=lambda: list(IMAGE_METRICS))  # the first one decides "best"
     device: str = "cpu"

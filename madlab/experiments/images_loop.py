@@ -23,12 +23,12 @@ from madlab.experiments.images import (Bench, ImageSettings, band, cifar_edm, fi
 @dataclass
 class Settings(ImageSettings):
     gens: int = 10                    # T, generations of every loop
-    n_synth: int = 250                # |D_s|: synthetic images each generation hands on
-    n_aux: int = 500                  # SIMS n_s: base samples the auxiliary model is fine-tuned on
+    n_synth: int = 150                # |D_s|: synthetic images each generation hands on
+    n_aux: int = 300                  # SIMS n_s: base samples the auxiliary model is fine-tuned on
     aux_epochs: float = 5.0           # SIMS budget B: epochs over S (or kimg)
     omegas: list[float] = field(default_factory=lambda: [1.0, 3.0])  # SIMS arms (standard = w 0 is always run)
     fully_synthetic: bool = True      # also run the fully synthetic loop (standard training): the MAD reference
-    n_real: int = 500                 # |D_r|
+    n_real: int = 300                 # |D_r|
     epochs: float = 30                # epochs over D^t per generation, from scratch
     n_eval: int = 300
     metrics: list[str] = field(default_factory=lambda: ["fid"])  # the loop records FID on the configured features
