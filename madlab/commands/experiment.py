@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         jobs: Annotated[Optional[int], typer.Option(help="Processes that measure chunks of the seeds side by side (this one and jobs - 1 workers), so an experiment uses every usable core (the CPU affinity), at most one process per seed; the table and summary are those of one process. 1: this process only. mad-loops (closed form) and --device cuda: always one process [default: the usable cores].", show_default=False)] = None,
         threads: Annotated[Optional[int], typer.Option(help="Torch threads per process [default: 1; the usable cores with --device cuda].", show_default=False)] = None,
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show progress on stderr.")] = True,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="images-*: print the workload (images trained and sampled) and its CPU estimate from measured rates, and run nothing.")] = False,
     ) -> None:
         """Run one toy analogue of the SIMS paper's experiments and write its figure and table.
 
@@ -57,6 +58,12 @@ def register(app: typer.Typer) -> None:
             settings.validate()
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        if dry_run:
+            if not hasattr(module, "workload"):
+                raise ConfigError(f"--dry-run: {name.value} has no cost model (the images-* experiments have)")
+            for key, value in module.workload(settings).items():
+                print(f"{key}: {'no measured rate for this network and device' if value is None else value}")
+            return
         check_environment()
         processes, threads, _ = layout(settings.seeds, jobs, getattr(settings, "device", "cpu"), threads)
         if not hasattr(module, "measure"):      # mad-loops: closed form, one process

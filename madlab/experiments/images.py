@@ -242,3 +242,32 @@ def fid_notes(s: ImageSettings) -> list[str]:
             "percentile-bootstrap band over seeds.",
             "Judge differences against the FID floor and its bias (table fid-floor below, "
             "`madlab experiment images-fid`): real images score above 0 at this sample size."]
+
+
+# ---------------------------------------------------------------------- cost
+# CPU throughput of the EDM backend on `digits` (8x8, batch 64, one torch thread, process time),
+# measured on the project's 2-core AMD EPYC box, madlab 493cc31 (train 4 epochs on 512 images, sample
+# 500 images at 10 Heun steps, under nice while other work loaded the box): images trained per CPU-second, and image-network-evaluations
+# per CPU-second while sampling (the sampler makes 2 * num_steps - 1 per image, twice that guided).
+CPU_RATES = {"tiny": (847.0, 558.0 * 19), "small": (337.0, 64.6 * 19)}
+
+
+def trained(s: ImageSettings, budget: float, n: int) -> int:
+    """Images one training call of `budget` on n images sees (EDMBackend.train: whole batches)."""
+    import math
+
+    batch = min(s.edm.batch_size, n)
+    images = max(1, round(budget * 1000)) if s.edm.budget == "kimg" else max(1, round(budget * n))
+    return math.ceil(images / batch) * batch
+
+
+def estimate(s: ImageSettings, train_images: int, sample_images: int) -> dict:
+    """The workload of all seeds (images trained; images sampled, a guided one counting twice) and,
+    where CPU_RATES has the network, the CPU-seconds it predicts on that box (None otherwise)."""
+    nfe = 2 * s.edm.num_steps - 1
+    out = {"images trained": train_images * s.seeds, "images sampled (guided count twice)": sample_images * s.seeds,
+           "network evaluations while sampling": sample_images * s.seeds * nfe}
+    rates = CPU_RATES.get(s.edm.net) if s.device == "cpu" else None
+    out["estimated CPU-seconds (measured rates)"] = (
+        None if rates is None else round(s.seeds * (train_images / rates[0] + sample_images * nfe / rates[1])))
+    return out

@@ -17,7 +17,8 @@ import pandas as pd
 
 from madlab.config import ConfigError
 from madlab.experiments.common import Progress, Result, no_progress, require
-from madlab.experiments.images import (Bench, ImageSettings, band, cifar_edm, fid_notes, per_seed, ratio_band)
+from madlab.experiments.images import (Bench, ImageSettings, band, cifar_edm, estimate, fid_notes, per_seed,
+                                       ratio_band, trained)
 
 
 @dataclass
@@ -96,6 +97,19 @@ def measure_seed(s: Settings, bench: Bench, seed: int, step) -> list[dict]:
 
         rows += bench.rows(f"{slug(arm)}-seed{seed}", one)
     return rows
+
+
+def workload(s: Settings) -> dict:
+    """What the default measures, counted (madlab experiment --dry-run): every arm's generations."""
+    train = sample = 0
+    for cfg in s.arms().values():
+        sims, kind = cfg.algo.name == "sims", cfg.loop.kind
+        for t in range(1, s.gens + 1):
+            size = s.n_real if t == 1 else (s.n_synth if kind == "fully-synthetic" else s.n_real + s.n_synth)
+            train += trained(s, s.epochs, size) + (trained(s, s.aux_epochs, s.n_aux) if sims else 0)
+            handed = s.n_synth if t < s.gens else 0
+            sample += (s.n_aux if sims else 0) + (2 if sims else 1) * (handed + s.n_eval)
+    return estimate(s, train, sample)
 
 
 def run(settings: Settings, progress: Progress = no_progress) -> Result:

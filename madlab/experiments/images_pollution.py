@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 
 from madlab.experiments.common import Progress, Result, no_progress, require
-from madlab.experiments.images import (Bench, ImageSettings, band, cifar_edm, fid_notes, per_seed)
+from madlab.experiments.images import (Bench, ImageSettings, band, cifar_edm, estimate, fid_notes, per_seed,
+                                       trained)
 
 SCENARIOS = ("ST-I", "SIMS-I", "ST-P", "SIMS-P")
 
@@ -106,6 +107,16 @@ def measure_seed(s: Settings, bench: Bench, seed: int, streams, step) -> list[di
 
 def units(s: Settings) -> int:
     return len(s.sizes()) * (2 + len(s.budgets))
+
+
+def workload(s: Settings) -> dict:
+    """What the default measures, counted (madlab experiment --dry-run)."""
+    sizes = s.sizes()
+    train = trained(s, s.epochs, s.n_real) + sum(trained(s, epochs_for(s, s.n_real + n), s.n_real + n)
+                                                  for n in sizes if n > 0)
+    train += len(sizes) * sum(trained(s, b, s.n_aux) for b in s.budgets)
+    sample = len(sizes) * (s.n_eval + s.n_aux + len(s.budgets) * len(s.omegas) * 2 * s.n_eval) + max(sizes)
+    return estimate(s, train, sample)
 
 
 def run(settings: Settings, progress: Progress = no_progress) -> Result:

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from madlab.experiments.common import Progress, Result, no_progress, require
-from madlab.experiments.images import (Bench, ImageSettings, cifar_edm, fid_notes, per_seed, ratio_band,
-                                       summarise_bands)
+from madlab.experiments.images import (Bench, ImageSettings, cifar_edm, estimate, fid_notes, per_seed,
+                                       ratio_band, summarise_bands, trained)
 
 
 @dataclass
@@ -69,6 +69,13 @@ def measure_seed(s: Settings, bench: Bench, seed: int, streams, step) -> list[di
 
 def units(s: Settings) -> int:
     return 2 + len(s.budgets) * (1 + sum(o != 0 for o in s.omegas))
+
+
+def workload(s: Settings) -> dict:
+    """What the default measures, counted (madlab experiment --dry-run)."""
+    train = trained(s, s.epochs, s.n_real) + sum(trained(s, b, s.n_aux) for b in s.budgets)
+    sample = s.n_aux + s.n_eval + len(s.budgets) * sum(2 * s.n_eval for w in s.omegas if w != 0)
+    return estimate(s, train, sample)
 
 
 def run(settings: Settings, progress: Progress = no_progress) -> Result:

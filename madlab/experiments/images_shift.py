@@ -16,7 +16,8 @@ import pandas as pd
 import torch
 
 from madlab.experiments.common import Progress, Result, no_progress, require
-from madlab.experiments.images import Bench, ImageSettings, cifar_edm, fid_notes, per_seed, summarise_bands
+from madlab.experiments.images import (Bench, ImageSettings, cifar_edm, estimate, fid_notes, per_seed,
+                                       summarise_bands, trained)
 
 MAX_DRAWS = 20   # rounds of base samples drawn before giving up on filling S
 
@@ -106,6 +107,14 @@ def measure_seed(s: Settings, bench: Bench, seed: int, streams, step) -> list[di
                 for m, v in bench.fid_to(x[0][mask], reals[grp]).items():
                     rows.append(dict(omega=omega, quantity=f"{m} group {grp}", seed=seed, value=v))
     return rows
+
+
+def workload(s: Settings) -> dict:
+    """What the default measures, counted (madlab experiment --dry-run); S's rounds counted once
+    (a rare group takes more)."""
+    train = trained(s, s.epochs, s.n_real) + trained(s, s.aux_epochs, s.n_curated)
+    sample = s.n_curated + sum((2 if w != 0 else 1) * s.n_eval for w in s.omegas)
+    return estimate(s, train, sample)
 
 
 def run(settings: Settings, progress: Progress = no_progress) -> Result:
