@@ -141,3 +141,43 @@ def test_fid_floor_shrinks_with_n_and_bad_settings_are_one_line(tmp_path):
         override(s, ["edm.nett=small"])
     with pytest.raises(ConfigError, match="metrics"):
         override(s, ["metrics=w2"]).validate()
+
+
+def test_an_npz_of_colour_images_runs_through_the_same_code(tmp_path):
+    """A CIFAR-10-shaped .npz (uint8 [M, H, W, 3] under x, labels under y), here 8x8 and 48 images."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "colour.npz"
+    np.savez(path, x=rng.integers(0, 256, (48, 8, 8, 3), dtype=np.uint8), y=np.arange(48) % 4)
+    module, s = tiny("images-self-improve", tmp_path, f"edm.dataset={path}", "edm.fid_features=classifier",
+                     "n_real=32", "n_aux=8", "budgets=1", "omegas=0,1", "omegas_vs_budget=1", "n_eval=16")
+    result = module.run(s)
+    assert result.summary["seeds"].eq(1).all() and np.isfinite(result.summary["mean"]).all()
+    assert Bench(s, "images-self-improve").target.event_shape == (3, 8, 8)
+
+
+def cli(argv, capsys):
+    from madlab.cli import main
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    return exit_.value.code, capsys.readouterr()
+
+
+def test_dry_run_counts_the_work_and_runs_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(EDMBackend, "train", lambda *a, **k: pytest.fail("a dry run trained"))
+    code, out = cli(["experiment", "images-self-improve", "--scale", "smoke", "--dry-run",
+                     "--out", str(tmp_path / "o")], capsys)
+    assert code == 0 and "images trained: 5376" in out.out and "estimated CPU-seconds" in out.out
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["experiment", "images-shift", "--set", "edm.nett=small"], "edm: unknown setting 'nett'"),
+    (["experiment", "images-shift", "--set", "edm.net=huge"], "huge"),
+    (["experiment", "images-loop", "--set", "metrics=fid_pixels"], "metrics=fid"),
+    (["experiment", "images-pollution", "--set", "edm.dataset=/nonexistent.npz"], "neither 'digits'"),
+    (["experiment", "images-fid", "--device", "tpu"], "unknown device"),
+])
+def test_image_experiments_bad_input_is_one_line(argv, message, capsys):
+    code, out = cli(argv, capsys)
+    err = out.err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
