@@ -181,3 +181,13 @@ def test_image_experiments_bad_input_is_one_line(argv, message, capsys):
     code, out = cli(argv, capsys)
     err = out.err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_two_processes_give_the_one_process_table(tmp_path):
+    from madlab.experiments.chunks import run_in_chunks
+
+    module, s = tiny("images-self-improve", tmp_path / "one", "seeds=2", "n_aux=8", "budgets=1",
+                     "omegas=0,1", "omegas_vs_budget=1", "n_eval=16", "metrics=fid_pixels")
+    one = module.run(s).table
+    two = run_in_chunks("images-self-improve", override(s, [f"workdir={tmp_path / 'two'}"]), 2, 1).table
+    pd.testing.assert_frame_equal(one, two)

@@ -186,8 +186,8 @@ def claim(work: Path, identity: dict) -> None:
 
 def per_seed(s: ImageSettings, bench: Bench, units: int, progress: Progress,
              one_seed: Callable[[int, SeedStreams, Callable[[str], None]], list[dict]]) -> pd.DataFrame:
-    """Rows of every seed (seed innermost within each row position, as madlab.experiments.chunks
-    interleaves): one_seed(seed, streams, step) returns one seed's rows and calls step(message)
+    """Rows of every seed (row r of every seed, then row r + 1, as madlab.experiments.chunks
+    interleaves; seeds may have different numbers of rows): one_seed(seed, streams, step) returns one seed's rows and calls step(message)
     before each of its `units` units of work; finished seeds are read back from the work folder."""
     seeds = list(range(s.first_seed, s.first_seed + s.seeds))
     done = [0]
@@ -202,7 +202,9 @@ def per_seed(s: ImageSettings, bench: Bench, units: int, progress: Progress,
         per.append(bench.rows(f"seed{seed}", lambda seed=seed: one_seed(seed, SeedStreams([seed]), step)))
         done[0] = start + units
     progress(total, total, "done")
-    return pd.DataFrame([row for rows in zip(*per) for row in rows])
+    from madlab.experiments.chunks import interleave   # row r of every seed, then r + 1: as chunks join
+
+    return interleave([pd.DataFrame(rows) for rows in per if rows])
 
 
 def band(values, n_boot: int = N_BOOT) -> tuple[float, float, float]:
