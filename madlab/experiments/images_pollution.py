@@ -162,10 +162,10 @@ def summarise(table: pd.DataFrame, s: Settings) -> tuple[pd.DataFrame, dict]:
     below = [n for n in beats if not fails or n < min(fails)]
     headline = {f"{s.metrics[0]} ST-I": float(main["ST-I"].iloc[0]),
                 f"{s.metrics[0]} SIMS-I (best) / ST-I": float(main["SIMS-I"].iloc[0] / main["ST-I"].iloc[0]),
-                "|D_p| where mean SIMS-P < mean ST-I": ", ".join(map(str, beats)) or "none",
-                "largest |D_p| up to which SIMS-P beats ST-I": (
+                "D_p sizes where mean SIMS-P < mean ST-I": ", ".join(map(str, beats)) or "none",
+                "largest D_p size up to which SIMS-P beats ST-I": (
                     "none: SIMS-I itself does not beat ST-I" if 0 in fails
-                    else f"{max(below)} ({max(below) / s.n_real:.0%} of |D_r|; first failure: "
+                    else f"{max(below)} ({max(below) / s.n_real:.0%} of D_r; first failure: "
                          f"{min(fails) if fails else 'none on the grid'})")}
     return summary, headline
 
