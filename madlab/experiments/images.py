@@ -238,9 +238,9 @@ def summarise_bands(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 def fid_notes(s: ImageSettings) -> list[str]:
     """The lines every image table carries about its FID."""
-    feats = s.edm_config().fid_features
-    return [f"FID per seed against the whole data set's statistics, on {s.n_eval} samples; 'fid' uses "
-            f"{feats} features, 'fid_pixels' raw pixels. Mean over {s.seeds} seeds with a 95 % "
+    named = {"fid": f"'fid' uses {s.edm_config().fid_features} features", "fid_pixels": "'fid_pixels' raw pixels"}
+    return [f"FID per seed against the whole data set's statistics, on {s.n_eval} samples; "
+            f"{', '.join(named[m] for m in s.metrics)}. Mean over {s.seeds} seeds with a 95 % "
             "percentile-bootstrap band over seeds.",
             "Judge differences against the FID floor and its bias (table fid-floor below, "
             "`madlab experiment images-fid`): real images score above 0 at this sample size."]
