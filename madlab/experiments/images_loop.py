@@ -165,9 +165,10 @@ def figure(c: pd.DataFrame, s: Settings):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    colors = {"standard": "C2", "fully synthetic": "k"}
-    for i, (arm, part) in enumerate(c.groupby("arm", sort=False)):
-        col = colors.get(arm, f"C{i + 1}")
+    # the paper's colours: standard green, SIMS orange then purple; the MAD reference black
+    sims_colours = iter(["C1", "C4", "C3", "C5", "C6"])
+    for arm, part in c.groupby("arm", sort=False):
+        col = {"standard": "C2", "fully synthetic": "k"}.get(arm) or next(sims_colours)
         ls = ":" if arm == "fully synthetic" else "-"
         for ax, y in zip(axes, ("fid", "ratio")):
             ax.plot(part.generation, part[y], ls, marker="o", ms=3, color=col, label=arm)
@@ -177,6 +178,7 @@ def figure(c: pd.DataFrame, s: Settings):
     axes[1].set(xlabel="generation t", ylabel="E[FID(G^t)] / E[FID(G^1)]", title="FID ratio (paper Fig. 5, bottom)")
     for ax in axes:
         ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(f"Image self-consuming loop on {s.edm_config().dataset}: |D_r| = {s.n_real}, |D_s| = {s.n_synth}, "
                  f"{s.seeds} seeds, bands = 95 % bootstrap over seeds", fontsize=10)
     fig.tight_layout()
