@@ -21,15 +21,16 @@ stderr = Console(stderr=True)
 def register(app: typer.Typer) -> None:
     @app.command("experiment")
     def experiment(
-        name: Annotated[Name, typer.Argument(help="landscape (paper Fig. 3) | pollution (Fig. 6) | shift (Fig. 7) | mad-loops (the three MAD loops with the Gaussian fit) | sims-theory (SIMS on the Gaussian fit against its exact expectations) | accumulate (accumulate and accumulate-subsample against theory).")],
-        scale: Annotated[Scale, typer.Option(help="smoke (a minute: checks the plumbing) | quick (under 20 min on 2 CPU cores; reduced sizes, see docs/experiments.md) | paper (the paper's sizes; hours on a CPU, use a GPU for the DDPM experiments).")] = "quick",
+        name: Annotated[Name, typer.Argument(help="landscape (paper Fig. 3) | pollution (Fig. 6) | shift (Fig. 7) | mad-loops (the three MAD loops with the Gaussian fit) | sims-theory (SIMS on the Gaussian fit against its exact expectations) | accumulate (accumulate and accumulate-subsample against theory) | images-self-improve (Fig. 4 on real images) | images-pollution (Fig. 6) | images-shift (Fig. 7) | images-loop (the augment loop on images, standard vs SIMS, fully synthetic as MAD reference) | images-fid (the FID floor and its bias). The images-* ones resume from OUT/work.")],
+        scale: Annotated[Scale, typer.Option(help="smoke (a minute: checks the plumbing) | quick (under 20 min on 2 CPU cores; reduced sizes, see docs/experiments.md; images-*: about an hour) | paper (the paper's sizes; hours on a CPU, use a GPU for the DDPM experiments; images-*: CIFAR-10 scale, --set edm.dataset=PATH.npz --device cuda).")] = "quick",
         out: Annotated[Optional[Path], typer.Option(help="Output folder for figure.png/.pdf, table.csv/.md, measurements.csv, settings.json [default: runs/experiments/NAME-SCALE].")] = None,
         device: Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:N (the toy DDPM experiments; mad-loops is closed form) [default: the scale's, cpu].")] = None,
         seeds: Annotated[Optional[int], typer.Option(help="Override the scale's number of seeds.")] = None,
-        set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any setting, KEY=VALUE (lists comma-separated), e.g. --set n_aux=20000 --set omegas=0,1,2. Repeatable; the settings are listed in settings.json.")] = None,
+        set_: Annotated[Optional[List[str]], typer.Option("--set", help="Override any setting, KEY=VALUE (lists comma-separated), e.g. --set n_aux=20000 --set omegas=0,1,2; a component's option as GROUP.FIELD, e.g. --set edm.net=medium. Repeatable; the settings are listed in settings.json.")] = None,
         jobs: Annotated[Optional[int], typer.Option(help="Processes that measure chunks of the seeds side by side (this one and jobs - 1 workers), so an experiment uses every usable core (the CPU affinity), at most one process per seed; the table and summary are those of one process. 1: this process only. mad-loops (closed form) and --device cuda: always one process [default: the usable cores].", show_default=False)] = None,
         threads: Annotated[Optional[int], typer.Option(help="Torch threads per process [default: 1; the usable cores with --device cuda].", show_default=False)] = None,
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show progress on stderr.")] = True,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="images-*: print the workload (images trained and sampled) and its CPU estimate from measured rates, and run nothing.")] = False,
     ) -> None:
         """Run one toy analogue of the SIMS paper's experiments and write its figure and table.
 
@@ -49,11 +50,20 @@ def register(app: typer.Typer) -> None:
             assignments.append(f"seeds={seeds}")
         if device is not None:
             assignments.append(f"device={device}")
+        folder = out or Path("runs") / "experiments" / f"{name.value}-{scale.value}"
+        if hasattr(module.SCALES[scale.value], "workdir"):  # image experiments: resumable in OUT/work
+            assignments.insert(0, f"workdir={folder / 'work'}")
         settings = override(module.SCALES[scale.value], assignments)
         try:
             settings.validate()
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        if dry_run:
+            if not hasattr(module, "workload"):
+                raise ConfigError(f"--dry-run: {name.value} has no cost model (the images-* experiments have)")
+            for key, value in module.workload(settings).items():
+                print(f"{key}: {'no measured rate for this network and device' if value is None else value}")
+            return
         check_environment()
         processes, threads, _ = layout(settings.seeds, jobs, getattr(settings, "device", "cpu"), threads)
         if not hasattr(module, "measure"):      # mad-loops: closed form, one process
@@ -61,7 +71,6 @@ def register(app: typer.Typer) -> None:
         if progress:
             stderr.print(f"{name.value}: {settings.seeds} seeds, {describe(processes, threads)}",
                          markup=False, highlight=False)
-        folder = out or Path("runs") / "experiments" / f"{name.value}-{scale.value}"
         if folder.exists() and not folder.is_dir():
             raise ConfigError(f"--out {folder} exists and is not a folder")
         start = time.perf_counter()

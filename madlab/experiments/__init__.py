@@ -1,4 +1,5 @@
-"""The SIMS paper's other experiments as toy analogues, one module per experiment (`madlab experiment`)."""
+"""The SIMS paper's other experiments, one module per experiment (`madlab experiment`): toy analogues
+and, `images-*`, the same on real images with the EDM backend."""
 from __future__ import annotations
 
 import importlib
@@ -11,6 +12,12 @@ EXPERIMENTS = {
     "mad-loops": "mad_loops",     # Alemohammad et al. 2023: the three MAD loops, Gaussian fit
     "sims-theory": "sims_theory", # SIMS on the Gaussian fit: exact expectations vs simulation
     "accumulate": "accumulate",   # the accumulate family (Gerstgrasser, Kazdan et al. 2024), Gaussian fit
+    # on real images (EDM backend; digits by default, a .npz with --set edm.dataset=PATH)
+    "images-self-improve": "images_self_improve",  # Figure 4: FID against w and budget B
+    "images-pollution": "images_pollution",        # Figure 6: ST-I, SIMS-I, ST-P, SIMS-P against |D_p|
+    "images-shift": "images_shift",                # Figure 7: class shares and per-group FID against w
+    "images-loop": "images_loop",                  # Figure 5 bottom: augment loop, standard vs SIMS, MAD reference
+    "images-fid": "images_fid",                    # FID floor, its bias against n, pixel vs classifier features
 }
 
 

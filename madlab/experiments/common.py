@@ -41,11 +41,19 @@ def override(settings, assignments: list[str]):
     """Return a copy of a settings dataclass with KEY=VALUE assignments applied (typed by field)."""
     types = {f.name: f for f in dataclasses.fields(settings)}
     changes = {}
+    nested: dict[str, list[str]] = {}
     for item in assignments:
         key, sep, raw = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        head, dot, rest = key.partition(".")
+        if dot:   # a component's option, e.g. edm.net=medium (the image experiments' EDMConfig)
+            if head not in types or not dataclasses.is_dataclass(getattr(settings, head)):
+                parts = [f for f, v in types.items() if dataclasses.is_dataclass(getattr(settings, f))]
+                raise ConfigError(f"unknown setting group {head!r}; choose one of {', '.join(parts) or 'none'}")
+            nested.setdefault(head, []).append(f"{rest}={raw}")
+            continue
         if key not in types:
             raise ConfigError(f"unknown setting {key!r}; choose one of {', '.join(types)}")
         kind = str(types[key].type)  # the annotation, e.g. "int", "float", "list[float]"
@@ -66,6 +74,11 @@ def override(settings, assignments: list[str]):
         except ValueError:
             raise ConfigError(f"setting {key}: cannot read {raw!r} as {kind}") from None
         changes[key] = value
+    for head, items in nested.items():
+        try:
+            changes[head] = override(changes.get(head, getattr(settings, head)), items)
+        except ConfigError as err:
+            raise ConfigError(f"{head}: {err}") from None
     return dataclasses.replace(settings, **changes)
 
 
