@@ -303,7 +303,8 @@ def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], No
     if out is not None and (Path(out) / store.MANIFEST).exists():
         lease = WORKER["lease"] if lease is None else lease
         checkpoint = store.TaskCheckpoint(out, task.id, keep=bool(task.config.get("keep_checkpoints")),
-                                          lease=store.Lease(out) if lease else None)
+                                          lease=store.Lease(out) if lease else None,
+                                          expect=task_identity(task))
         resumed = checkpoint.generations()
     # warnings are process-global: collect them (POT's sign of NaN samples) only in the main
     # thread, never from a threaded worker (dask) where they would mix with other tasks'
@@ -343,7 +344,7 @@ def record(out: Path, task: Task, frame: pd.DataFrame | None, failure: dict | No
     """Write a task's result (or failure) atomically; return its small outcome. A finished
     task's checkpoint is removed (unless kept); a failed one's stays for the retry."""
     if frame is not None:
-        store.write_task_result(out, task.id, frame)
+        store.write_task_result(out, task.id, frame, task_identity(task))
         store.TaskCheckpoint(out, task.id, keep=bool(task.config.get("keep_checkpoints"))).clear()
         return {"id": task.id, "state": "done", "rows": len(frame)}
     store.write_task_failure(out, task.id, failure)
@@ -529,10 +530,17 @@ def expected_rows(task: Task) -> int:
     return config["seeds"] * config["gens"] * len(metrics)
 
 
+def task_identity(task: Task) -> dict:
+    """What a task's files must say they belong to (madlab.store.read_verified): its run id, its
+    seed range and its generations (the task id is checked beside it)."""
+    return {"run": task.run, "first_seed": task.config["first_seed"], "seeds": task.config["seeds"],
+            "gens": task.config["gens"]}
+
+
 def states(out: Path, tasks: list[Task]) -> dict[str, str]:
     """done | failed | pending per task id; a task file that does not hold the task's rows (torn,
-    truncated, foreign) counts as pending."""
-    return {t.id: store.task_state(out, t.id, expected_rows(t)) for t in tasks}
+    truncated, or another task's by its footer) counts as pending."""
+    return {t.id: store.task_state(out, t.id, expected_rows(t), task_identity(t)) for t in tasks}
 
 
 def merge(out: Path, tasks: list[Task]) -> int:
@@ -554,13 +562,15 @@ def run_sweep(out: Path, tasks: list[Task], executor, *,
     with contextlib.nullcontext(lock) if lock is not None else store.SweepLock(out):
         store.remove_stale_temporaries(out)
         before = states(out, tasks)
-        for task in tasks:                   # read every finished task through: a bad one is redone
-            if before[task.id] == "done" and (problem := store.check_task_file(out, task.id)):
+        for task in tasks:          # verify every file read back: a bad one is named and redone
+            expect = {**task_identity(task), "rows": expected_rows(task)}
+            if problem := store.check_task_file(out, task.id, expect):
                 print(f"madlab: task {task.id}: {problem}", file=sys.stderr, flush=True)
-                before[task.id] = "pending"
-            elif before[task.id] == "pending" and store.task_paths(out, task.id)["done"].exists():
-                print(f"madlab: task {task.id}: {store.task_paths(out, task.id)['done']} does not hold "
-                      "the task's rows (torn or truncated): computing it again", file=sys.stderr, flush=True)
+                before[task.id] = "pending" if before[task.id] == "done" else before[task.id]
+            if before[task.id] != "done" and (problem := store.TaskCheckpoint(
+                    out, task.id, keep=bool(task.config.get("keep_checkpoints")),
+                    expect=task_identity(task)).check()):
+                print(f"madlab: task {task.id}: {problem}", file=sys.stderr, flush=True)
         todo = [t for t in tasks if before[t.id] != "done"]
         store.clear_running(out, [t.id for t in todo])
         if on_start is not None:
