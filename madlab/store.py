@@ -262,13 +262,13 @@ def read_identity(path: Path) -> dict | None:
         return None
 
 
-def read_verified(path: Path, expect: dict) -> "tuple[pa.Table, dict | None]":
+def read_verified(path: Path, expect: dict, content: dict | None = None) -> "tuple[pa.Table, dict | None]":
     """Read a task or checkpoint-rows file and check it before it is trusted: the whole file is
     there (both Parquet magics, a footer that parses), it belongs where it lies (every key of
     `expect` equals what its footer records: task id, run id, seeds, generation, rows, format), its
     data region and schema match the SHA-256 written with it, and its rows are the rows `expect`
-    names (run column, seed range, generations, count; this last check also covers files written
-    before madlab recorded identities). Returns (table, recorded identity or None); raises
+    names (run column, seed range, generations, count: check_rows over `content`, default
+    `expect`; this last check also covers files written before madlab recorded identities). Returns (table, recorded identity or None); raises
     Unverified with a few words saying what is wrong."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -303,7 +303,7 @@ def read_verified(path: Path, expect: dict) -> "tuple[pa.Table, dict | None]":
         table = pq.read_table(pa.BufferReader(blob))
     except Exception as err:  # noqa: BLE001 - a corrupt page
         raise Unverified(f"does not read back ({_first_line(err)})") from None
-    check_rows(table, expect)
+    check_rows(table, expect if content is None else content)
     return table, identity
 
 
@@ -673,7 +673,8 @@ class TaskCheckpoint:
         for t in range(1, upto + 1):
             path = self.path(t, "parquet")
             try:
-                table, identity = read_verified(path, self._rows_expect(t))
+                expect = self._rows_expect(t)       # the rows' run column is the chunk's own run id
+                table, identity = read_verified(path, expect, {k: v for k, v in expect.items() if k != "run"})
             except Unverified as err:
                 raise Unverified(f"{path} {err}") from None
             frames.append(table.to_pandas())

@@ -277,3 +277,124 @@ def test_extending_a_sweep_with_more_seeds_runs_only_the_new_seeds(tmp_path):
 def test_the_python_api_checks_types_strictly(make):
     with pytest.raises(ConfigError, match="must be an integer"):
         make().validate()
+
+
+# --------------------------------------------------------------------------- 11: nothing read back is trusted unchecked
+
+CHUNKED = [*GAUSS, "--gens", "6", "--seeds", "4", "--seed-chunk", "2", "--quiet"]
+
+
+def finished_sweep(out: Path, *extra) -> pd.DataFrame:
+    assert cli("sweep", *CHUNKED, *extra, "--out", out).returncode == 0
+    return canonical(pd.read_parquet(out / "results.parquet"))
+
+
+def rerun_names(out: Path, path: Path, *says: str, extra=()) -> pd.DataFrame:
+    """Rerun the sweep: exit 0, one line that names `path` and says `says`; the merged rows."""
+    again = cli("sweep", *CHUNKED, *extra, "--out", out)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    lines = [l for l in again.stderr.splitlines() if str(path) in l]
+    assert len(lines) == 1 and all(s in lines[0] for s in says), again.stderr
+    merged = pd.read_parquet(out / "results.parquet")
+    assert not merged.duplicated(KEY).any()
+    return canonical(merged)
+
+
+def test_a_foreign_task_file_with_the_right_row_count_is_named_and_computed_again(tmp_path):
+    out = tmp_path / "s"
+    reference = finished_sweep(out)
+    first, second = sorted((out / "tasks").glob("*.parquet"))
+    second.write_bytes(first.read_bytes())                   # the other task's file (other seeds)
+    (out / "results.parquet").unlink()
+    status = " ".join(cli("status", out).stdout.split())
+    assert "1 done" in status, status                        # its footer says whose it is
+    pd.testing.assert_frame_equal(rerun_names(out, second, "belongs elsewhere", "computing it again"),
+                                  reference, check_exact=True)
+    # a file without madlab's footer identity (as madlab wrote before it had one) is checked by its rows
+    pd.read_parquet(first).to_parquet(second, index=False)
+    (out / "results.parquet").unlink()
+    pd.testing.assert_frame_equal(rerun_names(out, second, "holds seeds 0-1, not the task's seeds 2-3"),
+                                  reference, check_exact=True)
+
+
+def data_region(path: Path) -> range:
+    blob = path.read_bytes()
+    return range(4, len(blob) - 8 - int.from_bytes(blob[-8:-4], "little"))
+
+
+def flip(path: Path, offset: int) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[offset] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+
+def test_every_single_byte_flip_in_a_task_file_is_detected_and_the_rerun_equals_the_original(tmp_path):
+    out = tmp_path / "s"
+    reference = finished_sweep(out)
+    path = sorted((out / "tasks").glob("*.parquet"))[0]
+    task_id = path.name.removesuffix(".parquet")
+    original = path.read_bytes()
+    region = data_region(path)
+    for offset in region:                                    # every byte of every page and header
+        flip(path, offset)
+        problem = store.check_task_file(out, task_id)
+        assert problem is not None and str(path) in problem, offset
+        path.write_bytes(original)
+    flip(path, region[len(region) // 2])
+    (out / "results.parquet").unlink()
+    pd.testing.assert_frame_equal(rerun_names(out, path, "computing it again"), reference, check_exact=True)
+
+
+def stopped_after(out: Path, generation: int) -> list[Path]:
+    """Each task's checkpoint of a finished, kept sweep made to look as if it stopped after
+    `generation`: later generations' files, the task files and results.parquet removed."""
+    folders = sorted((out / "tasks").glob("*.ckpt"))
+    for folder in folders:
+        for later in folder.glob("g*"):
+            if int(later.name[1:5]) > generation:
+                later.unlink()
+        (out / "tasks" / folder.name.replace(".ckpt", ".parquet")).unlink()
+    (out / "results.parquet").unlink()
+    return folders
+
+
+def sliced(path: Path) -> None:
+    import torch
+
+    state = torch.load(path, weights_only=False)
+    state.synthetic = [s[:, :3] for s in state.synthetic]    # the synthetic set cut to 3 points
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("damage", ["swapped", "sliced", "flipped", "other-dimension"])
+def test_a_swapped_sliced_or_flipped_checkpoint_is_named_and_not_resumed(tmp_path, damage):
+    out = tmp_path / "s"
+    keep = ("--keep-checkpoints", "true")
+    reference = finished_sweep(out, *keep)
+    mine, theirs = stopped_after(out, 3)
+    state = mine / "g0003.pt"
+    if damage == "swapped":
+        state.write_bytes((theirs / "g0003.pt").read_bytes())          # the other task's (seeds 2-3)
+    elif damage == "sliced":
+        sliced(state)
+    elif damage == "flipped":
+        flip(state, state.stat().st_size // 2)
+    else:                                                              # points of another dimension
+        import torch
+
+        loaded = torch.load(state, weights_only=False)
+        loaded.synthetic = [torch.cat([s, s[..., :1]], -1) for s in loaded.synthetic]
+        torch.save(loaded, state)
+    rerun = rerun_names(out, state, "SHA-256", "resuming after generation 2", extra=keep)
+    pd.testing.assert_frame_equal(rerun, reference, check_exact=True)
+
+
+def test_a_checkpoint_rows_file_of_another_task_is_named_and_not_resumed(tmp_path):
+    out = tmp_path / "s"
+    reference = finished_sweep(out, "--keep-checkpoints", "true")
+    mine, theirs = stopped_after(out, 3)
+    rows = mine / "g0002.parquet"
+    rows.write_bytes((theirs / "g0002.parquet").read_bytes())
+    rerun = rerun_names(out, rows, "belongs elsewhere", "resuming after generation 1",
+                        extra=("--keep-checkpoints", "true"))
+    pd.testing.assert_frame_equal(rerun, reference, check_exact=True)
