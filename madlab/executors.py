@@ -482,7 +482,7 @@ class DaskExecutor:
         try:
             # workers that see `out` (one machine, a shared disk) checkpoint every generation
             # there, under a lease on this driver's lock; the others compute in memory
-            futures = client.map(self.target, tasks, threads=self.threads, out=str(out), lease=True,
+            futures = client.map(self.target, tasks, threads=self.threads, out=str(Path(out).resolve()), lease=True,
                                  pure=False)
             owner = {f.key: t for f, t in zip(futures, tasks)}
             for future in distributed.as_completed(futures):

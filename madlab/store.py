@@ -152,6 +152,28 @@ def check_format(out: Path, record: dict) -> None:
                           "madlab status still read it)")
 
 
+def folder_kind(out: Path, manifest: dict | None = None) -> str | None:
+    """run | sweep | None: what made the folder (the manifest's kind; a folder written before kinds
+    were recorded is a run if it holds a config.json)."""
+    manifest = read_manifest(out) if manifest is None else manifest
+    if manifest is None:
+        return "run" if (Path(out) / CONFIG).exists() else None
+    kind = manifest.get("kind")
+    return kind if kind in ("run", "sweep") else "run" if (Path(out) / CONFIG).exists() else "sweep"
+
+
+def check_kind(out: Path, manifest: dict, kind: str) -> None:
+    """Refuse (one line) a `madlab sweep` on a run folder or a `madlab run` on a sweep folder."""
+    held = folder_kind(out, manifest)
+    if held == kind:
+        return
+    if held == "run":
+        raise ConfigError(f"--out {out} is a madlab run folder (made by madlab run); resume it with "
+                          "madlab run and the same options, or choose another --out for this sweep")
+    raise ConfigError(f"--out {out} is a madlab sweep folder (made by madlab sweep); resume it with "
+                      "madlab sweep and the same grid, or choose another --out for this run")
+
+
 def check_run_dir(out: Path, cfg: RunConfig) -> bool:
     """True if `out` already holds this run's finished results; raise ConfigError if it holds
     anything else. Writes nothing."""
@@ -161,14 +183,20 @@ def check_run_dir(out: Path, cfg: RunConfig) -> bool:
     if not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     config_path = out / CONFIG
+    manifest = read_manifest(out)
+    if manifest is not None:
+        check_kind(out, manifest, "run")
     if not config_path.exists():
-        if (out / MANIFEST).exists():
-            raise ConfigError(f"--out {out} holds a madlab sweep, not a single run; choose another --out")
-        if any(out.iterdir()):
+        if manifest is not None and manifest.get("tasks"):
+            raise ConfigError(f"--out {out} is a madlab run folder whose {CONFIG} is missing; choose "
+                              "another --out (madlab report and madlab status still read it)")
+        if any(p.name != LOCK for p in out.iterdir()):
             raise ConfigError(f"--out {out} is not empty and holds no madlab run; choose another --out")
         return False
     try:
         stored = json.loads(config_path.read_text())
+        if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+            raise ValueError("it is not a madlab config record")
         check_format(out, stored)
         held = RunConfig.from_dict(stored["config"]).run_id()
     except ConfigError:

@@ -299,6 +299,10 @@ def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], No
 
     started = time.perf_counter()
     record = provenance(task.config.get("device", "cpu"))     # where and by what code it runs
+    if out is not None and task.config.get("samples_dir"):    # recorded relative to the folder
+        from madlab.samples import resolve
+        task = Task(task.id, task.run, task.point,
+                    {**task.config, "samples_dir": resolve(task.config["samples_dir"], Path(out))})
     checkpoint, resumed = None, 0
     if out is not None and (Path(out) / store.MANIFEST).exists():
         lease = WORKER["lease"] if lease is None else lease
@@ -435,6 +439,7 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
     manifest = store.read_manifest(out)
     if manifest is not None:
         store.check_format(out, manifest)
+        store.check_kind(out, manifest, kind)
     if manifest is None:
         if out.exists() and any(p.name != store.LOCK for p in out.iterdir()) and not (out / store.CONFIG).exists():
             raise ConfigError(f"--out {out} is not empty and holds no madlab sweep; choose another --out")
@@ -445,10 +450,16 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
             store.write_manifest(out, manifest_for(spec, tasks, kind))
         return tasks
     current = {t.id: t for t in tasks}
-    held = [Task.from_dict(t) for t in manifest["tasks"]]
+    recorded = [Task.from_dict(t) for t in manifest["tasks"]]
+    for t in recorded:
+        if t.id in current and (problem := changed_results(t.config, current[t.id].config)):
+            raise ConfigError(f"--out {out} {problem}")
     held = [Task(t.id, t.run, t.point, {**t.config, **_speed(current[t.id].config)}) if t.id in current else t
-            for t in held]
+            for t in recorded]
     held_ids, new_ids = {t.id for t in held}, {t.id for t in tasks}
+    if write and [t.config for t in held] != [t.config for t in recorded]:
+        manifest["tasks"] = [t.to_dict() for t in held]     # the settings this command applies
+        store.write_manifest(out, manifest)
     if held_ids == new_ids:
         return held
     added = without_held_seeds(held, [t for t in tasks if t.id not in held_ids])
@@ -470,9 +481,27 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
     return held + added
 
 
+SETTINGS = ("device", "keep_checkpoints", "save_samples", "samples_dir", "edm_checkpoints")
+RESULT_SETTINGS = {"tails": True}    # outside the run id, but they change which rows are recorded
+
+
 def _speed(config: dict) -> dict:
-    """The options of a task's config that change speed or where files go, not its numbers."""
-    return {k: config[k] for k in ("device", "keep_checkpoints") if k in config}
+    """The options of a task's config that change speed or where files go, not its numbers: a
+    rerun applies this command's."""
+    return {k: config[k] for k in SETTINGS if k in config}
+
+
+def changed_results(held: dict, new: dict) -> str | None:
+    """Why a held task cannot be resumed with `new`'s options (a setting outside the run id that
+    changes its rows differs), or None."""
+    for key, default in RESULT_SETTINGS.items():
+        if held.get(key, default) != new.get(key, default):
+            spec = option_spec(key)
+            flag = lambda v: spec.flag if v is True else f"--no-{spec.flag[2:]}" if v is False else f"{spec.flag} {v}"  # noqa: E731
+            return (f"was run with {flag(held.get(key, default))}, this command has "
+                    f"{flag(new.get(key, default))}, which changes the rows recorded; rerun with "
+                    f"{flag(held.get(key, default))} to resume it, or choose another --out")
+    return None
 
 
 def begin_session(out: Path, tasks: list[Task]) -> dict:
