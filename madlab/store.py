@@ -174,10 +174,21 @@ def check_kind(out: Path, manifest: dict, kind: str) -> None:
                       "madlab sweep and the same grid, or choose another --out for this run")
 
 
+def check_out(out: Path) -> None:
+    """ConfigError for an --out that can never be a folder: a dangling symbolic link, a file."""
+    out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise ConfigError(f"--out {out} is a symbolic link to {os.readlink(out)}, which does not exist; "
+                          "create that folder or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+
+
 def check_run_dir(out: Path, cfg: RunConfig) -> bool:
     """True if `out` already holds this run's finished results; raise ConfigError if it holds
     anything else. Writes nothing."""
     out = Path(out)
+    check_out(out)
     if not out.exists():
         return False
     if not out.is_dir():
@@ -514,10 +525,18 @@ def read_failure(out: Path, task_id: str) -> dict | None:
 
 
 def remove_stale_temporaries(out: Path, older_than_s: float = 300.0) -> int:
-    """Temporary files left by a process killed mid-write (never renamed, so never read)."""
+    """Temporary files left by a process killed mid-write (never renamed, so never read): every one
+    at the folder's top level (call it holding the lock), those under tasks/ once `older_than_s`
+    old (a worker may be writing them)."""
     folder, removed = Path(out) / TASKS, 0
+    for tmp in Path(out).glob(".*.tmp"):      # results, manifest, config: only the lock's holder
+        try:                                  # writes them, so any left is a dead driver's
+            tmp.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
     if not folder.exists():
-        return 0
+        return removed
     now = time.time()
     for tmp in [*folder.glob(".*.tmp"), *folder.glob(f"*{CHECKPOINT}/.*.tmp")]:
         try:
@@ -583,10 +602,18 @@ class SweepLock:
             raise ConfigError(f"{self.path.parent} is being run by another madlab process ({holder}); "
                               "wait for it to finish or choose another --out")
         self.session = uuid.uuid4().hex            # workers' leases compare it (Lease)
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"pid {os.getpid()} on {socket.gethostname()} session {self.session}")
-        self.file.flush()
+        try:
+            self.file.seek(0)
+            self.file.truncate()
+            self.file.write(f"pid {os.getpid()} on {socket.gethostname()} session {self.session}")
+            self.file.flush()
+        except OSError as err:                     # a full disk at start: name the file
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            try:
+                self.file.close()
+            except OSError:
+                pass
+            raise disk_error(self.path, err) from err
         return self
 
     def __exit__(self, *exc) -> None:

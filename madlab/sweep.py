@@ -94,6 +94,10 @@ class SweepSpec:
         if unknown:
             raise ConfigError(f"{source}: unknown table(s) {', '.join(unknown)}; a sweep file has "
                               "[sweep], [base] and [grid]")
+        for table in ("sweep", "base", "grid"):
+            if not isinstance(data.get(table, {}), dict):
+                raise ConfigError(f"{source}: [{table}] must be a table of key = value lines, got "
+                                  f"{table} = {data[table]!r}")
         head = dict(data.get("sweep", {}))
         bad = sorted(set(head) - {"name", "seed_chunk"})
         if bad:
@@ -119,7 +123,7 @@ class SweepSpec:
     def from_toml(cls, path: Path) -> "SweepSpec":
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))   # a leading BOM is fine
         except FileNotFoundError:
             raise ConfigError(f"sweep file {path} does not exist")
         except IsADirectoryError:
@@ -434,8 +438,7 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
     Tasks already in the manifest keep their seeds and chunking, but take this command's device
     and keep_checkpoints: they never change a number."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
+    store.check_out(out)
     manifest = store.read_manifest(out)
     if manifest is not None:
         store.check_format(out, manifest)
