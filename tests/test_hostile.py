@@ -605,3 +605,25 @@ def test_a_full_disk_names_the_file_and_leaves_no_empty_figure(tmp_path):
                      "No space left on device")
         one_line(cli("report", run, "--out", disk / "report"), 1, str(disk / "report"), "No space left")
         assert [p for p in (disk / "report").iterdir() if p.stat().st_size == 0] == []
+
+
+def test_files_written_before_identities_were_recorded_are_still_trusted_by_their_rows(tmp_path):
+    """Task files and checkpoints of an older madlab (no footer identity) are checked by their rows
+    and kept: a sweep interrupted under older code resumes without recomputing what it had."""
+    out = tmp_path / "s"
+    reference = finished_sweep(out, "--keep-checkpoints", "true")
+    mine, theirs = stopped_after(out, 3)
+    for rows in mine.glob("g*.parquet"):                       # as madlab wrote them before
+        pd.read_parquet(rows).to_parquet(rows, index=False)
+    assert store.read_identity(mine / "g0003.parquet") is None
+    again = cli("sweep", *CHUNKED, "--keep-checkpoints", "true", "--out", out)
+    assert again.returncode == 0 and "madlab: task" not in again.stderr, again.stderr
+    pd.testing.assert_frame_equal(canonical(pd.read_parquet(out / "results.parquet")), reference, check_exact=True)
+    task = sorted((out / "tasks").glob("*.parquet"))[0]
+    pd.read_parquet(task).to_parquet(task, index=False)
+    stamp = task.stat().st_mtime_ns
+    (out / "results.parquet").unlink()
+    again = cli("sweep", *CHUNKED, "--keep-checkpoints", "true", "--out", out)
+    assert again.returncode == 0 and "madlab: task" not in again.stderr, again.stderr
+    assert task.stat().st_mtime_ns == stamp                    # kept, not recomputed
+    pd.testing.assert_frame_equal(canonical(pd.read_parquet(out / "results.parquet")), reference, check_exact=True)
