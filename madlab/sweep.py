@@ -498,13 +498,20 @@ def changed_results(held: dict, new: dict) -> str | None:
     """Why a held task cannot be resumed with `new`'s options (a setting outside the run id that
     changes its rows differs), or None."""
     for key, default in RESULT_SETTINGS.items():
-        if held.get(key, default) != new.get(key, default):
-            spec = option_spec(key)
-            flag = lambda v: spec.flag if v is True else f"--no-{spec.flag[2:]}" if v is False else f"{spec.flag} {v}"  # noqa: E731
-            return (f"was run with {flag(held.get(key, default))}, this command has "
-                    f"{flag(new.get(key, default))}, which changes the rows recorded; rerun with "
-                    f"{flag(held.get(key, default))} to resume it, or choose another --out")
+        was, now = held.get(key, default), new.get(key, default)
+        if was != now:
+            return (f"was run with {_as_flag(key, was)}, this command has {_as_flag(key, now)}, which "
+                    f"changes the rows recorded; rerun with {_as_flag(key, was)} to resume it, or "
+                    "choose another --out")
     return None
+
+
+def _as_flag(key: str, value) -> str:
+    """An option's value as it is spelled on the command line (--tails / --no-tails)."""
+    flag = option_spec(key).flag
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag.removeprefix('--')}"
+    return f"{flag} {value}"
 
 
 def begin_session(out: Path, tasks: list[Task]) -> dict:
