@@ -863,11 +863,11 @@ def partial_rows(out: Path, task_ids: Iterable[str]) -> "tuple[pd.DataFrame | No
     for task_id in task_ids:
         path = task_paths(out, task_id)["done"]
         if path.exists():
-            try:
-                frames.append(pd.read_parquet(path))
+            try:                   # only a file that verifies as this task's (read_verified)
+                frames.append(read_verified(path, {"format": TASK_FORMAT, "task": task_id})[0].to_pandas())
                 done += 1
                 continue
-            except Exception:  # noqa: BLE001 - a corrupt task file: the sweep recomputes it
+            except Unverified:     # torn, changed or another task's: the sweep recomputes it
                 pass
         rows = TaskCheckpoint(out, task_id).rows()
         if rows is not None:
