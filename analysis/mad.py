@@ -14,10 +14,18 @@ Definitions (m_t = E[dist(G^t, p_r)], the mean over seeds of one configuration a
 - drift               delta = (mean of m_t over the last half of the window
                       - mean over the first half) / m_1: how much the curve still rises inside the
                       window, in ratio units (0 for a curve that has plateaued).
-- classification (paper section 2, Definitions 2 and the mitigation / prevention paragraphs):
-    MAD         delta > drift_tolerance: E[dist(G^t)] still increases with t at the end of the run;
-    prevented   otherwise, and rho <= 1 + tolerance: E[dist(G^inf)] <= E[dist(G^1)] up to the tolerance;
-    mitigated   otherwise (bounded: the curve has plateaued, but above E[dist(G^1)]).
+- classification (paper section 2: Definition 2 and the mitigation / prevention paragraphs), per
+  configuration, from its convergence ratio rho, its bootstrap band [lo, hi] and its drift:
+    MAD         the curve still rises at the end of the run (delta > drift_tolerance: E[dist(G^t)]
+                increases with t, Definition 2), or the band lies above 1 + tolerance and the
+                configuration is standard training (omega = 0) or does no better than it;
+    prevented   lo <= 1 + tolerance: the band holds 1 (or lies below it), E[dist(G^inf)] <=
+                E[dist(G^1)] cannot be rejected; with tolerance 0.05 the paper's 1.013 prevents
+                and its 1.078 does not;
+    mitigated   SIMS (omega != 0) whose band lies above 1 + tolerance but below the standard
+                ratio of the same |D_s| (hi < rho_standard): bounded above G^1, better than standard.
+  Without a standard run of the same |D_s| a band above 1 is MAD (Definition 2). A standard plateau
+  far above 1 is therefore MAD (the paper's green curves, "confirming MADness"), never "mitigated".
 - median statistic    M_t = median over seeds of dist(G^t, p_r) in place of m_t, everything else the
                       same: median ratio curve M_t / M_1, median convergence ratio mean_{t = start..T}
                       M_t / M_1, median drift, and its classification. A few seeds whose distance is
@@ -27,7 +35,15 @@ Definitions (m_t = E[dist(G^t, p_r)], the mean over seeds of one configuration a
                       `status`, the best omega and the threshold.
 - best omega          for each |D_s| (and each other varying option), the omega with the smallest rho.
 - prophylactic threshold  the largest |D_s| whose best rho <= 1 + tolerance (None if there is none);
-                      it is located only if a larger |D_s| was run and fails (`threshold`).
+                      it is located only if a larger |D_s| was run and fails (`threshold`). Its
+                      uncertainty: the same threshold on each bootstrap resample of the seeds
+                      (`threshold_distribution`; the seeds are resampled jointly across
+                      configurations, as they share their random streams).
+- squared statistic   W2 or W2^2: POT's emd2 with a squared-Euclidean cost returns W2^2, which many
+                      papers report as "the Wasserstein distance". `with_squares` adds w2sq (and
+                      w2sq_inlier) rows, the square of each seed's w2 (w2_inlier) value, so both
+                      ratios E[W2^2(G^inf)] / E[W2^2(G^1)] and E[W2(G^inf)] / E[W2(G^1)] come from
+                      the same per-seed rows.
 
 The omega of a row is its `omega` column, except that `algo = standard` rows count as omega = 0 and
 as the same algorithm as `sims` (SIMS at omega = 0 is standard training, paper section 4.2.1).
@@ -41,6 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from analysis.metrics import SQUARED
 from analysis.paper import (BOOT_SEED, DRIFT_TOLERANCE, LEVEL, N_BOOT, PAPER_SETTING,  # noqa: F401
                             PAPER_SIMS_BEST, PAPER_STANDARD, PAPER_START, PAPER_THRESHOLD, TOLERANCE)
 
@@ -59,6 +76,22 @@ class Configuration:
     seeds: np.ndarray         # [S] seed ids, complete trajectories only
     generations: np.ndarray   # [G] generation numbers, ascending, starting at 1
     values: np.ndarray        # [S, G] dist(G^t, p_r) per seed and generation
+
+
+def with_squares(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` plus a w2sq (w2sq_inlier) row beside every w2 (w2_inlier) row, its value squared
+    (analysis.metrics.SQUARED); unchanged when it has no w2 rows or already has the squares."""
+    if frame is None or "metric" not in frame or "value" not in frame:
+        return frame
+    present = set(pd.unique(frame["metric"]))
+    parts = [frame]
+    for name, squared in SQUARED.items():
+        if name in present and squared not in present:
+            rows = frame[frame["metric"] == name].copy()
+            rows["metric"] = squared
+            rows["value"] = rows["value"].astype(float) ** 2
+            parts.append(rows)
+    return frame if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def config_columns(frame: pd.DataFrame) -> list[str]:
@@ -239,18 +272,45 @@ def ratio_curves(frame: pd.DataFrame, metric: str = "w2", level: float = LEVEL,
     return pd.DataFrame(rows)
 
 
-def classify(ratio: float, drift: float, tolerance: float = TOLERANCE,
+def classify(ratio: float, lo: float, drift: float, standard_ratio: float = np.nan,
+             is_standard: bool = False, hi: float | None = None, tolerance: float = TOLERANCE,
              drift_tolerance: float = DRIFT_TOLERANCE) -> str:
-    """MAD if the curve still rises (drift > drift_tolerance), else prevented if the convergence
-    ratio <= 1 + tolerance, else mitigated (see the module docstring); "undefined" when the ratio
-    or drift is not a number (E[dist(G^1)] = 0, e.g. an outlier share with no outlier at G^1)."""
+    """MAD / prevented / mitigated (module docstring) from the convergence ratio, its band
+    [lo, hi] (a NaN bound: the ratio itself), the drift and the standard (omega = 0) ratio of the
+    same |D_s|; "undefined" when the ratio or drift is not a number (E[dist(G^1)] = 0, e.g. an
+    outlier share with no outlier at G^1)."""
     if not (np.isfinite(ratio) and np.isfinite(drift)):
         return "undefined"
+    lo = ratio if lo is None or not np.isfinite(lo) else lo
+    hi = ratio if hi is None or not np.isfinite(hi) else hi
     if drift > drift_tolerance:
         return "MAD"
-    if ratio <= 1 + tolerance:
+    if lo <= 1 + tolerance:
         return "prevented"
-    return "mitigated"
+    if not is_standard and np.isfinite(standard_ratio) and hi < standard_ratio:
+        return "mitigated"
+    return "MAD"
+
+
+def _with_status(rows: list[dict], keys: list[str], tolerance: float,
+                 drift_tolerance: float) -> list[dict]:
+    """Each row's <stat>_status (classify), comparing SIMS rows with the omega = 0 row that agrees
+    with them in every config column `keys` but omega."""
+    keys = [k for k in keys if k != "omega"]
+    standard = {}
+    for row in rows:
+        if np.isclose(float(row.get("omega", 0.0)), 0.0):
+            standard[tuple(repr(row[k]) for k in keys)] = row
+    for row in rows:
+        ref = standard.get(tuple(repr(row[k]) for k in keys))
+        is_standard = np.isclose(float(row.get("omega", 0.0)), 0.0)
+        for stat in STATISTICS:
+            pre = PREFIX[stat]
+            row[f"{stat}_status"] = classify(
+                row[f"{pre}ratio"], row[f"{pre}ratio_lo"], row[f"{pre}drift"],
+                ref[f"{pre}ratio"] if ref is not None else np.nan, is_standard,
+                row[f"{pre}ratio_hi"], tolerance, drift_tolerance)
+    return rows
 
 
 def convergence_table(frame: pd.DataFrame, metric: str = "w2", start: int = PAPER_START,
@@ -262,14 +322,15 @@ def convergence_table(frame: pd.DataFrame, metric: str = "w2", start: int = PAPE
     ratio = limit / first (ratio_lo, ratio_hi: bootstrap band), drift, mean_status; the same with
     the median over seeds M_t: median_first, median_limit, median_ratio (median_ratio_lo,
     median_ratio_hi), median_drift, median_status; statistic (the one asked for) and status
-    (MAD / mitigated / prevented by that statistic)."""
+    (MAD / mitigated / prevented by that statistic; `classify`)."""
     check_statistic(statistic)
     if tolerance < 0 or drift_tolerance < 0:
         raise ValueError("tolerances must be non-negative")
     z = _z(level)
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     rows = []
-    for cf in configurations(frame, metric):
+    confs = configurations(frame, metric)
+    for cf in confs:
         window = _window(cf.generations, start)
         S = cf.values.shape[0]
         first_se = cf.values[:, 0].std(ddof=1) / np.sqrt(S) if S > 1 else np.nan
@@ -289,10 +350,11 @@ def convergence_table(frame: pd.DataFrame, metric: str = "w2", start: int = PAPE
             if stat == "mean":
                 row |= {"first_lo": first - z * first_se, "first_hi": first + z * first_se}
             row |= {f"{pre}limit": limit, f"{pre}ratio": ratio, f"{pre}ratio_lo": ratio_lo,
-                    f"{pre}ratio_hi": ratio_hi, f"{pre}drift": drift,
-                    f"{stat}_status": classify(ratio, drift, tolerance, drift_tolerance)}
-        rows.append({**row, "statistic": statistic, "status": row[f"{statistic}_status"]})
-    return pd.DataFrame(rows)
+                    f"{pre}ratio_hi": ratio_hi, f"{pre}drift": drift}
+        rows.append(row)
+    rows = _with_status(rows, list(confs[0].key) if confs else [], tolerance, drift_tolerance)
+    return pd.DataFrame([{**row, "statistic": statistic, "status": row[f"{statistic}_status"]}
+                         for row in rows])
 
 
 def as_statistic(table: pd.DataFrame, statistic: str) -> pd.DataFrame:
@@ -360,3 +422,45 @@ def threshold(best: pd.DataFrame, tolerance: float = TOLERANCE) -> tuple[str, fl
         return "none", None
     largest = best["n_synth"].max().item()
     return ("above", largest) if passing >= largest else ("located", passing)
+
+
+def threshold_distribution(frame: pd.DataFrame, metric: str = "w2", start: int = PAPER_START,
+                           tolerance: float = TOLERANCE, statistic: str = "mean",
+                           by: list[str] | None = None, n_boot: int = N_BOOT,
+                           seed: int = BOOT_SEED) -> pd.DataFrame:
+    """The prophylactic threshold's uncertainty: `threshold` recomputed on each bootstrap
+    resample of the seeds. The resamples are the same seed draws in every configuration of equal
+    seed count (`boot_counts` with one generator seed), so a resample is one alternative set of
+    seeds run through the whole grid, as the seeds' shared random streams make them.
+
+    Returns one row per family (the `by` columns) and outcome: by..., outcome ("located",
+    "above" or "none"), value (the |D_s|, NaN for none), share (of the resamples)."""
+    check_statistic(statistic)
+    by = list(by or [])
+    per_conf = []
+    for cf in configurations(frame, metric):
+        w = np.flatnonzero(_window(cf.generations, start))
+        boot = bootstrap(cf.values, statistic, n_boot, seed)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = boot[:, w].mean(axis=1) / boot[:, 0]
+        per_conf.append({**{k: cf.key.get(k) for k in by}, "n_synth": cf.key["n_synth"],
+                         "ratios": ratios})
+    rows = []
+    groups: dict[tuple, list[dict]] = {}
+    for item in per_conf:
+        groups.setdefault(tuple(repr(item[k]) for k in by), []).append(item)
+    for items in groups.values():
+        sizes = sorted({float(i["n_synth"]) for i in items})
+        best = np.stack([np.nanmin(np.stack([i["ratios"] for i in items if float(i["n_synth"]) == n]), axis=0)
+                         for n in sizes])                               # [sizes, n_boot]
+        passing = best <= 1 + tolerance
+        outcomes = {}
+        for b in range(best.shape[1]):
+            ok = [n for n, p in zip(sizes, passing[:, b]) if p]
+            outcome = ("none", np.nan) if not ok else ("above", sizes[-1]) if max(ok) >= sizes[-1] \
+                else ("located", max(ok))
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        for (outcome, value), count in sorted(outcomes.items(), key=lambda kv: -kv[1]):
+            rows.append({**{k: items[0][k] for k in by}, "outcome": outcome, "value": value,
+                         "share": count / best.shape[1]})
+    return pd.DataFrame(rows)

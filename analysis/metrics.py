@@ -20,7 +20,14 @@ TAIL_METRICS = (OUTLIER_SHARE, *INLIER.values())
 VECTOR_METRICS = METRICS + TAIL_METRICS                   # what --metric accepts for vector data
 NEEDS_REAL_SAMPLE = {"w2": True, "w1": True, "fd": False,
                      OUTLIER_SHARE: False, "w2_inlier": True, "w1_inlier": True, "fd_inlier": False}
-IMAGE_METRICS = ("fid", "w2", "w1")                       # the edm backend (w1/w2: exact OT on pixels)
+IMAGE_METRICS = ("fid", "w2", "w1")
+# Derived in analysis (analysis.mad.with_squares), never recorded: the square of each seed's W2,
+# the number POT's emd2 returns with a squared-Euclidean cost and many papers call "the
+# Wasserstein distance". Its ratios use the same per-seed rows as W2's.
+SQUARED = {"w2": "w2sq", "w2_inlier": "w2sq_inlier"}
+LABELS = {"w2": "W2", "w2sq": "W2²", "w2_inlier": "W2 inliers", "w2sq_inlier": "W2² inliers",
+          "w1": "W1", "fd": "fd", "fd_inlier": "fd inliers", "fid": "FID",
+          OUTLIER_SHARE: "outlier share"}                       # the edm backend (w1/w2: exact OT on pixels)
 
 
 def base_metric(name: str) -> str | None:

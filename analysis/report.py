@@ -22,7 +22,16 @@ The rules, the same everywhere:
 - paper      the published Figure 5 numbers and threshold are shown beside a family only when it
              is in the paper's setting (augment loop, gaussian2d target, toy DDPM backend).
 - threshold  located (the largest |D_s| whose best ratio <= 1 + tolerance, a larger |D_s| failing),
-             not located ("none below the largest size run": every |D_s| run passes), or none.
+             not located ("none below the largest size run": every |D_s| run passes), or none;
+             with its uncertainty: the same rule on each bootstrap resample of the seeds
+             (mad.threshold_distribution), e.g. "250 (bootstrap: 250 in 71 %, 125 in 22 %)".
+- both statistics  beside the metric analysed, its companions from the same per-seed rows
+             (`COMPANIONS`): W2^2 beside W2 (mad.with_squares) and the inlier versions, each a
+             full analysis of its own (Report.companions) summarised side by side
+             (Report.compare). The paper's published ratios are compared with E[W2^2]: POT's
+             `ot.emd2(a, b, ot.dist(x, y))` -- ot.dist's default cost is the squared Euclidean
+             distance -- returns W2^2, the usual way "the Wasserstein distance" is computed in
+             PyTorch code; the paper does not say which it plotted, so E[W2] is shown beside it.
 """
 from __future__ import annotations
 
@@ -34,13 +43,18 @@ import pandas as pd
 from scipy.stats import chi2
 
 from analysis import mad
-from analysis.metrics import OUTLIER_RADIUS, OUTLIER_SHARE
+from analysis.metrics import LABELS, OUTLIER_RADIUS, OUTLIER_SHARE
 from analysis.paper import (DRIFT_TOLERANCE, LEVEL, N_BOOT, PAPER_SETTING, PAPER_SIMS_BEST,
                             PAPER_STANDARD, PAPER_START, PAPER_THRESHOLD, TOLERANCE)
 
 # p_r's own share beyond the outlier radius: P(chi2_d > R^2) with d = 2, the dimension of every toy
 # target (toy.targets; for a mixture an upper bound, analysis.tails.own_rate): exp(-12.5) = 3.7e-6
 OWN_RATE = float(chi2.sf(OUTLIER_RADIUS ** 2, 2))
+# the metrics analysed beside each metric (when the table has them), from the same per-seed rows
+COMPANIONS = {"w2": ("w2sq", "w2_inlier", "w2sq_inlier"), "w2sq": ("w2", "w2sq_inlier", "w2_inlier"),
+              "w2_inlier": ("w2sq_inlier",), "w2sq_inlier": ("w2_inlier",),
+              "w1": ("w1_inlier",), "fd": ("fd_inlier",)}
+PAPER_METRIC = "w2sq"   # the statistic the published ratios are compared with (module docstring)
 
 
 def choose_metric(frame: pd.DataFrame, metric: str | None = None) -> str:
@@ -91,6 +105,43 @@ class Report:
     statistic: str = "mean"      # "mean" or "median": drives status, best omega and threshold
     outliers: pd.DataFrame | None = None  # mad.generation_curves of outlier_share (None: no such rows)
     own_rate: float = OWN_RATE   # p_r's own outlier share
+    thresholds: pd.DataFrame | None = None  # mad.threshold_distribution by `statistic`, per family
+    companions: dict | None = None          # metric -> Report of the same table (COMPANIONS)
+
+    def threshold_spread(self, key: dict) -> str:
+        """The threshold's bootstrap distribution for family `key`, as 'x in p %' items."""
+        if self.thresholds is None or self.thresholds.empty:
+            return ""
+        items = []
+        for r in self.rows_of(self.thresholds, key).to_dict("records"):
+            what = {"located": f"{r['value']:g}", "above": f"above {r['value']:g}",
+                    "none": "none"}[r["outcome"]]
+            items.append(f"{what} in {r['share']:.0%}")
+        return "bootstrap over seeds: " + ", ".join(items)
+
+    def compare(self, key: dict) -> pd.DataFrame:
+        """Per |D_s| of family `key`, by the mean over seeds, for this metric and each companion:
+        the standard (omega = 0) ratio [band] and status, the best omega's ratio [band] and
+        status; and the paper's numbers where the family is in its setting."""
+        reports = {self.metric: self, **(self.companions or {})}
+        out = None
+        for metric, r in reports.items():
+            best = r.rows_of(r.best, key)
+            conv = r.rows_of(r.conv, key)
+            standard = conv[np.isclose(conv["omega"].astype(float), 0.0)].set_index("n_synth")
+            part = pd.DataFrame({"n_synth": best["n_synth"].to_numpy()})
+            n = part["n_synth"]
+            part[f"{metric} standard"] = [band_text(standard, x, "ratio") for x in n]
+            part[f"{metric} standard status"] = [standard["mean_status"].get(x, "–") for x in n]
+            part[f"{metric} best omega"] = best["mean_best_omega"].to_numpy()
+            part[f"{metric} best"] = [f"{r_:.3f} [{lo:.3f}, {hi:.3f}]" for r_, lo, hi in
+                                      zip(best["mean_best_ratio"], best["mean_best_lo"], best["mean_best_hi"])]
+            part[f"{metric} best status"] = best["mean_best_status"].to_numpy()
+            out = part if out is None else out.merge(part, on="n_synth", how="outer")
+        if self.in_paper_setting(key):
+            out["paper standard"] = [PAPER_STANDARD.get(int(x), np.nan) for x in out["n_synth"]]
+            out["paper best"] = [PAPER_SIMS_BEST.get(int(x), np.nan) for x in out["n_synth"]]
+        return out
 
     @property
     def other(self) -> str:
@@ -141,8 +192,14 @@ class Report:
                              f"{r[f'{o}_best_omega']:g}, ratio {r[f'{o}_best_ratio']:.3f} ({r[f'{o}_best_status']}); "
                              f"omega = 0: mean {fmt(r['standard_ratio'])}, median {fmt(r['standard_median_ratio'])}")
             paper = f" (paper: about {PAPER_THRESHOLD})" if self.in_paper_setting(key) else ""
-            lines.append(f"  prophylactic threshold by {s}: {self.threshold_text(key)}{paper}; "
-                         f"by {o}: {self.threshold_text(key, o)}")
+            spread = self.threshold_spread(key)
+            lines.append(f"  prophylactic threshold by {s}: {self.threshold_text(key)}{paper}"
+                         f"{f' ({spread})' if spread else ''}; by {o}: {self.threshold_text(key, o)}")
+            for metric, other in (self.companions or {}).items():
+                lines.append(f"  {LABELS.get(metric, metric)} ({metric}): threshold by {s} "
+                             f"{other.threshold_text(key)}; omega = 0 ratios "
+                             + ", ".join(f"{r['n_synth']:g}: {fmt(r['standard_ratio'])}"
+                                         for r in other.rows_of(other.best, key).to_dict("records")))
         if self.outliers is not None:
             lines.append(f"outlier share (Mahalanobis radius > {OUTLIER_RADIUS:g} under p_r; p_r's own "
                          f"{self.own_rate:.2g}): mean over seeds at G^1 {self.conv['outlier_first'].min():.3g}"
@@ -150,6 +207,14 @@ class Report:
                          f"{self.conv['outlier_window'].min():.3g}..{self.conv['outlier_window'].max():.3g} "
                          "across configurations")
         return lines
+
+
+def band_text(table: pd.DataFrame, n_synth, column: str) -> str:
+    """'ratio [lo, hi]' of `table` (indexed by n_synth) at n_synth, or '–' when absent."""
+    if n_synth not in table.index:
+        return "–"
+    row = table.loc[n_synth]
+    return f"{row[column]:.3f} [{row[column + '_lo']:.3f}, {row[column + '_hi']:.3f}]"
 
 
 def paper_setting(conv: pd.DataFrame) -> bool:
@@ -203,8 +268,11 @@ def outlier_columns(frame: pd.DataFrame, conv: pd.DataFrame, start: int) -> tupl
 
 def analyse(frame: pd.DataFrame, metric: str | None = None, start: int | None = None,
             tolerance: float = TOLERANCE, drift_tolerance: float = DRIFT_TOLERANCE,
-            level: float = LEVEL, n_boot: int = N_BOOT, statistic: str = "mean") -> Report:
-    """Analyse a results table (module docstring); ValueError (one line) for bad input."""
+            level: float = LEVEL, n_boot: int = N_BOOT, statistic: str = "mean",
+            companions: bool = True) -> Report:
+    """Analyse a results table (module docstring); ValueError (one line) for bad input. With
+    `companions`, the metrics of COMPANIONS[metric] present in the table are analysed too."""
+    frame = mad.with_squares(frame)
     if not 0 < level < 1:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level}")
     if not (tolerance >= 0 and drift_tolerance >= 0):
@@ -241,6 +309,13 @@ def analyse(frame: pd.DataFrame, metric: str | None = None, start: int | None = 
             paper_sims_best=[PAPER_SIMS_BEST.get(int(n), np.nan) if paper else np.nan for n in best["n_synth"]])
         parts.append(best)
     report.best = pd.concat(parts, ignore_index=True)
+    report.thresholds = mad.threshold_distribution(frame, metric, start, tolerance, statistic,
+                                                   by=family, n_boot=n_boot)
+    if companions:
+        present = set(mad.metrics(frame))
+        report.companions = {m: analyse(frame, m, start, tolerance, drift_tolerance, level, n_boot,
+                                        statistic, companions=False)
+                             for m in COMPANIONS.get(metric, ()) if m in present}
     return report
 
 

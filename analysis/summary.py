@@ -11,6 +11,9 @@ inlier distance with fewer than two inliers, is left out and the seed count says
     median_first, median_last, median_ratio (median_lo, median_hi)
                        the same with the median over seeds, which a few seeds decided by far
                        samples do not move (DESIGN.md section 2)
+
+Beside w2 (and w2_inlier) the table has w2sq (w2sq_inlier): the same seeds' W2 squared
+(analysis.mad.with_squares), so E[W2^2] ratios sit beside E[W2] ratios.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ def run_summary(frame: pd.DataFrame, level: float = LEVEL, n_boot: int = N_BOOT,
     median_hi."""
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     rows = []
+    frame = mad.with_squares(frame)
     for metric, part in frame.groupby("metric", sort=False):
         first_gen, last_gen = part["generation"].min(), part["generation"].max()
         wide = (part[part["generation"].isin([first_gen, last_gen])]

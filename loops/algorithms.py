@@ -75,6 +75,8 @@ class Sims(Standard):
     def __call__(self, backend: Backend, data: torch.Tensor, streams: SeedStreams,
                  generation: int, previous: Trained | None = None) -> Trained:
         base = self.train_base(backend, data, streams, generation, previous)
+        if self.omega == 0:   # Eq. 5 at omega = 0 is the base model: the auxiliary is never read
+            return Trained(backend, base)
         aux = self.auxiliary(backend, base, streams, generation)
         return Trained(backend, base, guide=aux, omega=self.omega)
 

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from loops.options import check, option, positive
 
-LOOP_KINDS = ("fully-synthetic", "augment", "fresh", "accumulate")
+LOOP_KINDS = ("fully-synthetic", "augment", "fresh", "accumulate", "accumulate-subsample")
 ALGORITHMS = ("standard", "sims", "sims-param")
 
 
@@ -18,7 +18,8 @@ class LoopConfig:
 
     kind: str = option("augment", flat="loop", choices=LOOP_KINDS, help=(
         "Loop kind: D^t = D_s^{t-1} (fully-synthetic), D_r ∪ D_s^{t-1} (augment), D_r^t ∪ "
-        "D_s^{t-1} (fresh), D_r ∪ D_s^1..D_s^{t-1} (accumulate)."))
+        "D_s^{t-1} (fresh), D_r ∪ D_s^1..D_s^{t-1} (accumulate), |D_r| points drawn without "
+        "replacement from D_r ∪ D_s^1..D_s^{t-1} (accumulate-subsample)."))
     gens: int = option(100, help="Generations of the loop (T).")
     n_real: int = option(1000, help="|D_r|, real points per seed.")
     n_synth: int = option(250, help="|D_s|, synthetic points each generation hands on.")

@@ -79,7 +79,7 @@ class Loop:
         for t in range(first, self.generations + 1):
             if t > 1 and fresh:
                 real = self.target.sample(self.n_real, streams.keys("real", t))
-            data = training_set(self.kind, t, real, synthetic)
+            data = training_set(self.kind, t, real, synthetic, streams.keys("subsample", t))
 
             tick = time.perf_counter()
             model = self.algorithm(self.backend, data, streams, t, previous)

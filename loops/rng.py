@@ -34,6 +34,7 @@ PURPOSES = {
     "eval-real": 7,    # fresh real samples used to measure dist(G^t, p_r)
     "aux-init": 8,     # reserved for algorithms that build a fresh auxiliary model
     "experiment": 9,   # free for experiments built on the loop
+    "subsample": 10,   # accumulate-subsample: which accumulated points D^t keeps
 }
 
 _GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB

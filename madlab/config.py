@@ -6,6 +6,7 @@
       seeds, first_seed, backend, target
       toy_ddpm    DDPMConfig         toy/config.py         T, schedule, width, depth, ... (--backend toy-ddpm)
       gaussian    GaussianFitConfig  toy/config.py         estimator, sampling_bias   (--backend gaussian)
+      kde         KDEConfig          toy/config.py         bandwidth, kde_h           (--backend kde)
       edm         EDMConfig          madlab/edm/config.py  dataset, edm_net, edm_lr, ... (--backend edm)
       evaluation  EvalConfig         here                  metric, tails, n_eval, save_samples, samples_dir
       device, seed_chunk
@@ -43,12 +44,12 @@ from loops.config import AlgoConfig, LoopConfig
 from loops.options import (ConfigError, Spec, check, check_unique, coerce, get_path, lookup,
                            nested, non_negative, option, positive, require, set_path, specs)
 from madlab.edm.config import EDMConfig
-from toy.config import TARGET_NAMES, DDPMConfig, GaussianFitConfig
+from toy.config import TARGET_NAMES, DDPMConfig, GaussianFitConfig, KDEConfig
 
 __all__ = ["BACKENDS", "ConfigError", "EvalConfig", "OPTIONS", "RunConfig", "option_spec"]
 
-BACKENDS = ("toy-ddpm", "gaussian", "edm")
-BACKEND_FIELDS = {"toy-ddpm": "toy_ddpm", "gaussian": "gaussian", "edm": "edm"}
+BACKENDS = ("toy-ddpm", "gaussian", "edm", "kde")
+BACKEND_FIELDS = {"toy-ddpm": "toy_ddpm", "gaussian": "gaussian", "edm": "edm", "kde": "kde"}
 LOOP_PANEL = "Loop"
 SEED_LIMIT = 2 ** 63     # seeds are hashed as unsigned 64-bit integers (loops/rng.py), kept signed-safe
 EVAL_PANEL = "Evaluation and output"
@@ -107,14 +108,16 @@ class RunConfig:
         "Seeds are FIRST_SEED .. FIRST_SEED+SEEDS-1; seed k's numbers do not depend on the others."))
     backend: str = option("toy-ddpm", choices=BACKENDS, help=(
         "Model family: toy-ddpm (vectorized DDPM), gaussian (closed-form fit, classic MAD "
-        "analytics) or edm (image diffusion, Karras et al. 2022, on --dataset)."))
-    target: str = option("gaussian2d", choices=TARGET_NAMES, branch=("toy-ddpm", "gaussian"), help=(
+        "analytics), edm (image diffusion, Karras et al. 2022, on --dataset) or kde (Gaussian "
+        "kernel density estimator; --algo standard only)."))
+    target: str = option("gaussian2d", choices=TARGET_NAMES, branch=("toy-ddpm", "gaussian", "kde"), help=(
         "p_r of the toy backends: gaussian2d = N(0, [[2,1],[1,2]]) as in the paper; mixture2d = "
         "two modes at (±3, 0)."))
     algo: AlgoConfig = nested(AlgoConfig)
     toy_ddpm: DDPMConfig = nested(DDPMConfig, branch="toy-ddpm")
     gaussian: GaussianFitConfig = nested(GaussianFitConfig, branch="gaussian")
     edm: EDMConfig = nested(EDMConfig, branch="edm")
+    kde: KDEConfig = nested(KDEConfig, branch="kde")
     evaluation: EvalConfig = nested(EvalConfig)
     device: str = option("cpu", identity=False, panel=EVAL_PANEL, help="cpu, cuda or cuda:N.")
     seed_chunk: int = option(1024, identity=False, panel=EVAL_PANEL, help=(
@@ -169,6 +172,13 @@ class RunConfig:
                                            f"least 2, got {self.loop.n_real}")
             require(self.algo.name == "standard" or self.algo.n_aux >= 2,
                     f"--backend gaussian fits a covariance: n-aux must be at least 2, got {self.algo.n_aux}")
+        require(self.backend != "kde" or self.algo.name == "standard",
+                f"--backend kde supports --algo standard only, not {self.algo.name}: a KDE's parameters "
+                "are its data points, which the auxiliary fit does not share (no Eq. 6), and the guided "
+                "density of two KDEs has no exact sampler (no Eq. 5)")
+        if self.backend == "kde" and self.kde.bandwidth != "fixed":
+            require(min(self.loop.n_real, self.loop.n_synth) >= 2, "--backend kde with a bandwidth rule "
+                    "needs a covariance: n-real and n-synth must be at least 2")
         ev = self.evaluation
         if not ev.metric:
             ev.metric = ["fid"] if self.backend == "edm" else ["w2"]

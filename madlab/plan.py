@@ -46,6 +46,8 @@ def work(options: dict[str, Any], generations: int | None = None) -> float:
             sizes.append(n_synth)
         elif kind == "accumulate":
             sizes.append(n_real + (t - 1) * n_synth)
+        elif kind == "accumulate-subsample":
+            sizes.append(n_real)
         else:
             sizes.append(n_real + n_synth)
     data = sum(sizes) / len(sizes)

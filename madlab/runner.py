@@ -44,6 +44,9 @@ def build_backend(cfg: RunConfig, event_shape: tuple[int, ...]):
     if cfg.backend == "gaussian":
         fit = cfg.gaussian
         return GaussianFit(estimator=fit.estimator, bias=fit.sampling_bias, device=cfg.device)
+    if cfg.backend == "kde":
+        from toy.kde import KDE
+        return KDE(bandwidth=cfg.kde.bandwidth, h=cfg.kde.kde_h, device=cfg.device)
     raise ValueError(f"unknown backend {cfg.backend!r}")
 
 

@@ -39,7 +39,7 @@ def test_chunking_seeds_does_not_change_numbers():
 
 def test_a_shorter_run_is_a_prefix_of_a_longer_one():
     """Generations 1..2 of a 3-generation run are the 2-generation run, bit for bit, and a metric's
-    rows do not depend on which other metrics were asked for (docs/figure5-quick-report.md relies
+    rows do not depend on which other metrics were asked for (docs/figure5-sound-quick-report.md relies
     on it: the quick preset is a prefix of the 32-seed recalibration)."""
     longer = values(run_config(RunConfig.from_flat(algo="sims", seeds=2, **TINY)))
     shorter = values(run_config(RunConfig.from_flat(algo="sims", seeds=2, **{**TINY, "gens": 2,

@@ -59,6 +59,7 @@ def learner_default(name: str, learner: str = DEFAULT_LEARNER):
     """Knob `name`'s value under `learner` (e.g. the default learner's lr, for the experiments)."""
     return LEARNERS[learner][name]
 ESTIMATORS = ("mle", "unbiased")               # toy.gaussian_fit
+BANDWIDTHS = ("scott", "silverman", "fixed")   # toy.kde
 
 
 @dataclass
@@ -75,8 +76,9 @@ class DDPMConfig:
         "sinusoidal time input; the default), resmlp-sin (the same with ReLU, the default before "
         "the tail screen; fused CPU kernels, faster), resmlp-ln (madlab 0.1's: LayerNorm, time "
         "input t/T), "
-        "toy-diffusion (the paper's cited learner, albarji/toy-diffusion exactly: plain 4 x 64 "
-        "MLP, raw t, T=39, Adam 1e-3 constant; autograd, slower). It presets T, depth, "
+        "toy-diffusion (the paper's cited learner, albarji/toy-diffusion: plain 4 x 64 MLP, raw "
+        "t, T=39, Adam 1e-3 constant; the notebook's data standardisation is --standardize; "
+        "autograd; the paper's setting). It presets T, depth, "
         "time-embedding, layer-norm, activation, lr and lr-schedule; giving one of them "
         "overrides it."))
     T: int = option(None, help="Diffusion steps [default: the learner's: 40; toy-diffusion 39].")
@@ -178,4 +180,21 @@ class GaussianFitConfig:
     def validate(self) -> "GaussianFitConfig":
         check(self)
         positive(self, "sampling_bias")
+        return self
+
+
+@dataclass
+class KDEConfig:
+    """The Gaussian kernel density estimator (toy.kde.KDE)."""
+
+    PANEL: ClassVar[str] = "Kernel density estimator (--backend kde)"
+
+    bandwidth: str = option("scott", choices=BANDWIDTHS, help=(
+        "Kernel covariance K: scott (n^(-2/(d+4)) times the data's covariance), silverman "
+        "((n(d+2)/4)^(-2/(d+4)) times it) or fixed (h^2 I, --kde-h)."))
+    kde_h: float = option(0.1, help="The fixed bandwidth h (--bandwidth fixed): K = h^2 I.")
+
+    def validate(self) -> "KDEConfig":
+        check(self)
+        positive(self, "kde_h")
         return self

@@ -30,7 +30,12 @@ Named learners (`LEARNERS`):
                  Linear(3, 64) -> 4 x [Linear(64, 64), ReLU] -> Linear(64, 2) with the raw integer
                  t concatenated to x; eps-MSE with t uniform on 0..39; Adam 1e-3, constant (the
                  notebook creates a LinearLR but never steps it); batch 2048 in data order; the
-                 DDPM sampler t = 39..1 adding sqrt(beta_t) noise for t > 1.
+                 DDPM sampler t = 39..1 adding sqrt(beta_t) noise for t > 1; PyTorch's default
+                 nn.Linear initialisation. The notebook also standardises its data set, x <- (x -
+                 x.mean()) / x.std() with two scalars: `--standardize` adds that around any learner
+                 (toy/standardize.py; per generation on D^t, samples mapped back). Nothing else
+                 the notebook does is missing; the Figure 5 recipe study chose it off
+                 (docs/studies/fig5-paper-recipe).
 """
 from __future__ import annotations
 

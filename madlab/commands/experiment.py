@@ -21,7 +21,7 @@ stderr = Console(stderr=True)
 def register(app: typer.Typer) -> None:
     @app.command("experiment")
     def experiment(
-        name: Annotated[Name, typer.Argument(help="landscape (paper Fig. 3) | pollution (Fig. 6) | shift (Fig. 7) | mad-loops (the three MAD loops with the Gaussian fit).")],
+        name: Annotated[Name, typer.Argument(help="landscape (paper Fig. 3) | pollution (Fig. 6) | shift (Fig. 7) | mad-loops (the three MAD loops with the Gaussian fit) | sims-theory (SIMS on the Gaussian fit against its exact expectations) | accumulate (accumulate and accumulate-subsample against theory).")],
         scale: Annotated[Scale, typer.Option(help="smoke (a minute: checks the plumbing) | quick (under 20 min on 2 CPU cores; reduced sizes, see docs/experiments.md) | paper (the paper's sizes; hours on a CPU, use a GPU for the DDPM experiments).")] = "quick",
         out: Annotated[Optional[Path], typer.Option(help="Output folder for figure.png/.pdf, table.csv/.md, measurements.csv, settings.json [default: runs/experiments/NAME-SCALE].")] = None,
         device: Annotated[Optional[str], typer.Option(help="cpu | cuda | cuda:N (the toy DDPM experiments; mad-loops is closed form) [default: the scale's, cpu].")] = None,
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"{name.value}: {err}") from None
         seconds = time.perf_counter() - start
         extra = {"seconds": round(seconds, 1), "processes": processes, "torch_threads": threads}
-        if name.value != "mad-loops":  # the toy DDPM as the experiment built it
+        if hasattr(settings, "learner"):  # the toy DDPM as the experiment built it
             from madlab.experiments.common import ddpm_backend
             extra["ddpm"] = ddpm_backend(settings.device, learner=settings.learner,
                                          batch_size=settings.batch_size,
@@ -84,6 +84,8 @@ def register(app: typer.Typer) -> None:
             print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
         for note in result.notes:
             print(f"note: {note}")
+        for key, frame in result.tables.items():
+            print(f"\n{key}:\n{to_markdown(frame)}", end="")
         print(f"wrote {', '.join(str(p) for p in paths)} ({seconds:.0f} s)")
 
 

@@ -131,7 +131,20 @@ def write_markdown(r, directory: Path, out: Path, figures: list[Path]) -> Path:
                   f"1 + {r.tolerance:g}): " + r.threshold_text(key)
                   + (f" (paper: about {paper.PAPER_THRESHOLD})" if in_paper else "")
                   + f"; by the {r.other}: {r.threshold_text(key, r.other)}.",
-                  "", f"### Best ω per |D_s| (best_*: by the {r.statistic})", "", markdown_table(best[view]), "",
+                  "", f"### Best ω per |D_s| (best_*: by the {r.statistic})", "", markdown_table(best[view]), ""]
+        if r.companions:
+            from analysis.metrics import LABELS
+            from analysis.report import PAPER_METRIC
+            lines += ["### Both statistics", "",
+                      "Ratios by the mean over seeds, [95 % bootstrap band] and status, of each statistic "
+                      "from the same per-seed rows (W2² is each seed's W2 squared)."
+                      + (f" The paper's numbers are compared with {LABELS[PAPER_METRIC]}: POT's "
+                         "`ot.emd2(a, b, ot.dist(x, y))` returns W2² (ot.dist's default cost is the squared "
+                         "Euclidean distance), the usual way the distance is computed; the paper does not "
+                         "say which it plotted, so W2 is beside it." if in_paper else ""), "",
+                      markdown_table(r.compare(key)), "",
+                      f"Threshold uncertainty by the {r.statistic}: {r.threshold_spread(key)}.", ""]
+        lines += [
                   "### Every configuration", "",
                   markdown_table(conv.sort_values(["n_synth", "omega"])[conv_view]), ""]
         if not in_paper:
@@ -150,7 +163,6 @@ def write_report(directory: Path, out: Path, metric: Optional[str] = None, start
                  level: float = paper.LEVEL, n_boot: int = paper.N_BOOT, sizes=(125, 250),
                  statistic: str = "mean"):
     """Analyse DIR/results.parquet and write figures, CSV and Markdown tables into `out`."""
-    from analysis import plots
     from analysis.report import analyse, figures
 
     frame = load(directory)
@@ -180,6 +192,12 @@ def write_report(directory: Path, out: Path, metric: Optional[str] = None, start
                   ("ratio_curves.csv", r.ratios), ("generation_curves.csv", r.curves)]
         if r.outliers is not None:
             tables.append(("outlier_curves.csv", r.outliers))
+        if r.thresholds is not None:
+            tables.append(("threshold_bootstrap.csv", r.thresholds))
+        if r.companions:
+            import pandas as pd
+            both = [r.compare(key).assign(**key) for key, _ in r.families(r.best)]
+            tables.append(("both_statistics.csv", pd.concat(both, ignore_index=True)))
         for name, table in tables:
             where = out / name
             with atomic_path(out / name) as tmp:
@@ -218,10 +236,43 @@ def print_summary(r) -> None:
                           f"{fmt(row['standard_ratio'])} / {fmt(row['standard_median_ratio'])}")
         console.print(table)
         in_paper = f" (paper: about {paper.PAPER_THRESHOLD})" if r.in_paper_setting(key) else ""
+        spread = r.threshold_spread(key)
         console.print(escape(f"prophylactic threshold (best ratio ≤ 1 + {r.tolerance:g}) by the {s}: "
-                             f"{r.threshold_text(key)}{in_paper}; by the {o}: {r.threshold_text(key, o)}"))
+                             f"{r.threshold_text(key)}{in_paper}{f' ({spread})' if spread else ''}; "
+                             f"by the {o}: {r.threshold_text(key, o)}"))
+        if r.companions:
+            print_compare(console, r, key)
     if r.outliers is not None:
         console.print(escape(r.summary()[-1]))
+
+
+def print_compare(console, r, key: dict) -> None:
+    """Both statistics side by side (analysis.report.Report.compare): per |D_s| and statistic,
+    the standard and best ratios by the mean over seeds, the paper's numbers beside them."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from analysis.metrics import LABELS
+    from analysis.report import PAPER_METRIC, fmt
+
+    table = r.compare(key)
+    paper = "paper standard" in table
+    title = ("Both statistics, from the same per-seed rows (mean over seeds; ratio [95 % band])"
+             + (f"; the paper's numbers are compared with {LABELS[PAPER_METRIC]}" if paper else ""))
+    out = Table(title=escape(title))
+    for col in ("|D_s|", "statistic", "ω = 0 ratio", "status", "best ω", "best ratio", "status",
+                *(["paper ω = 0 / best"] if paper else [])):
+        out.add_column(escape(col), justify="right", no_wrap=True)
+    for row in table.to_dict("records"):
+        for i, m in enumerate([r.metric, *r.companions]):
+            cells = [f"{row['n_synth']:g}" if i == 0 else "", f"{LABELS.get(m, m)}",
+                     row[f"{m} standard"], row[f"{m} standard status"], f"{row[f'{m} best omega']:g}",
+                     row[f"{m} best"], row[f"{m} best status"]]
+            if paper:
+                cells.append(f"{fmt(row['paper standard'], 2)} / {fmt(row['paper best'])}"
+                             if m == PAPER_METRIC else "")
+            out.add_row(*map(escape, cells), end_section=i == len(r.companions))
+    console.print(out)
 
 
 def print_provenance(directory: Path) -> None:
@@ -246,7 +297,7 @@ def register(app: typer.Typer) -> None:
     def report(
         directory: Annotated[Path, typer.Argument(metavar="DIR", help="A run directory (madlab run --out) or a sweep directory (madlab sweep --out): reads DIR/results.parquet.", show_default=False)],
         out: Annotated[Optional[Path], typer.Option(help="Where the figures and tables go [default: DIR/report].")] = None,
-        metric: Annotated[Optional[str], typer.Option(help="Which dist(G^t, p_r) to analyse: w2 | w1 | fd | fid [default: w2 if present, else the table's first metric].")] = None,
+        metric: Annotated[Optional[str], typer.Option(help="Which dist(G^t, p_r) to analyse: w2 | w2sq (each seed's W2 squared, what POT's emd2 returns) | w1 | fd | fid | an inlier version (w2_inlier, ...) [default: w2 if present, else the table's first metric]. W2² and the inlier versions are analysed beside W2 in any case.")] = None,
         start: Annotated[Optional[int], typer.Option(help=f"First generation of the convergence window: E[dist(G^inf)] = mean of E[dist(G^t)] over t = START..T [default: {paper.PAPER_START}, the paper's; for runs that end by generation {paper.PAPER_START}, the second half of the shortest run, as the output says].", show_default=False)] = None,
         tolerance: Annotated[float, typer.Option(help="A configuration counts as MAD-prevented when its convergence ratio <= 1 + TOLERANCE; the prophylactic threshold is the largest |D_s| whose best ratio passes.")] = paper.TOLERANCE,
         drift_tolerance: Annotated[float, typer.Option(help="A configuration counts as MAD (still diverging) when E[dist(G^t)] rises by more than DRIFT_TOLERANCE x E[dist(G^1)] from the first to the second half of the window.")] = paper.DRIFT_TOLERANCE,
@@ -262,8 +313,14 @@ def register(app: typer.Typer) -> None:
         generations.png/.pdf (E[dist(G^t)] per |D_s|), configurations.csv (one row per
         configuration: ratio, band, drift, MAD / mitigated / prevented, by the mean and by the
         median over seeds; outlier share), best_omega.csv (best w per |D_s| by each statistic and
-        the prophylactic threshold), ratio_curves.csv, generation_curves.csv, outlier_curves.csv
-        and report.md (the tables in Markdown).
+        the prophylactic threshold), threshold_bootstrap.csv (the threshold on each bootstrap
+        resample of the seeds), both_statistics.csv (W2 and W2² ratios and their inlier versions
+        side by side, with the paper's numbers), ratio_curves.csv, generation_curves.csv,
+        outlier_curves.csv and report.md (the tables in Markdown).
+        MAD / mitigated / prevented as the paper's section 2 defines them: MAD when the ratio's
+        band lies above 1 for standard training (or for SIMS no better than it) or the curve
+        still rises; prevented when the band holds 1 (within --tolerance); mitigated when SIMS's
+        band lies above 1 but below standard training's ratio.
         If other options than |D_s| and w vary, each combination gets its own figures. The
         paper's published numbers appear only beside configurations in its setting (augment
         loop, gaussian2d target, toy DDPM).

@@ -18,7 +18,7 @@ def print_summary(frame, out: Path) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from analysis.metrics import OUTLIER_RADIUS, OUTLIER_SHARE
+    from analysis.metrics import LABELS, OUTLIER_RADIUS, OUTLIER_SHARE, SQUARED
     from analysis.paper import LEVEL
     from analysis.report import OWN_RATE
     from analysis.summary import run_summary
@@ -31,7 +31,8 @@ def print_summary(frame, out: Path) -> None:
                 "median G^1 → G^T", f"ratio by median [{band}]"):
         table.add_column(escape(col), justify="right")
     for row in summary[summary["metric"] != OUTLIER_SHARE].itertuples():
-        table.add_row(row.metric, str(row.seeds), f"{row.first:.4f} ± {row.first_se:.4f}",
+        name = row.metric if row.metric not in SQUARED.values() else f"{row.metric} ({LABELS[row.metric]})"
+        table.add_row(name, str(row.seeds), f"{row.first:.4f} ± {row.first_se:.4f}",
                       str(row.last_generation), f"{row.last:.4f} ± {row.last_se:.4f}",
                       f"{row.ratio:.3f} [{row.ratio_lo:.3f}–{row.ratio_hi:.3f}]",
                       f"{row.median_first:.4f} → {row.median_last:.4f}",
@@ -76,6 +77,7 @@ def register(app: typer.Typer) -> None:
         progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show a progress bar on stderr.", rich_help_panel=EVAL_PANEL)] = True,
         jobs: Annotated[Optional[int], typer.Option(help="Processes that run chunks of the seeds side by side, one torch thread each, so a run uses every usable core (the CPU affinity: taskset, Slurm's --cpus-per-task), at most one process per seed; a seed's numbers do not depend on the chunking (bit for bit). 1: one process (this one). --device cuda: always one process [default: the usable cores].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
         threads: Annotated[Optional[int], typer.Option(help="Torch threads per process, exact OT included (more than one rarely pays on the CPU; see madlab/cores.py) [default: 1; the usable cores with --device cuda].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
+        wandb: Annotated[Optional[str], typer.Option("--wandb", metavar="PROJECT", help="Also log the finished run to this Weights & Biases project (madlab[wandb]): its resolved configuration, provenance and per-generation mean, median, 5-95 % band and outlier share. Runs after the run; a W&B failure is a warning. WANDB_MODE=offline logs to ./wandb.", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
         **options,
     ) -> None:
         """Run one self-consuming loop for SEEDS independent seeds and summarise E[dist(G^t, p_r)].
@@ -94,6 +96,9 @@ def register(app: typer.Typer) -> None:
 
         cfg = RunConfig.from_flat(options).validate()
         check_environment()
+        if wandb is not None:
+            from madlab import tracking
+            tracking.require()               # without the extra: one line, exit 2, nothing run
         out_dir = out or Path("runs") / f"{cfg.loop.kind}-{cfg.algo.name}-{cfg.run_id()}"
         from madlab.samples import configure
         configure(cfg, out_dir)              # --save-samples: into OUT/samples/<run id>
@@ -109,6 +114,7 @@ def register(app: typer.Typer) -> None:
             if all(s == "done" for s in states(out_dir, tasks).values()) and not needs_merge(out_dir, tasks):
                 stderr.print(f"{out_dir} already holds this run's results; nothing to redo.")
                 print_summary(load_results(out_dir), out_dir)
+                _log_wandb(wandb, out_dir)
                 return
             session = begin_session(out_dir, tasks)
             write_config(out_dir, cfg, session)
@@ -125,3 +131,13 @@ def register(app: typer.Typer) -> None:
             stderr.print(f"madlab: run failed: {errors[0] if errors else 'unknown error'}", markup=False)
             raise typer.Exit(1)
         print_summary(load_results(out_dir), out_dir)
+        _log_wandb(wandb, out_dir)
+
+
+def _log_wandb(project: Optional[str], out: Path) -> None:
+    """--wandb PROJECT: the finished directory's configurations to W&B (madlab.tracking)."""
+    if project is not None:
+        from madlab import tracking
+        n = tracking.log_directory(project, out)
+        if n:
+            stderr.print(f"W&B: {n} run{'s' * (n != 1)} logged to project {project}", markup=False)

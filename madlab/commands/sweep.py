@@ -226,6 +226,7 @@ def register(app: typer.Typer) -> None:
         array_parallelism: Annotated[int, typer.Option(help="Most array tasks running at once.", rich_help_panel=SLURM)] = 256,
         slurm_cluster: Annotated[Optional[str], typer.Option(hidden=True, help="submitit cluster (local: run the jobs as local processes, for tests).")] = None,
         scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address (tcp://host:8786) or scheduler JSON file.", rich_help_panel=DASK, show_default=False)] = None,
+        wandb: Annotated[Optional[str], typer.Option("--wandb", metavar="PROJECT", help="Also log the finished sweep to this Weights & Biases project (madlab[wandb]): one W&B run per configuration, grouped by the sweep's name, with its resolved configuration, provenance and per-generation mean, median, 5-95 % band and outlier share. Runs after the sweep; a W&B failure is a warning. WANDB_MODE=offline logs to ./wandb.", rich_help_panel=SWEEP, show_default=False)] = None,
         **grid: Optional[str],
     ) -> None:
         """Run a grid of configurations x seeds as resumable tasks; merge them into one table.
@@ -248,6 +249,9 @@ def register(app: typer.Typer) -> None:
 
         spec = build_spec(file, preset, grid)
         check_environment()
+        if wandb is not None:
+            from madlab import tracking
+            tracking.require()                      # without the extra: one line, exit 2, nothing run
         if max_tasks < 1:
             raise ConfigError(f"--max-tasks must be positive, got {max_tasks}")
         tasks = spec.tasks(limit=max_tasks)
@@ -275,3 +279,8 @@ def register(app: typer.Typer) -> None:
             counts = run_with_progress(out_dir, all_tasks, runner, f"{spec.name} ({runner.name})",
                                        progress, lock=lock, session=session)
         report_outcome(out_dir, counts, len(all_tasks))
+        if wandb is not None and counts.get("done") and (out_dir / "results.parquet").exists():
+            from madlab import tracking
+            n = tracking.log_directory(wandb, out_dir)
+            if n:
+                stderr.print(f"W&B: {n} run{'s' * (n != 1)} logged to project {wandb}", markup=False)

@@ -9,6 +9,8 @@ EXPERIMENTS = {
     "pollution": "pollution",     # Figure 6: ST-I, SIMS-I, ST-P, SIMS-P against |D_p|
     "shift": "shift",             # Figure 7: shifting a two-mode mixture's proportions
     "mad-loops": "mad_loops",     # Alemohammad et al. 2023: the three MAD loops, Gaussian fit
+    "sims-theory": "sims_theory", # SIMS on the Gaussian fit: exact expectations vs simulation
+    "accumulate": "accumulate",   # the accumulate family (Gerstgrasser, Kazdan et al. 2024), Gaussian fit
 }
 
 

@@ -34,6 +34,7 @@ class Result:
     headline: dict[str, Any]             # the few numbers the docs quote
     figure: Callable[[], Any]            # () -> matplotlib Figure
     notes: list[str] = field(default_factory=list)  # one-line caveats printed beside the table
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # further tables: table-NAME.csv, in table.md
 
 
 def override(settings, assignments: list[str]):
@@ -163,6 +164,10 @@ def write_outputs(out: Path, name: str, scale: str, settings, extra: dict, resul
                   for k, v in result.headline.items()]
     if result.notes:
         lines += [""] + [f"- {n}" for n in result.notes]
+    for key, frame in result.tables.items():
+        frame.to_csv(out / f"table-{key}.csv", index=False)
+        paths.append(out / f"table-{key}.csv")
+        lines += ["", f"## {key}", "", to_markdown(frame)]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     resolved = {"experiment": name, "scale": scale, "settings": dataclasses.asdict(settings), **extra,
                 "headline": result.headline}
