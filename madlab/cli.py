@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     handlers = {s: signal.getsignal(s) for s in interrupt.SIGNALS}
     interrupt.install()
     try:
+        check_utf8(sys.argv[1:] if argv is None else argv)
         code = app(args=argv, standalone_mode=False)
     except ConfigError as err:
         fail(str(err))
@@ -92,6 +93,17 @@ def main(argv: list[str] | None = None) -> None:
             if handler is not None:
                 signal.signal(signum, handler)
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def check_utf8(args: list[str]) -> None:
+    """Refuse (one line, before anything runs) an argument with bytes that are not UTF-8 (Python
+    hands them over as surrogates): Parquet and JSON files cannot name such a path, so a run
+    there would fail after its work was done."""
+    for arg in args:
+        if any("\udc80" <= ch <= "\udcff" for ch in str(arg)):
+            shown = str(arg).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            raise ConfigError(f"'{shown}' is not UTF-8 text; madlab's paths and values must be UTF-8 "
+                              "(rename the folder or choose another)")
 
 
 def fail_environment(err: OSError) -> None:

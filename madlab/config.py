@@ -164,6 +164,8 @@ class RunConfig:
         self.loop.validate()
         self.algo.validate()
         self.evaluation.validate()
+        from madlab.limits import check_limits
+        check_limits(self)              # bounded work, before anything is built (issue 25)
         getattr(self, BACKEND_FIELDS[self.backend]).validate()   # the other backends' are unused
         if self.backend == "gaussian":   # a covariance needs two points: D^1 = D_r, and SIMS's S
             require(self.loop.n_real >= 2, f"--backend gaussian fits a covariance: n-real must be at "

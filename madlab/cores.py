@@ -40,6 +40,8 @@ def layout(seeds: int, jobs: int | None = None, device: str = "cpu",
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     if threads is not None and threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {threads}")
+    from madlab.limits import check_threads
+    check_threads(threads)
     gpu = str(device).startswith("cuda")
     processes = 1 if gpu else max(1, min(usable_cores() if jobs is None else jobs, seeds))
     threads = threads or (usable_cores() if gpu else 1)

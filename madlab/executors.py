@@ -456,6 +456,7 @@ class DaskExecutor:
     scheduler: str                    # scheduler address (tcp://host:8786) or a scheduler JSON file
     threads: int = 1                  # torch threads per task
     target: Callable = compute_task   # worker entry point (task, threads=) -> (rows, failure)
+    timeout_s: float = 30.0           # the whole connection, handshake included
     name = "dask"
     in_process = False
 
@@ -466,13 +467,17 @@ class DaskExecutor:
         if self.client is None:
             distributed = require("distributed")
             where = self.scheduler
-            try:
-                if where.endswith(".json") and Path(where).exists():
-                    self.client = distributed.Client(scheduler_file=where, timeout="30s")
-                else:
-                    self.client = distributed.Client(where, timeout="30s")
-            except (OSError, TimeoutError, ValueError) as err:
-                raise ConfigError(f"cannot reach the dask scheduler at {where}: {err}") from None
+            if where.endswith(".json") and Path(where).exists():
+                try:
+                    address = json.loads(Path(where).read_text())["address"]
+                    if not isinstance(address, str):
+                        raise TypeError("its address is not a string")
+                except (OSError, ValueError, KeyError, TypeError) as err:
+                    raise ConfigError(f"--scheduler {where} is not a dask scheduler file ({type(err).__name__}: "
+                                      f"{' '.join(str(err).split())}); give the JSON file dask-scheduler "
+                                      "--scheduler-file wrote, or an address") from None
+                where = address
+            self.client = connect_within(distributed, where, self.timeout_s, self.scheduler)
         return self.client
 
     def run(self, out: Path, tasks: list[Task], done: Done, step: Step | None = None) -> None:
@@ -482,7 +487,7 @@ class DaskExecutor:
         try:
             # workers that see `out` (one machine, a shared disk) checkpoint every generation
             # there, under a lease on this driver's lock; the others compute in memory
-            futures = client.map(self.target, tasks, threads=self.threads, out=str(out), lease=True,
+            futures = client.map(self.target, tasks, threads=self.threads, out=str(Path(out).resolve()), lease=True,
                                  pure=False)
             owner = {f.key: t for f, t in zip(futures, tasks)}
             for future in distributed.as_completed(futures):
@@ -505,6 +510,36 @@ class DaskExecutor:
             self.client = None
 
 
+def connect_within(distributed, address: str, timeout_s: float, given: str):
+    """A dask Client of the scheduler at `address`, or ConfigError within about `timeout_s`: the
+    client's own timeout covers the TCP connection only, and a server that accepts it but never
+    speaks dask's protocol would hold the handshake for ever, so the connection runs in a thread
+    this one stops waiting for."""
+    import threading
+
+    found: dict = {}
+
+    def connect() -> None:
+        try:
+            found["client"] = distributed.Client(address, timeout=f"{timeout_s:g}s")
+        except BaseException as err:  # noqa: BLE001 - handed to the caller
+            found["error"] = err
+
+    worker = threading.Thread(target=connect, daemon=True, name="madlab-dask-connect")
+    worker.start()
+    worker.join(timeout_s + 5)
+    if worker.is_alive():
+        raise ConfigError(f"no dask scheduler answered at {given} within {timeout_s:g} s (is it a dask "
+                          "scheduler's address, tcp://host:8786?)")
+    if "error" in found:
+        err = found["error"]
+        if isinstance(err, (OSError, TimeoutError, ValueError, TypeError)):
+            raise ConfigError(f"cannot reach the dask scheduler at {given}: "
+                              f"{' '.join(str(err).split()) or type(err).__name__}") from None
+        raise err
+    return found["client"]
+
+
 def make_executor(name: str, *, jobs: int = 1, threads: int = 1, scheduler: str | None = None,
                   partition: str | None = None, time_min: int = 60, gpus_per_task: int = 0,
                   cpus_per_task: int | None = None, mem_gb: float | None = None,
@@ -516,6 +551,8 @@ def make_executor(name: str, *, jobs: int = 1, threads: int = 1, scheduler: str 
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
     if threads < 0:
         raise ConfigError(f"--threads must be non-negative, got {threads}")
+    from madlab.limits import check_threads
+    check_threads(threads)
     if name == "local":
         return LocalExecutor(jobs=jobs, threads=threads)
     if name == "dask":

@@ -10,7 +10,10 @@ configuration of a grid. The seconds per unit of work come from, in this order:
    sampling and evaluation per generation, measured where they ran);
 2. a probe: one seed x one generation of the heaviest pending configuration of each backend, run
    here in this process with the tasks' torch threads (only for the local executor, and only when
-   the work left is at least PROBE_MIN seed-generations, so the probe stays a small share).
+   the work left is at least PROBE_MIN seed-generations, so the probe stays a small share). A
+   Gaussian-fit generation costs far less than building the run and the first calls (about 0.3 s
+   against 3.7 s for a cold first generation at the defaults), so its probe runs two generations
+   and times the second alone (WARM_PROBE; the cold one made estimates ~10-40x too high).
 
 It stays an estimate: seeds trained together in one tensor cost less per seed than a probe's lone
 seed (large chunks run faster than estimated), and a shared machine's load changes the rate.
@@ -25,6 +28,7 @@ from typing import Any
 from madlab import store
 
 PROBE_MIN = 20          # seed-generations left below which no probe runs (it would cost a large share)
+WARM_PROBE = ("gaussian",)   # backends whose probe times generation 2 alone (set-up dominates generation 1)
 OT_UNITS = 2000         # work units per (n_eval)^2 of exact OT (w1/w2), against the DDPM's row units
 
 
@@ -173,19 +177,23 @@ def probe_rates(tasks, threads: int) -> tuple[dict[str, float], str, float]:
         if threads:
             torch.set_num_threads(threads)
         for backend, task in heaviest.items():
-            config = {**task.config, "seeds": 1, "gens": 1}
+            warm = backend in WARM_PROBE
+            config = {**task.config, "seeds": 1, "gens": 2 if warm else 1}
             cfg = RunConfig.from_flat(config).validate()
             start = time.perf_counter()
+            marks = [start]                        # when each generation ended
             try:
-                run_config(cfg)
+                run_config(cfg, progress=lambda done, total: marks.append(time.perf_counter()))
             except Exception as err:  # noqa: BLE001 - a failing probe leaves no estimate, not a crash
                 labels.append(f"{backend}: the probe failed ({type(err).__name__})")
                 continue
-            seconds = time.perf_counter() - start
-            spent += seconds
-            rates[backend] = seconds / work(config, 1)
+            spent += time.perf_counter() - start
+            seconds = marks[-1] - marks[-2]        # the last generation alone
+            units = 2 * work(config, 2) - work(config, 1) if warm else work(config, 1)   # generation 2's
+            rates[backend] = seconds / units
             where = " ".join(f"{k}={v}" for k, v in task.point.items())
-            labels.append(f"{backend}{' ' + where if where else ''}: {seconds:.2f} s")
+            labels.append(f"{backend}{' ' + where if where else ''}: {seconds:.2f} s"
+                          + (" for its second generation" if warm else ""))
     finally:
         torch.set_num_threads(previous)
     basis = "a probe of 1 seed x 1 generation here (" + "; ".join(labels) + "), scaled by each configuration's sizes"

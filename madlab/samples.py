@@ -8,9 +8,10 @@ dist(G^t, p_r) was measured on) are written per seed chunk and generation:
         seeds     int64 [seeds in the chunk]
         generation
 
-SAMPLES_DIR is the `samples_dir` option: `madlab run` and `madlab sweep` set it to OUT/samples
-(absolute, in each task's config when the directory is created, so any worker that can write
-the results can write the samples). The configuration key hashes the options that change the
+SAMPLES_DIR is the `samples_dir` option: `madlab run` and `madlab sweep` set it to OUT/samples,
+recorded relative to OUT (`samples`) so that a copied or moved run folder keeps its samples;
+a task resolves it against the directory it runs for (`resolve`), so any worker that can write
+the results can write the samples. A --samples-dir outside OUT is recorded absolute. The configuration key hashes the options that change the
 numbers except the seeds (`config_key`), so every seed chunk of one configuration finds the same
 folder. A run without saved samples can regenerate one seed's samples: `regenerate` reruns that
 seed alone up to the generation (seed k's numbers do not depend on the seeds beside it; alone
@@ -44,18 +45,35 @@ def sample_file(samples_dir, cfg: RunConfig, seeds, generation: int) -> Path:
             / f"gen-{int(generation):04d}.npz")
 
 
+def recorded(samples_dir: str, out: Path) -> str:
+    """How a samples folder is recorded in a run folder: relative to `out` when it lies inside
+    (the default OUT/samples is `samples`), else absolute."""
+    folder = Path(samples_dir or Path(out) / SAMPLES).resolve()
+    try:
+        return str(folder.relative_to(Path(out).resolve()))
+    except ValueError:
+        return str(folder)
+
+
+def resolve(samples_dir: str, out: Path | None) -> str:
+    """A recorded samples folder as a path to write or read: relative ones lie in `out`."""
+    if not samples_dir or Path(samples_dir).is_absolute() or out is None:
+        return samples_dir
+    return str(Path(out).resolve() / samples_dir)
+
+
 def configure(cfg: RunConfig, out: Path) -> None:
-    """With --save-samples: samples_dir = OUT/samples unless given, made absolute."""
+    """With --save-samples: samples_dir = OUT/samples unless given, recorded relative to OUT."""
     ev = cfg.evaluation
     if ev.save_samples:
-        ev.samples_dir = str(Path(ev.samples_dir or Path(out) / SAMPLES).resolve())
+        ev.samples_dir = recorded(ev.samples_dir, out)
 
 
 def configure_tasks(tasks, out: Path) -> None:
     """`configure` for sweep tasks (their configs are flat dicts)."""
     for task in tasks:
         if task.config.get("save_samples"):
-            task.config["samples_dir"] = str(Path(task.config.get("samples_dir") or Path(out) / SAMPLES).resolve())
+            task.config["samples_dir"] = recorded(task.config.get("samples_dir") or "", out)
 
 
 def sample_saver(cfg: RunConfig, seeds) -> Callable | None:
@@ -134,13 +152,22 @@ def load(directory: Path, seed: int, generation: int, run: str | None = None
                           "--save-samples); rerun with --save-samples into a new --out, or add "
                           "--regenerate to recompute this seed alone")
     seeds = list(range(config["first_seed"], config["first_seed"] + config["seeds"]))
-    path = sample_file(samples_dir, RunConfig.from_flat(config), seeds, generation)
+    path = sample_file(resolve(samples_dir, directory), RunConfig.from_flat(config), seeds, generation)
     if not path.exists():
         raise ConfigError(f"no saved samples for seed {seed} at generation {generation} ({path} is "
                           "missing: has that generation run yet?); add --regenerate to recompute them")
-    with np.load(path) as data:
-        k = int(np.flatnonzero(data["seeds"] == seed)[0])
-        return data["samples"][k], run_id, options
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            found = np.flatnonzero(np.asarray(data["seeds"]) == seed)
+            samples = np.asarray(data["samples"])
+            if len(found) != 1 or samples.ndim != 3 or samples.shape[0] != len(data["seeds"]):
+                raise ValueError(f"it holds seeds {np.asarray(data['seeds']).ravel()[:8].tolist()} and samples "
+                                 f"of shape {list(samples.shape)}, not seed {seed}'s")
+            return samples[int(found[0])], run_id, options
+    except Exception as err:  # noqa: BLE001 - torn, random bytes, another chunk's file
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError(f"{path} does not hold the saved samples of seed {seed} ({text}); add "
+                          "--regenerate to recompute them") from None
 
 
 def regenerate(directory: Path, seed: int, generation: int, run: str | None = None

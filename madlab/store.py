@@ -16,6 +16,7 @@ A sweep directory (a `madlab run` directory is a one-configuration sweep) holds
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import io
 import json
 import math
@@ -151,23 +152,62 @@ def check_format(out: Path, record: dict) -> None:
                           "madlab status still read it)")
 
 
+def folder_kind(out: Path, manifest: dict | None = None) -> str | None:
+    """run | sweep | None: what made the folder (the manifest's kind; a folder written before kinds
+    were recorded is a run if it holds a config.json)."""
+    manifest = read_manifest(out) if manifest is None else manifest
+    if manifest is None:
+        return "run" if (Path(out) / CONFIG).exists() else None
+    kind = manifest.get("kind")
+    return kind if kind in ("run", "sweep") else "run" if (Path(out) / CONFIG).exists() else "sweep"
+
+
+def check_kind(out: Path, manifest: dict, kind: str) -> None:
+    """Refuse (one line) a `madlab sweep` on a run folder or a `madlab run` on a sweep folder."""
+    held = folder_kind(out, manifest)
+    if held == kind:
+        return
+    if held == "run":
+        raise ConfigError(f"--out {out} is a madlab run folder (made by madlab run); resume it with "
+                          "madlab run and the same options, or choose another --out for this sweep")
+    raise ConfigError(f"--out {out} is a madlab sweep folder (made by madlab sweep); resume it with "
+                      "madlab sweep and the same grid, or choose another --out for this run")
+
+
+def check_out(out: Path) -> None:
+    """ConfigError for an --out that can never be a folder: a dangling symbolic link, a file."""
+    out = Path(out)
+    if out.is_symlink() and not out.exists():
+        raise ConfigError(f"--out {out} is a symbolic link to {os.readlink(out)}, which does not exist; "
+                          "create that folder or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} exists and is not a directory")
+
+
 def check_run_dir(out: Path, cfg: RunConfig) -> bool:
     """True if `out` already holds this run's finished results; raise ConfigError if it holds
     anything else. Writes nothing."""
     out = Path(out)
+    check_out(out)
     if not out.exists():
         return False
     if not out.is_dir():
         raise ConfigError(f"--out {out} exists and is not a directory")
     config_path = out / CONFIG
+    manifest = read_manifest(out)
+    if manifest is not None:
+        check_kind(out, manifest, "run")
     if not config_path.exists():
-        if (out / MANIFEST).exists():
-            raise ConfigError(f"--out {out} holds a madlab sweep, not a single run; choose another --out")
-        if any(out.iterdir()):
+        if manifest is not None and manifest.get("tasks"):
+            raise ConfigError(f"--out {out} is a madlab run folder whose {CONFIG} is missing; choose "
+                              "another --out (madlab report and madlab status still read it)")
+        if any(p.name != LOCK for p in out.iterdir()):
             raise ConfigError(f"--out {out} is not empty and holds no madlab run; choose another --out")
         return False
     try:
         stored = json.loads(config_path.read_text())
+        if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+            raise ValueError("it is not a madlab config record")
         check_format(out, stored)
         held = RunConfig.from_dict(stored["config"]).run_id()
     except ConfigError:
@@ -195,6 +235,147 @@ def load_results(out: Path) -> pd.DataFrame:
     if not path.exists():
         raise ConfigError(f"{out} holds no {RESULTS}")
     return pd.read_parquet(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# verified files: what a task file or a checkpoint generation belongs to, and a digest of it
+
+IDENTITY_KEY = "madlab.identity"      # Parquet key-value metadata of task and checkpoint-rows files
+TASK_FORMAT = "madlab-task/1"
+CHECKPOINT_FORMAT = "madlab-checkpoint/1"
+
+
+class Unverified(Exception):
+    """A file madlab wrote and reads back is not what it should be (torn, foreign, changed); the
+    message is a few words that follow the file's path."""
+
+
+def _digest(data: bytes, schema: "pa.Schema") -> str:
+    """SHA-256 of a Parquet file's data region (every page and page header, all bytes before the
+    footer) and of its column names and types (which live in the footer)."""
+    h = hashlib.sha256(data)
+    h.update(json.dumps([[f.name, str(f.type)] for f in schema]).encode())
+    return h.hexdigest()
+
+
+def frame_identity(frame: "pd.DataFrame") -> dict:
+    """What a table of rows belongs to, read off the rows themselves (run, seed range)."""
+    runs = sorted(frame["run"].astype(str).unique()) if "run" in frame and len(frame) else []
+    seeds = sorted(int(s) for s in frame["seed"].unique()) if "seed" in frame and len(frame) else []
+    identity = {"run": runs[0] if len(runs) == 1 else None}
+    if seeds:
+        identity |= {"first_seed": seeds[0], "seeds": len(seeds)}
+    if "generation" in frame and len(frame):
+        identity["gens"] = int(frame["generation"].max())
+    return identity
+
+
+def verified_parquet_bytes(frame: "pd.DataFrame | pa.Table", identity: dict) -> bytes:
+    """`frame` as Parquet bytes whose footer carries `identity`, its row count and the SHA-256 of
+    its data region (_digest): written once; the digest is taken after the row group is on the
+    buffer, before the footer that holds it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    buffer = io.BytesIO()
+    writer = pq.ParquetWriter(buffer, table.schema)
+    try:
+        writer.write_table(table)
+        digest = _digest(buffer.getvalue(), table.schema)
+        writer.add_key_value_metadata({IDENTITY_KEY: to_json({**identity, "rows": table.num_rows,
+                                                              "sha256": digest}, sort_keys=True).decode()})
+    finally:
+        writer.close()
+    return buffer.getvalue()
+
+
+def read_identity(path: Path) -> dict | None:
+    """The identity a verified file's footer carries (None: none, or the footer does not read)."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_metadata(path).metadata or {}
+        return json.loads(metadata[IDENTITY_KEY.encode()]) if IDENTITY_KEY.encode() in metadata else None
+    except Exception:  # noqa: BLE001 - missing, torn or not Parquet
+        return None
+
+
+def read_verified(path: Path, expect: dict, content: dict | None = None) -> "tuple[pa.Table, dict | None]":
+    """Read a task or checkpoint-rows file and check it before it is trusted: the whole file is
+    there (both Parquet magics, a footer that parses), it belongs where it lies (every key of
+    `expect` equals what its footer records: task id, run id, seeds, generation, rows, format), its
+    data region and schema match the SHA-256 written with it, and its rows are the rows `expect`
+    names (run column, seed range, generations, count: check_rows over `content`, default
+    `expect`; this last check also covers files written before madlab recorded identities). Returns (table, recorded identity or None); raises
+    Unverified with a few words saying what is wrong."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        blob = Path(path).read_bytes()
+    except OSError as err:
+        raise Unverified(f"cannot be read ({err.strerror or err})") from None
+    footer = int.from_bytes(blob[-8:-4], "little") if len(blob) >= 12 else -1
+    end = len(blob) - 8 - footer
+    if footer < 0 or blob[:4] != b"PAR1" or blob[-4:] != b"PAR1" or end < 4:
+        raise Unverified("is not a whole Parquet file (torn or truncated)")
+    try:
+        metadata = pq.read_metadata(pa.BufferReader(blob))
+        schema = pq.read_schema(pa.BufferReader(blob))
+        kv = metadata.metadata or {}
+        identity = json.loads(kv[IDENTITY_KEY.encode()]) if IDENTITY_KEY.encode() in kv else None
+        if identity is not None and not isinstance(identity, dict):
+            raise ValueError("identity is not a record")
+    except Exception as err:  # noqa: BLE001 - a footer that does not parse
+        raise Unverified(f"does not read back ({_first_line(err)})") from None
+    if identity is not None:
+        for key, want in expect.items():
+            if identity.get(key) != want:
+                raise Unverified(f"belongs elsewhere (its {key} is {identity.get(key)!r}, not {want!r})")
+        if identity.get("rows") != metadata.num_rows:
+            raise Unverified(f"holds {metadata.num_rows} rows, its footer says it was written with "
+                             f"{identity.get('rows')}")
+        if _digest(blob[:end], schema) != identity.get("sha256"):
+            raise Unverified("fails its SHA-256 checksum (its bytes changed after it was written)")
+    try:
+        table = pq.read_table(pa.BufferReader(blob))
+    except Exception as err:  # noqa: BLE001 - a corrupt page
+        raise Unverified(f"does not read back ({_first_line(err)})") from None
+    check_rows(table, expect if content is None else content)
+    return table, identity
+
+
+def check_rows(table: "pa.Table", expect: dict) -> None:
+    """Unverified unless `table`'s rows are those `expect` names (only the keys it has): one run
+    id, the seeds first_seed .. first_seed + seeds - 1, generations 1..gens (or only `generation`),
+    `rows` rows."""
+    if "rows" in expect and table.num_rows != expect["rows"]:
+        raise Unverified(f"holds {table.num_rows} rows, not the task's {expect['rows']}")
+
+    def values(column: str) -> list | None:
+        return sorted(set(table.column(column).to_pylist())) if column in table.column_names else None
+
+    if "run" in expect and values("run") not in (None, [expect["run"]]):
+        raise Unverified(f"holds rows of run(s) {', '.join(map(str, values('run')))}, not of run {expect['run']}")
+    if "first_seed" in expect and "seeds" in expect:
+        want = list(range(expect["first_seed"], expect["first_seed"] + expect["seeds"]))
+        found = values("seed")
+        if found is not None and found != want:
+            raise Unverified(f"holds seeds {_span(found)}, not the task's seeds {_span(want)}")
+    want = ([expect["generation"]] if "generation" in expect else
+            list(range(1, expect["gens"] + 1)) if "gens" in expect else None)
+    found = values("generation") if want is not None else None
+    if found is not None and found != want:
+        raise Unverified(f"holds generations {_span(found)}, not {_span(want)}")
+
+
+def _span(values: list) -> str:
+    if not values:
+        return "none"
+    if values == list(range(values[0], values[0] + len(values))):
+        return str(values[0]) if len(values) == 1 else f"{values[0]}-{values[-1]}"
+    return ",".join(map(str, values[:6])) + ("..." if len(values) > 6 else "")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,10 +420,11 @@ def mark_running(out: Path, task_id: str) -> None:
     path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}))
 
 
-def write_task_result(out: Path, task_id: str, frame: pd.DataFrame) -> None:
-    """The task's rows, atomically, with the provenance of the process that computed them
-    (frame.attrs["provenance"]) in the file's metadata; a stale failure record of an earlier try
-    is removed after."""
+def write_task_result(out: Path, task_id: str, frame: pd.DataFrame, identity: dict | None = None) -> None:
+    """The task's rows, atomically, with what they belong to (`identity`: run, first_seed, seeds,
+    gens; default: read off the rows), their SHA-256 (verified_parquet_bytes) and the provenance
+    of the process that computed them (frame.attrs["provenance"]) in the file's metadata; a stale
+    failure record of an earlier try is removed after."""
     import pyarrow as pa
 
     paths = task_paths(out, task_id)
@@ -252,7 +434,8 @@ def write_task_result(out: Path, task_id: str, frame: pd.DataFrame) -> None:
     table = pa.Table.from_pandas(plain, preserve_index=False)
     if provenance is not None:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), PROVENANCE_KEY: to_json(provenance)})
-    atomic_write_parquet(table, paths["done"])
+    identity = {"format": TASK_FORMAT, "task": task_id, **(identity or frame_identity(frame))}
+    atomic_write_bytes(paths["done"], verified_parquet_bytes(table, identity))
     _unlink(paths["failed"])
     _unlink(paths["running"])
 
@@ -263,43 +446,58 @@ def write_task_failure(out: Path, task_id: str, record: dict) -> None:
     _unlink(paths["running"])
 
 
-def task_state(out: Path, task_id: str, rows: int | None = None) -> str:
-    """done (its rows are on disk and read back: `rows` of them, when given) | failed (its error
-    is) | pending (neither yet, or a task file that does not read back: it is computed again)."""
+def task_state(out: Path, task_id: str, rows: int | None = None, expect: dict | None = None) -> str:
+    """done (its rows are on disk and read back: `rows` of them, when given; a file whose footer
+    says it belongs to another task, run or seed range is not) | failed (its error is) | pending
+    (neither yet, or a task file that does not read back: it is computed again). Reads footers
+    only: run_sweep verifies every byte (check_task_file) before it trusts a file."""
     paths = task_paths(out, task_id)
     if paths["done"].exists():
-        found = readable_rows(paths["done"])
-        if found is not None and (found == rows if rows is not None else found > 0):
+        found, identity = _footer(paths["done"])
+        owned = identity is None or all(identity.get(k) == v for k, v in
+                                        {"format": TASK_FORMAT, "task": task_id, **(expect or {})}.items()
+                                        if k != "rows")
+        if owned and found is not None and (found == rows if rows is not None else found > 0):
             return "done"
     if paths["failed"].exists():
         return "failed"
     return "pending"
 
 
+def _footer(path: Path) -> tuple[int | None, dict | None]:
+    """(rows, identity) of a Parquet file by its footer; (None, None) if it cannot be read."""
+    import pyarrow.parquet as pq
+
+    try:
+        metadata = pq.read_metadata(path)
+    except Exception:  # noqa: BLE001 - missing, truncated or not Parquet at all
+        return None, None
+    try:
+        kv = metadata.metadata or {}
+        identity = json.loads(kv[IDENTITY_KEY.encode()]) if IDENTITY_KEY.encode() in kv else None
+    except ValueError:
+        identity = {"format": "unreadable"}
+    return metadata.num_rows, identity if isinstance(identity, dict) or identity is None else {"format": "unreadable"}
+
+
 def readable_rows(path: Path) -> int | None:
     """The rows of a Parquet file by its footer, or None if it cannot be read (missing, torn)."""
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_metadata(path).num_rows
-    except Exception:  # noqa: BLE001 - missing, truncated or not Parquet at all
-        return None
+    return _footer(path)[0]
 
 
-def check_task_file(out: Path, task_id: str) -> str | None:
-    """Read a finished task's file through (every page, not only the footer); if it does not
-    read back, remove it and say why (the sweep then computes the task again)."""
-    import pyarrow.parquet as pq
-
+def check_task_file(out: Path, task_id: str, expect: dict | None = None) -> str | None:
+    """Verify a finished task's file before it is trusted (read_verified: whole, this task's,
+    its checksum, its rows; `expect` adds run, first_seed, seeds, gens, rows); if it is not
+    right, remove it and say why in a few words that name it (the sweep computes it again)."""
     path = task_paths(out, task_id)["done"]
+    if not path.exists():
+        return None
     try:
-        pq.read_table(path)
+        read_verified(path, {"format": TASK_FORMAT, "task": task_id, **(expect or {})})
         return None
-    except FileNotFoundError:
-        return None
-    except Exception as err:  # noqa: BLE001 - a torn or corrupt file
+    except Unverified as err:
         _unlink(path)
-        return f"{path} did not read back ({_first_line(err)}): computing it again"
+        return f"{path} {err}: computing it again"
 
 
 def _first_line(err: BaseException) -> str:
@@ -327,10 +525,18 @@ def read_failure(out: Path, task_id: str) -> dict | None:
 
 
 def remove_stale_temporaries(out: Path, older_than_s: float = 300.0) -> int:
-    """Temporary files left by a process killed mid-write (never renamed, so never read)."""
+    """Temporary files left by a process killed mid-write (never renamed, so never read): every one
+    at the folder's top level (call it holding the lock), those under tasks/ once `older_than_s`
+    old (a worker may be writing them)."""
     folder, removed = Path(out) / TASKS, 0
+    for tmp in Path(out).glob(".*.tmp"):      # results, manifest, config: only the lock's holder
+        try:                                  # writes them, so any left is a dead driver's
+            tmp.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
     if not folder.exists():
-        return 0
+        return removed
     now = time.time()
     for tmp in [*folder.glob(".*.tmp"), *folder.glob(f"*{CHECKPOINT}/.*.tmp")]:
         try:
@@ -396,10 +602,18 @@ class SweepLock:
             raise ConfigError(f"{self.path.parent} is being run by another madlab process ({holder}); "
                               "wait for it to finish or choose another --out")
         self.session = uuid.uuid4().hex            # workers' leases compare it (Lease)
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(f"pid {os.getpid()} on {socket.gethostname()} session {self.session}")
-        self.file.flush()
+        try:
+            self.file.seek(0)
+            self.file.truncate()
+            self.file.write(f"pid {os.getpid()} on {socket.gethostname()} session {self.session}")
+            self.file.flush()
+        except OSError as err:                     # a full disk at start: name the file
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            try:
+                self.file.close()
+            except OSError:
+                pass
+            raise disk_error(self.path, err) from err
         return self
 
     def __exit__(self, *exc) -> None:
@@ -452,22 +666,33 @@ class Lease:
 class TaskCheckpoint:
     """`tasks/<id>.ckpt/`: the finished generations of a task that has not finished yet.
 
-        g0003.parquet   generation 3's result rows (every seed and metric, the task file's columns)
+        g0003.parquet   generation 3's result rows (every seed and metric, the task file's columns);
+                        its footer carries what it belongs to (format, task id, run id, seed range,
+                        generation), its SHA-256 and the SHA-256 and tensor shapes of g0003.pt
         g0003.pt        the loop's state after generation 3 (loops.loop.LoopState, torch.save): the
                         synthetic sets the loop kind keeps and, for warm starts, the model G^3 with
                         any optimizer state it carries; written after the rows, so it commits them
 
     Both are written atomically (temporary file, fsync, rename); the newest committed generation is
     the highest g*.pt, found from the file names alone (no torch). Older states are deleted once a
-    newer one is on disk unless `keep`. A state or rows file that cannot be read is a generation
-    that did not finish: the task resumes from the newest generation whose files all read back."""
+    newer one is on disk unless `keep`. Before a state is resumed, it and the rows of every
+    generation up to it are verified (load): a file that is torn, changed, another task's or of
+    other shapes is a generation that did not finish; the task resumes from the newest generation
+    whose files all verify, and `problems` says in one line per file what was set aside.
+
+    `expect` names the task (run, first_seed, seeds: a sweep's task_identity); without it only
+    the task id is checked."""
 
     STATE = re.compile(r"g(\d{4,})\.pt$")
 
-    def __init__(self, out: Path, task_id: str, keep: bool = False, lease: Lease | None = None):
+    def __init__(self, out: Path, task_id: str, keep: bool = False, lease: Lease | None = None,
+                 expect: dict | None = None):
         self.folder = Path(out) / TASKS / f"{task_id}{CHECKPOINT}"
         self.keep = keep
         self.lease = lease
+        self.task_id = task_id
+        self.expect = {k: v for k, v in (expect or {}).items() if k in ("run", "first_seed", "seeds")}
+        self.problems: list[str] = []
 
     def path(self, generation: int, kind: str) -> Path:
         return self.folder / f"g{generation:04d}.{kind}"
@@ -481,36 +706,87 @@ class TaskCheckpoint:
         found = [int(m.group(1)) for n in names if (m := self.STATE.match(n))]
         return max(found, default=0)
 
+    def _rows_expect(self, generation: int) -> dict:
+        return {"format": CHECKPOINT_FORMAT, "task": self.task_id, **self.expect, "generation": generation}
+
     def rows(self, upto: int | None = None) -> "pd.DataFrame | None":
         """The rows of generations 1..upto (default: the newest committed), or None if some are
-        missing or unreadable."""
+        missing or do not verify."""
+        try:
+            return self._verified_rows(self.generations() if upto is None else upto)[0]
+        except Unverified:
+            return None
+
+    def _verified_rows(self, upto: int) -> "tuple[pd.DataFrame | None, dict | None]":
+        """(rows of generations 1..upto, the identity of generation upto's rows file); Unverified
+        names the first file that does not verify."""
         import pandas as pd
 
-        upto = self.generations() if upto is None else upto
         if upto == 0:
-            return None
-        try:
-            return pd.concat([pd.read_parquet(self.path(t, "parquet")) for t in range(1, upto + 1)],
-                             ignore_index=True)
-        except Exception:  # noqa: BLE001 - missing, truncated or foreign: not a finished generation
-            return None
+            return None, None
+        frames, identity = [], None
+        for t in range(1, upto + 1):
+            path = self.path(t, "parquet")
+            try:
+                expect = self._rows_expect(t)       # the rows' run column is the chunk's own run id
+                table, identity = read_verified(path, expect, {k: v for k, v in expect.items() if k != "run"})
+            except Unverified as err:
+                raise Unverified(f"{path} {err}") from None
+            frames.append(table.to_pandas())
+        return pd.concat(frames, ignore_index=True), identity
 
-    def load(self, device: str = "cpu") -> "tuple[object, pd.DataFrame] | None":
-        """(LoopState, rows of generations 1..t) of the newest generation t whose files all read
-        back, or None (start from generation 1). Unreadable newer files are removed."""
+    def _verified_state(self, t: int, identity: dict | None, device: str):
+        """Generation t's state, checked against the digest and shapes its rows file recorded."""
         import torch
 
+        path = self.path(t, "pt")
+        try:
+            blob = path.read_bytes()
+        except OSError as err:
+            raise Unverified(f"{path} cannot be read ({err.strerror or err})") from None
+        if identity is not None and hashlib.sha256(blob).hexdigest() != identity.get("state_sha256"):
+            raise Unverified(f"{path} fails the SHA-256 checksum its generation's rows recorded (another "
+                             "task's, cut, or changed after it was written)")
+        try:
+            state = torch.load(io.BytesIO(blob), map_location=device, weights_only=False)
+        except Exception as err:  # noqa: BLE001 - a torn or corrupt state
+            raise Unverified(f"{path} does not load ({_first_line(err)})") from None
+        if getattr(state, "generation", None) != t:
+            raise Unverified(f"{path} holds generation {getattr(state, 'generation', None)}, not {t}")
+        shapes = state_shapes(state)
+        if identity is not None and shapes != identity.get("state_shapes"):
+            raise Unverified(f"{path} holds synthetic sets of shapes {shapes}, not "
+                             f"{identity.get('state_shapes')}")
+        seeds = self.expect.get("seeds")
+        if seeds is not None and any(s and s[0] != seeds for s in shapes):
+            raise Unverified(f"{path} holds synthetic sets of {shapes[0][0]} seeds, not the task's {seeds}")
+        return state
+
+    def load(self, device: str = "cpu") -> "tuple[object, pd.DataFrame] | None":
+        """(LoopState, rows of generations 1..t) of the newest generation t whose files all
+        verify, or None (start from generation 1). A newer state that does not verify is removed
+        and noted in `problems` (one line naming the file)."""
+        self.problems = []
         for t in sorted({int(m.group(1)) for n in self._names() if (m := self.STATE.match(n))},
                         reverse=True):
             try:
-                state = torch.load(self.path(t, "pt"), map_location=device, weights_only=False)
-            except Exception:  # noqa: BLE001 - a torn or corrupt state: that generation did not finish
-                state = None
-            rows = self.rows(t) if state is not None and getattr(state, "generation", None) == t else None
-            if rows is not None:
-                return state, rows
+                rows, identity = self._verified_rows(t)
+                return self._verified_state(t, identity, device), rows
+            except Unverified as err:
+                self.problems.append(str(err))
             _unlink(self.path(t, "pt"))
         return None
+
+    def check(self) -> str | None:
+        """Verify the checkpoint as a resume would (load) and set aside what does not verify;
+        one line naming the first bad file and where the task goes on from, or None if all is
+        well."""
+        found = self.load("cpu")
+        if not self.problems:
+            return None
+        where = (f"resuming after generation {found[0].generation}" if found is not None
+                 else "computing the task from generation 1")
+        return f"{self.problems[0]}: {where}"
 
     def _names(self) -> list[str]:
         try:
@@ -519,16 +795,21 @@ class TaskCheckpoint:
             return []
 
     def save(self, state, rows: "pd.DataFrame") -> None:
-        """Commit generation state.generation: its rows, then its state; then drop older states."""
+        """Commit generation state.generation: its rows (with the state's digest and shapes in
+        their footer), then its state; then drop older states."""
         import torch
 
         t = state.generation
         if self.lease is not None:
             self.lease.check()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_parquet(rows, self.path(t, "parquet"))
         blob = io.BytesIO()                        # serialised first: a full disk is an OSError here
         torch.save(state, blob)
+        identity = {**frame_identity(rows), **self.expect, **self._rows_expect(t),
+                    "state_sha256": hashlib.sha256(blob.getbuffer()).hexdigest(),
+                    "state_shapes": state_shapes(state)}
+        identity.pop("gens", None)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.path(t, "parquet"), verified_parquet_bytes(rows, identity))
         atomic_write_bytes(self.path(t, "pt"), blob.getbuffer())
         if not self.keep:
             for name in self._names():
@@ -551,6 +832,11 @@ class TaskCheckpoint:
         """Bytes on disk."""
         return sum((self.folder / n).stat().st_size for n in self._names()
                    if (self.folder / n).is_file())
+
+
+def state_shapes(state) -> list[list[int]]:
+    """The shapes of a LoopState's synthetic sets ([seeds, points, ...] each)."""
+    return [list(s.shape) for s in getattr(state, "synthetic", None) or [] if hasattr(s, "shape")]
 
 
 def checkpointed_generations(out: Path, task_id: str) -> int:
@@ -577,11 +863,11 @@ def partial_rows(out: Path, task_ids: Iterable[str]) -> "tuple[pd.DataFrame | No
     for task_id in task_ids:
         path = task_paths(out, task_id)["done"]
         if path.exists():
-            try:
-                frames.append(pd.read_parquet(path))
+            try:                   # only a file that verifies as this task's (read_verified)
+                frames.append(read_verified(path, {"format": TASK_FORMAT, "task": task_id})[0].to_pandas())
                 done += 1
                 continue
-            except Exception:  # noqa: BLE001 - a corrupt task file: the sweep recomputes it
+            except Unverified:     # torn, changed or another task's: the sweep recomputes it
                 pass
         rows = TaskCheckpoint(out, task_id).rows()
         if rows is not None:

@@ -94,6 +94,10 @@ class SweepSpec:
         if unknown:
             raise ConfigError(f"{source}: unknown table(s) {', '.join(unknown)}; a sweep file has "
                               "[sweep], [base] and [grid]")
+        for table in ("sweep", "base", "grid"):
+            if not isinstance(data.get(table, {}), dict):
+                raise ConfigError(f"{source}: [{table}] must be a table of key = value lines, got "
+                                  f"{table} = {data[table]!r}")
         head = dict(data.get("sweep", {}))
         bad = sorted(set(head) - {"name", "seed_chunk"})
         if bad:
@@ -119,7 +123,7 @@ class SweepSpec:
     def from_toml(cls, path: Path) -> "SweepSpec":
         path = Path(path)
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            data = tomllib.loads(path.read_text(encoding="utf-8-sig"))   # a leading BOM is fine
         except FileNotFoundError:
             raise ConfigError(f"sweep file {path} does not exist")
         except IsADirectoryError:
@@ -299,11 +303,16 @@ def compute_task(task: Task, threads: int = 1, progress: Callable[[int, int], No
 
     started = time.perf_counter()
     record = provenance(task.config.get("device", "cpu"))     # where and by what code it runs
+    if out is not None and task.config.get("samples_dir"):    # recorded relative to the folder
+        from madlab.samples import resolve
+        task = Task(task.id, task.run, task.point,
+                    {**task.config, "samples_dir": resolve(task.config["samples_dir"], Path(out))})
     checkpoint, resumed = None, 0
     if out is not None and (Path(out) / store.MANIFEST).exists():
         lease = WORKER["lease"] if lease is None else lease
         checkpoint = store.TaskCheckpoint(out, task.id, keep=bool(task.config.get("keep_checkpoints")),
-                                          lease=store.Lease(out) if lease else None)
+                                          lease=store.Lease(out) if lease else None,
+                                          expect=task_identity(task))
         resumed = checkpoint.generations()
     # warnings are process-global: collect them (POT's sign of NaN samples) only in the main
     # thread, never from a threaded worker (dask) where they would mix with other tasks'
@@ -343,7 +352,7 @@ def record(out: Path, task: Task, frame: pd.DataFrame | None, failure: dict | No
     """Write a task's result (or failure) atomically; return its small outcome. A finished
     task's checkpoint is removed (unless kept); a failed one's stays for the retry."""
     if frame is not None:
-        store.write_task_result(out, task.id, frame)
+        store.write_task_result(out, task.id, frame, task_identity(task))
         store.TaskCheckpoint(out, task.id, keep=bool(task.config.get("keep_checkpoints"))).clear()
         return {"id": task.id, "state": "done", "rows": len(frame)}
     store.write_task_failure(out, task.id, failure)
@@ -429,11 +438,11 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
     Tasks already in the manifest keep their seeds and chunking, but take this command's device
     and keep_checkpoints: they never change a number."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} exists and is not a directory")
+    store.check_out(out)
     manifest = store.read_manifest(out)
     if manifest is not None:
         store.check_format(out, manifest)
+        store.check_kind(out, manifest, kind)
     if manifest is None:
         if out.exists() and any(p.name != store.LOCK for p in out.iterdir()) and not (out / store.CONFIG).exists():
             raise ConfigError(f"--out {out} is not empty and holds no madlab sweep; choose another --out")
@@ -444,10 +453,16 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
             store.write_manifest(out, manifest_for(spec, tasks, kind))
         return tasks
     current = {t.id: t for t in tasks}
-    held = [Task.from_dict(t) for t in manifest["tasks"]]
+    recorded = [Task.from_dict(t) for t in manifest["tasks"]]
+    for t in recorded:
+        if t.id in current and (problem := changed_results(t.config, current[t.id].config)):
+            raise ConfigError(f"--out {out} {problem}")
     held = [Task(t.id, t.run, t.point, {**t.config, **_speed(current[t.id].config)}) if t.id in current else t
-            for t in held]
+            for t in recorded]
     held_ids, new_ids = {t.id for t in held}, {t.id for t in tasks}
+    if write and [t.config for t in held] != [t.config for t in recorded]:
+        manifest["tasks"] = [t.to_dict() for t in held]     # the settings this command applies
+        store.write_manifest(out, manifest)
     if held_ids == new_ids:
         return held
     added = without_held_seeds(held, [t for t in tasks if t.id not in held_ids])
@@ -469,9 +484,34 @@ def open_sweep(out: Path, spec: SweepSpec, tasks: list[Task], *, extend: bool = 
     return held + added
 
 
+SETTINGS = ("device", "keep_checkpoints", "save_samples", "samples_dir", "edm_checkpoints")
+RESULT_SETTINGS = {"tails": True}    # outside the run id, but they change which rows are recorded
+
+
 def _speed(config: dict) -> dict:
-    """The options of a task's config that change speed or where files go, not its numbers."""
-    return {k: config[k] for k in ("device", "keep_checkpoints") if k in config}
+    """The options of a task's config that change speed or where files go, not its numbers: a
+    rerun applies this command's."""
+    return {k: config[k] for k in SETTINGS if k in config}
+
+
+def changed_results(held: dict, new: dict) -> str | None:
+    """Why a held task cannot be resumed with `new`'s options (a setting outside the run id that
+    changes its rows differs), or None."""
+    for key, default in RESULT_SETTINGS.items():
+        was, now = held.get(key, default), new.get(key, default)
+        if was != now:
+            return (f"was run with {_as_flag(key, was)}, this command has {_as_flag(key, now)}, which "
+                    f"changes the rows recorded; rerun with {_as_flag(key, was)} to resume it, or "
+                    "choose another --out")
+    return None
+
+
+def _as_flag(key: str, value) -> str:
+    """An option's value as it is spelled on the command line (--tails / --no-tails)."""
+    flag = option_spec(key).flag
+    if isinstance(value, bool):
+        return flag if value else f"--no-{flag.removeprefix('--')}"
+    return f"{flag} {value}"
 
 
 def begin_session(out: Path, tasks: list[Task]) -> dict:
@@ -529,10 +569,17 @@ def expected_rows(task: Task) -> int:
     return config["seeds"] * config["gens"] * len(metrics)
 
 
+def task_identity(task: Task) -> dict:
+    """What a task's files must say they belong to (madlab.store.read_verified): its run id, its
+    seed range and its generations (the task id is checked beside it)."""
+    return {"run": task.run, "first_seed": task.config["first_seed"], "seeds": task.config["seeds"],
+            "gens": task.config["gens"]}
+
+
 def states(out: Path, tasks: list[Task]) -> dict[str, str]:
     """done | failed | pending per task id; a task file that does not hold the task's rows (torn,
-    truncated, foreign) counts as pending."""
-    return {t.id: store.task_state(out, t.id, expected_rows(t)) for t in tasks}
+    truncated, or another task's by its footer) counts as pending."""
+    return {t.id: store.task_state(out, t.id, expected_rows(t), task_identity(t)) for t in tasks}
 
 
 def merge(out: Path, tasks: list[Task]) -> int:
@@ -554,13 +601,15 @@ def run_sweep(out: Path, tasks: list[Task], executor, *,
     with contextlib.nullcontext(lock) if lock is not None else store.SweepLock(out):
         store.remove_stale_temporaries(out)
         before = states(out, tasks)
-        for task in tasks:                   # read every finished task through: a bad one is redone
-            if before[task.id] == "done" and (problem := store.check_task_file(out, task.id)):
+        for task in tasks:          # verify every file read back: a bad one is named and redone
+            expect = {**task_identity(task), "rows": expected_rows(task)}
+            if problem := store.check_task_file(out, task.id, expect):
                 print(f"madlab: task {task.id}: {problem}", file=sys.stderr, flush=True)
-                before[task.id] = "pending"
-            elif before[task.id] == "pending" and store.task_paths(out, task.id)["done"].exists():
-                print(f"madlab: task {task.id}: {store.task_paths(out, task.id)['done']} does not hold "
-                      "the task's rows (torn or truncated): computing it again", file=sys.stderr, flush=True)
+                before[task.id] = "pending" if before[task.id] == "done" else before[task.id]
+            if before[task.id] != "done" and (problem := store.TaskCheckpoint(
+                    out, task.id, keep=bool(task.config.get("keep_checkpoints")),
+                    expect=task_identity(task)).check()):
+                print(f"madlab: task {task.id}: {problem}", file=sys.stderr, flush=True)
         todo = [t for t in tasks if before[t.id] != "done"]
         store.clear_running(out, [t.id for t in todo])
         if on_start is not None:

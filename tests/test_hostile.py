@@ -277,3 +277,353 @@ def test_extending_a_sweep_with_more_seeds_runs_only_the_new_seeds(tmp_path):
 def test_the_python_api_checks_types_strictly(make):
     with pytest.raises(ConfigError, match="must be an integer"):
         make().validate()
+
+
+# --------------------------------------------------------------------------- 11: nothing read back is trusted unchecked
+
+CHUNKED = [*GAUSS, "--gens", "6", "--seeds", "4", "--seed-chunk", "2", "--quiet"]
+
+
+def finished_sweep(out: Path, *extra) -> pd.DataFrame:
+    assert cli("sweep", *CHUNKED, *extra, "--out", out).returncode == 0
+    return canonical(pd.read_parquet(out / "results.parquet"))
+
+
+def rerun_names(out: Path, path: Path, *says: str, extra=()) -> pd.DataFrame:
+    """Rerun the sweep: exit 0, one line that names `path` and says `says`; the merged rows."""
+    again = cli("sweep", *CHUNKED, *extra, "--out", out)
+    assert again.returncode == 0 and "Traceback" not in again.stderr, again.stderr
+    lines = [l for l in again.stderr.splitlines() if str(path) in l]
+    assert len(lines) == 1 and all(s in lines[0] for s in says), again.stderr
+    merged = pd.read_parquet(out / "results.parquet")
+    assert not merged.duplicated(KEY).any()
+    return canonical(merged)
+
+
+def test_a_foreign_task_file_with_the_right_row_count_is_named_and_computed_again(tmp_path):
+    out = tmp_path / "s"
+    reference = finished_sweep(out)
+    first, second = sorted((out / "tasks").glob("*.parquet"))
+    second.write_bytes(first.read_bytes())                   # the other task's file (other seeds)
+    (out / "results.parquet").unlink()
+    status = " ".join(cli("status", out).stdout.split())
+    assert "1 done" in status, status                        # its footer says whose it is
+    pd.testing.assert_frame_equal(rerun_names(out, second, "belongs elsewhere", "computing it again"),
+                                  reference, check_exact=True)
+    # a file without madlab's footer identity (as madlab wrote before it had one) is checked by its rows
+    pd.read_parquet(first).to_parquet(second, index=False)
+    (out / "results.parquet").unlink()
+    pd.testing.assert_frame_equal(rerun_names(out, second, "holds seeds 0-1, not the task's seeds 2-3"),
+                                  reference, check_exact=True)
+
+
+def data_region(path: Path) -> range:
+    blob = path.read_bytes()
+    return range(4, len(blob) - 8 - int.from_bytes(blob[-8:-4], "little"))
+
+
+def flip(path: Path, offset: int) -> None:
+    blob = bytearray(path.read_bytes())
+    blob[offset] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+
+def test_every_single_byte_flip_in_a_task_file_is_detected_and_the_rerun_equals_the_original(tmp_path):
+    out = tmp_path / "s"
+    reference = finished_sweep(out)
+    path = sorted((out / "tasks").glob("*.parquet"))[0]
+    task_id = path.name.removesuffix(".parquet")
+    original = path.read_bytes()
+    region = data_region(path)
+    for offset in region:                                    # every byte of every page and header
+        flip(path, offset)
+        problem = store.check_task_file(out, task_id)
+        assert problem is not None and str(path) in problem, offset
+        path.write_bytes(original)
+    flip(path, region[len(region) // 2])
+    (out / "results.parquet").unlink()
+    pd.testing.assert_frame_equal(rerun_names(out, path, "computing it again"), reference, check_exact=True)
+
+
+def stopped_after(out: Path, generation: int) -> list[Path]:
+    """Each task's checkpoint of a finished, kept sweep made to look as if it stopped after
+    `generation`: later generations' files, the task files and results.parquet removed."""
+    folders = sorted((out / "tasks").glob("*.ckpt"))
+    for folder in folders:
+        for later in folder.glob("g*"):
+            if int(later.name[1:5]) > generation:
+                later.unlink()
+        (out / "tasks" / folder.name.replace(".ckpt", ".parquet")).unlink()
+    (out / "results.parquet").unlink()
+    return folders
+
+
+def sliced(path: Path) -> None:
+    import torch
+
+    state = torch.load(path, weights_only=False)
+    state.synthetic = [s[:, :3] for s in state.synthetic]    # the synthetic set cut to 3 points
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("damage", ["swapped", "sliced", "flipped", "other-dimension"])
+def test_a_swapped_sliced_or_flipped_checkpoint_is_named_and_not_resumed(tmp_path, damage):
+    out = tmp_path / "s"
+    keep = ("--keep-checkpoints", "true")
+    reference = finished_sweep(out, *keep)
+    mine, theirs = stopped_after(out, 3)
+    state = mine / "g0003.pt"
+    if damage == "swapped":
+        state.write_bytes((theirs / "g0003.pt").read_bytes())          # the other task's (seeds 2-3)
+    elif damage == "sliced":
+        sliced(state)
+    elif damage == "flipped":
+        flip(state, state.stat().st_size // 2)
+    else:                                                              # points of another dimension
+        import torch
+
+        loaded = torch.load(state, weights_only=False)
+        loaded.synthetic = [torch.cat([s, s[..., :1]], -1) for s in loaded.synthetic]
+        torch.save(loaded, state)
+    rerun = rerun_names(out, state, "SHA-256", "resuming after generation 2", extra=keep)
+    pd.testing.assert_frame_equal(rerun, reference, check_exact=True)
+
+
+def test_a_checkpoint_rows_file_of_another_task_is_named_and_not_resumed(tmp_path):
+    out = tmp_path / "s"
+    reference = finished_sweep(out, "--keep-checkpoints", "true")
+    mine, theirs = stopped_after(out, 3)
+    rows = mine / "g0002.parquet"
+    rows.write_bytes((theirs / "g0002.parquet").read_bytes())
+    rerun = rerun_names(out, rows, "belongs elsewhere", "resuming after generation 1",
+                        extra=("--keep-checkpoints", "true"))
+    pd.testing.assert_frame_equal(rerun, reference, check_exact=True)
+
+
+# --------------------------------------------------------------------------- 12: run folders self-contained and typed
+
+def test_a_copied_run_folder_writes_and_reads_its_own_samples(tmp_path):
+    import json
+    import shutil
+
+    out = tmp_path / "r"
+    assert cli("run", *GAUSS, "--save-samples", "--quiet", "--out", out).returncode == 0
+    manifest = json.loads((out / "sweep.json").read_text())
+    assert {t["config"]["samples_dir"] for t in manifest["tasks"]} == {"samples"}   # relative
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    shutil.rmtree(out)                                        # moved: the copy still has its samples
+    shown = cli("samples", copy, "--seed", "1", "--generation", "2")
+    assert shown.returncode == 0, shown.stderr
+    assert (copy / "report" / "samples-seed1-gen2.png").exists()
+    again = copy.parent / "again"
+    shutil.copytree(copy, again)
+    (again / "results.parquet").unlink()
+    for task in (again / "tasks").glob("*.parquet"):
+        task.unlink()
+    shutil.rmtree(again / "samples")
+    assert cli("run", *GAUSS, "--save-samples", "--quiet", "--out", again).returncode == 0
+    assert list((again / "samples").rglob("*.npz")) and not out.exists()   # into the copy, not the original
+
+
+def test_a_run_folder_refuses_madlab_sweep_and_a_sweep_folder_madlab_run(tmp_path):
+    run, sweep = tmp_path / "run", tmp_path / "sweep"
+    assert cli("run", *GAUSS, "--quiet", "--out", run).returncode == 0
+    assert cli("sweep", *GAUSS, "--omega", "0,1", "--quiet", "--out", sweep).returncode == 0
+    before = files(run)
+    one_line(cli("sweep", *GAUSS, "--omega", "3,4", "--extend", "--quiet", "--out", run), 2,
+             "is a madlab run folder", "resume it with madlab run")
+    one_line(cli("sweep", *GAUSS, "--quiet", "--out", run), 2, "is a madlab run folder")   # not 'seed chunk'
+    one_line(cli("run", *GAUSS, "--omega", "1", "--quiet", "--out", sweep), 2,
+             "is a madlab sweep folder", "resume it with madlab sweep")
+    assert files(run) == before
+    assert cli("run", *GAUSS, "--quiet", "--out", run).returncode == 0      # the run itself still resumes
+
+
+def test_a_rerun_with_another_tails_setting_is_refused_and_other_settings_are_applied(tmp_path):
+    import json
+
+    out = tmp_path / "r"
+    assert cli("run", *GAUSS, "--quiet", "--out", out).returncode == 0
+    one_line(cli("run", *GAUSS, "--no-tails", "--quiet", "--out", out), 2, "--tails", "--no-tails",
+             "changes the rows recorded")
+    sweep = tmp_path / "s"
+    assert cli("sweep", *GAUSS, "--omega", "0,1", "--quiet", "--out", sweep).returncode == 0
+    one_line(cli("sweep", *GAUSS, "--omega", "0,1", "--tails", "false", "--quiet", "--out", sweep), 2,
+             "changes the rows recorded")
+    (sweep / "results.parquet").unlink()
+    for task in (sweep / "tasks").glob("*.parquet"):
+        task.unlink()
+    assert cli("sweep", *GAUSS, "--omega", "0,1", "--save-samples", "true", "--quiet", "--out", sweep).returncode == 0
+    manifest = json.loads((sweep / "sweep.json").read_text())
+    assert all(t["config"]["save_samples"] for t in manifest["tasks"])     # applied, and recorded
+    assert list((sweep / "samples").rglob("*.npz"))
+
+
+def test_corrupt_or_missing_config_json_and_a_dangling_out_say_what_they_are(tmp_path):
+    out = tmp_path / "r"
+    assert cli("run", *GAUSS, "--quiet", "--out", out).returncode == 0
+    (out / "config.json").write_text("[1, 2]")
+    line = one_line(cli("run", *GAUSS, "--quiet", "--out", out), 2, "unreadable config.json")
+    assert "madlab 0.1" not in line
+    (out / "config.json").unlink()
+    line = one_line(cli("run", *GAUSS, "--quiet", "--out", out), 2, "config.json is missing")
+    assert "sweep" not in line
+    dangling = tmp_path / "link"
+    dangling.symlink_to(tmp_path / "nowhere")
+    for command in ("run", "sweep"):
+        one_line(cli(command, *GAUSS, "--quiet", "--out", dangling), 2, "symbolic link", "does not exist")
+
+
+# --------------------------------------------------------------------------- 13: bounded work
+
+@pytest.mark.parametrize("args, says", [
+    (["--epochs", "1e308"], "--epochs"), (["--aux-epochs", "1e12"], "--aux-epochs"),
+    (["--gens", "1000000000"], "--gens"), (["--seeds", "100000000"], "--seeds"),
+    (["--threads", "100000"], "--threads"),
+    (["--n-real", "100000", "--seeds", "100000", "--seed-chunk", "100000"], "one seed chunk"),
+])
+def test_absurd_sizes_are_refused_in_validation(tmp_path, args, says):
+    for command in ("run", "sweep"):
+        one_line(cli(command, "--backend", "gaussian", *args, "--out", tmp_path / "never"), 2, says)
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_sweep_of_many_one_task_configurations_plans_in_one_pass(tmp_path):
+    from madlab.commands import sweep as command
+
+    spec = SweepSpec(base={"backend": "gaussian", "seeds": 1, "gens": 2}, grid={"omega": [float(i) for i in range(400)]})
+    tasks = spec.tasks()
+    looked = []
+    from madlab.plan import make_plan
+
+    plan = make_plan(tmp_path / "never", tasks, probe=False)
+
+    class Counting(list):
+        def __iter__(self):
+            looked.append(1)
+            return super().__iter__()
+
+    plan.tasks = Counting(plan.tasks)
+    with redirect_stdout(io.StringIO()):
+        command.print_plan(plan, 1, False)
+    assert len(looked) < 20                                   # a few passes, not one per configuration (400)
+
+
+def test_a_server_that_is_not_a_dask_scheduler_fails_within_the_timeout(tmp_path):
+    pytest.importorskip("distributed")
+    import json
+    import socket
+    import threading
+
+    from madlab.executors import DaskExecutor
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    held = []
+    threading.Thread(target=lambda: held.extend(server.accept() for _ in range(4)), daemon=True).start()
+    with pytest.raises(ConfigError, match="no dask scheduler answered"):
+        DaskExecutor(scheduler=f"tcp://127.0.0.1:{server.getsockname()[1]}", timeout_s=1).connect()
+    server.close()
+    for text in ("{not json", json.dumps({"address": 3}), json.dumps(["x"])):
+        (tmp_path / "scheduler.json").write_text(text)
+        with pytest.raises(ConfigError, match="is not a dask scheduler file"):
+            DaskExecutor(scheduler=str(tmp_path / "scheduler.json")).connect()
+
+
+# --------------------------------------------------------------------------- 14: one line for every bad input
+
+@pytest.mark.parametrize("toml", ["base = 3\n", 'grid = "x"\n', "sweep = [1, 2]\n"])
+def test_a_sweep_file_whose_tables_are_not_tables_is_one_line(tmp_path, toml):
+    (tmp_path / "bad.toml").write_text(toml)
+    one_line(cli("sweep", tmp_path / "bad.toml", "--out", tmp_path / "never"), 2, "must be a table")
+
+
+def test_a_sweep_file_with_a_utf8_bom_is_read(tmp_path):
+    (tmp_path / "bom.toml").write_bytes(b'\xef\xbb\xbf[base]\nbackend = "gaussian"\ngens = 2\nseeds = 2\n')
+    result = cli("sweep", tmp_path / "bom.toml", "--dry-run", "--out", tmp_path / "never")
+    assert result.returncode == 0 and "Invalid statement" not in result.stderr, result.stderr
+
+
+def test_report_on_another_schema_or_non_finite_sizes_is_one_line(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    pd.DataFrame({"a": [1, 2]}).to_parquet(other / "results.parquet")
+    one_line(cli("report", other), 2, "is not a madlab results table")
+    run = tmp_path / "run"
+    assert cli("run", *GAUSS, "--gens", "5", "--quiet", "--out", run).returncode == 0
+    for sizes in ("nan", "inf", "-3"):
+        one_line(cli("report", run, "--sizes", sizes), 2, "sizes must be positive finite numbers")
+
+
+def test_samples_on_a_torn_random_or_foreign_npz_is_one_line_and_out_is_what_is_written(tmp_path):
+    out = tmp_path / "r"
+    assert cli("run", *GAUSS, "--save-samples", "--quiet", "--out", out).returncode == 0
+    mine = next((out / "samples").glob("*/seeds-1-1/gen-0002.npz"))
+    theirs = next((out / "samples").glob("*/seeds-0-0/gen-0002.npz"))
+    original = mine.read_bytes()
+    for damaged in (original[:100], os.urandom(3000), theirs.read_bytes()):
+        mine.write_bytes(damaged)
+        one_line(cli("samples", out, "--seed", "1", "--generation", "2"), 2, str(mine), "--regenerate")
+    mine.write_bytes(original)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    shown = cli("samples", out, "--seed", "1", "--generation", "2", "--out", folder)
+    assert shown.returncode == 0 and (folder / "samples-seed1-gen2.png").exists()
+    named = cli("samples", out, "--seed", "1", "--generation", "2", "--out", tmp_path / "plain")
+    assert f"wrote {tmp_path / 'plain.png'}" in named.stdout and (tmp_path / "plain.png").exists()
+
+
+def test_non_utf8_paths_are_refused_before_any_work(tmp_path):
+    bad = os.fsdecode(bytes(tmp_path) + b"/caf\xe9")
+    for args in (["run", *GAUSS, "--quiet", "--out", bad], ["status", bad]):
+        one_line(cli(*args), 2, "is not UTF-8")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_kill_during_the_final_merge_leaves_no_temporary_file_for_good(tmp_path):
+    out = tmp_path / "s"
+    assert cli("sweep", *GAUSS, "--omega", "0,1", "--quiet", "--out", out).returncode == 0
+    litter = out / ".results.parquet.abc123.tmp"                # what a kill mid-merge leaves
+    litter.write_bytes(b"half a table")
+    assert cli("sweep", *GAUSS, "--omega", "0,1", "--quiet", "--out", out).returncode == 0
+    assert not litter.exists()
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_empty_figure(tmp_path):
+    run = tmp_path / "run"
+    assert cli("run", *GAUSS, "--gens", "5", "--quiet", "--out", run).returncode == 0
+    with tmpfs(tmp_path / "disk", "size=64k") as disk:
+        (disk / "filler").write_bytes(b"\0" * (64 * 2 ** 10 - 4096))
+        try:
+            (disk / "more").write_bytes(b"\0" * 8192)
+        except OSError:
+            pass
+        for command in ("run", "sweep"):
+            one_line(cli(command, *GAUSS, "--quiet", "--out", disk / command), 1, str(disk / command),
+                     "No space left on device")
+        one_line(cli("report", run, "--out", disk / "report"), 1, str(disk / "report"), "No space left")
+        assert [p for p in (disk / "report").iterdir() if p.stat().st_size == 0] == []
+
+
+def test_files_written_before_identities_were_recorded_are_still_trusted_by_their_rows(tmp_path):
+    """Task files and checkpoints of an older madlab (no footer identity) are checked by their rows
+    and kept: a sweep interrupted under older code resumes without recomputing what it had."""
+    out = tmp_path / "s"
+    reference = finished_sweep(out, "--keep-checkpoints", "true")
+    mine, theirs = stopped_after(out, 3)
+    for rows in mine.glob("g*.parquet"):                       # as madlab wrote them before
+        pd.read_parquet(rows).to_parquet(rows, index=False)
+    assert store.read_identity(mine / "g0003.parquet") is None
+    again = cli("sweep", *CHUNKED, "--keep-checkpoints", "true", "--out", out)
+    assert again.returncode == 0 and "madlab: task" not in again.stderr, again.stderr
+    pd.testing.assert_frame_equal(canonical(pd.read_parquet(out / "results.parquet")), reference, check_exact=True)
+    task = sorted((out / "tasks").glob("*.parquet"))[0]
+    pd.read_parquet(task).to_parquet(task, index=False)
+    stamp = task.stat().st_mtime_ns
+    (out / "results.parquet").unlink()
+    again = cli("sweep", *CHUNKED, "--keep-checkpoints", "true", "--out", out)
+    assert again.returncode == 0 and "madlab: task" not in again.stderr, again.stderr
+    assert task.stat().st_mtime_ns == stamp                    # kept, not recomputed
+    pd.testing.assert_frame_equal(canonical(pd.read_parquet(out / "results.parquet")), reference, check_exact=True)

@@ -214,10 +214,14 @@ def test_a_run_directory_is_a_one_task_sweep(tmp_path, capsys):
     manifest = json.loads((tmp_path / "sweep.json").read_text())
     assert manifest["kind"] == "run" and len(manifest["tasks"]) == 1
     rows = pd.read_parquet(tmp_path / "results.parquet")
+    capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
-        main(["sweep", *args])                                    # the same run, as a sweep
+        main(["sweep", *args])              # the same run as a sweep: a run folder refuses it (issue 25)
+    assert exit_.value.code == 2
+    assert "is a madlab run folder (made by madlab run); resume it with madlab run" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", *args, "--jobs", "1"])                       # madlab run resumes it
     assert exit_.value.code == 0
-    assert "1/1 tasks done (1 of them already done before this run)" in capsys.readouterr().err
     assert canonical(pd.read_parquet(tmp_path / "results.parquet")).equals(canonical(rows))
 
 

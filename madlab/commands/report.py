@@ -2,6 +2,7 @@
 or sweep directory. The analysis itself is `analysis.report` (the notebooks call it too)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -61,7 +62,14 @@ def load(directory: Path):
         raise ConfigError(f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
     if frame.empty:
         raise ConfigError(f"{path} holds no rows yet")
+    missing = [c for c in RESULT_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{path} is not a madlab results table (it lacks the column(s) "
+                          f"{', '.join(missing)}); give a run or sweep directory that madlab wrote")
     return frame
+
+
+RESULT_COLUMNS = ("run", "seed", "generation", "metric", "value", "n_synth", "omega")   # what analyse reads
 
 
 def up_to_date(directory: Path) -> bool:
@@ -143,8 +151,10 @@ def write_markdown(r, directory: Path, out: Path, figures: list[Path]) -> Path:
             lines += ["(Not the paper's Figure 5 setting — augment loop, gaussian2d target, toy DDPM "
                       "— so its published numbers are not shown.)", ""]
     lines += ["## Figures", ""] + [f"- `{p.name}`" for p in figures] + [""]
+    from madlab.store import atomic_write_bytes
+
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_bytes(path, "\n".join(lines).encode())
     return path
 
 
@@ -153,7 +163,6 @@ def write_report(directory: Path, out: Path, metric: Optional[str] = None, start
                  level: float = paper.LEVEL, n_boot: int = paper.N_BOOT, sizes=(125, 250),
                  statistic: str = "mean"):
     """Analyse DIR/results.parquet and write figures, CSV and Markdown tables into `out`."""
-    from analysis import plots
     from analysis.report import analyse, figures
 
     frame = load(directory)
@@ -163,28 +172,43 @@ def write_report(directory: Path, out: Path, metric: Optional[str] = None, start
                           f"seeds and generations; lower it")
     try:
         r = analyse(frame, metric, start, tolerance, drift_tolerance, level, n_boot, statistic)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for stem, fig in figures(r, sizes):
-        written += plots.save(fig, out / stem)
-    figure_files = list(written)
-    best = r.best.drop(columns=["threshold_value"])
-    tables = [("configurations.csv", r.conv), ("best_omega.csv", best),
-              ("ratio_curves.csv", r.ratios), ("generation_curves.csv", r.curves)]
-    if r.outliers is not None:
-        tables.append(("outlier_curves.csv", r.outliers))
-    if r.thresholds is not None:
-        tables.append(("threshold_bootstrap.csv", r.thresholds))
-    if r.companions:
-        import pandas as pd
-        both = [r.compare(key).assign(**key) for key, _ in r.families(r.best)]
-        tables.append(("both_statistics.csv", pd.concat(both, ignore_index=True)))
-    for name, table in tables:
-        table.to_csv(out / name, index=False)
-        written.append(out / name)
-    written.append(write_markdown(r, directory, out, figure_files))
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"cannot analyse {directory / RESULTS}: {str(err).strip() or type(err).__name__}") from None
+    from madlab.store import DiskError, atomic_path, disk_error
+
+    written, where = [], out
+    try:                   # every file through a temporary one: a full disk leaves no 0-byte file
+        out.mkdir(parents=True, exist_ok=True)
+        for stem, fig in figures(r, sizes):
+            for path, options in ((out / f"{stem}.png", {"dpi": 150, "format": "png"}),
+                                  (out / f"{stem}.pdf", {"format": "pdf"})):
+                where = path
+                with atomic_path(path) as tmp:
+                    fig.savefig(tmp, **options)
+                written.append(path)
+        figure_files = list(written)
+        best = r.best.drop(columns=["threshold_value"])
+        tables = [("configurations.csv", r.conv), ("best_omega.csv", best),
+                  ("ratio_curves.csv", r.ratios), ("generation_curves.csv", r.curves)]
+        if r.outliers is not None:
+            tables.append(("outlier_curves.csv", r.outliers))
+        if r.thresholds is not None:
+            tables.append(("threshold_bootstrap.csv", r.thresholds))
+        if r.companions:
+            import pandas as pd
+            both = [r.compare(key).assign(**key) for key, _ in r.families(r.best)]
+            tables.append(("both_statistics.csv", pd.concat(both, ignore_index=True)))
+        for name, table in tables:
+            where = out / name
+            with atomic_path(out / name) as tmp:
+                table.to_csv(tmp, index=False)
+            written.append(out / name)
+        where = out / "report.md"
+        written.append(write_markdown(r, directory, out, figure_files))
+    except DiskError:
+        raise
+    except OSError as err:
+        raise disk_error(where, err) from err
     return r, written
 
 
@@ -311,6 +335,8 @@ def register(app: typer.Typer) -> None:
             size_list = [float(s) for s in sizes.split(",") if s.strip()]
         except ValueError:
             raise ConfigError(f"sizes must be comma-separated numbers, got {sizes!r}") from None
+        if not all(math.isfinite(s) and s > 0 for s in size_list):
+            raise ConfigError(f"sizes must be positive finite numbers (|D_s| values), got {sizes!r}")
         size_list = [int(s) if s == int(s) else s for s in size_list]
         out_dir = out or Path(directory) / "report"
         if out_dir.exists() and not out_dir.is_dir():

@@ -57,13 +57,15 @@ def run_chunks(out: Path, cfg: RunConfig, chunk: int) -> list:
     import dataclasses
 
     from madlab.store import read_manifest
-    from madlab.sweep import Task, _speed, chunk_tasks
+    from madlab.sweep import RESULT_SETTINGS, Task, _speed, chunk_tasks
 
     manifest = read_manifest(out)
     if manifest is not None and manifest.get("kind") == "run" and manifest.get("tasks"):
         held = [Task.from_dict(t) for t in manifest["tasks"]]
         if all(t.run == cfg.run_id() for t in held):
-            return [Task(t.id, t.run, t.point, {**t.config, **_speed(cfg.flat())}) for t in held]
+            flat = cfg.flat()     # this command's settings (open_sweep refuses a changed RESULT_SETTINGS)
+            mine = {**_speed(flat), **{k: flat[k] for k in RESULT_SETTINGS if k in flat}}
+            return [Task(t.id, t.run, t.point, {**t.config, **mine}) for t in held]
     return chunk_tasks(dataclasses.replace(cfg, seed_chunk=min(cfg.seed_chunk, chunk)))
 
 

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Which seed.", show_default=False)],
         generation: Annotated[int, typer.Option(help="Which generation t (1..gens).", show_default=False)],
         run: Annotated[Optional[str], typer.Option(help="The configuration (run id, the results' `run` column) when DIR is a sweep with several holding SEED.", show_default=False)] = None,
-        out: Annotated[Optional[Path], typer.Option(help="The PNG to write [default: DIR/report/samples-seed<S>-gen<T>.png].", show_default=False)] = None,
+        out: Annotated[Optional[Path], typer.Option(help="The PNG to write (a folder: samples-seed<S>-gen<T>.png in it; .png is added to a name without it) [default: DIR/report/samples-seed<S>-gen<T>.png].", show_default=False)] = None,
         regenerate: Annotated[bool, typer.Option("--regenerate", help="Recompute the samples (SEED alone, generations 1..T) instead of reading saved ones: for runs made without --save-samples; equal to the run's, bit for bit on the same machine and build.")] = False,
     ) -> None:
         """Scatter one seed-generation's evaluation samples against p_r's Mahalanobis contours
@@ -49,9 +49,13 @@ def register(app: typer.Typer) -> None:
                  f"Mahalanobis radius {OUTLIER_RADIUS:g}, largest |x| {largest:.3g}"
                  + (" (regenerated)" if regenerate else ""))
         fig = plots.samples_figure(x[finite], means, covs, far[finite], title=title)
-        path = out or directory / "report" / f"samples-seed{seed}-gen{generation}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=150)
+        name = f"samples-seed{seed}-gen{generation}.png"
+        path = directory / "report" / name if out is None else out / name if out.is_dir() else out
+        if path.suffix.lower() != ".png":
+            path = path.with_name(path.name + ".png")          # what is written is what is printed
+        from madlab.store import atomic_path
+        with atomic_path(path) as tmp:                         # a full disk leaves no 0-byte figure
+            fig.savefig(tmp, dpi=150, format="png")
         print(f"seed {seed}, generation {generation} (run {run_id}{', regenerated' if regenerate else ''}): "
               f"{len(x)} samples, {far.sum()} beyond Mahalanobis radius {OUTLIER_RADIUS:g} "
               f"({far.mean():.2%}; p_r's own share {own_rate(target):.2g}), largest |x| {largest:.4g}"

@@ -185,8 +185,10 @@ def print_plan(plan, jobs: Optional[int], bare: bool) -> None:
     table = Table(title="madlab sweep --dry-run: the plan (nothing written)")
     for col in ("configuration", "run", "tasks", "seeds", "generations", "seed-generations", "done", "estimate"):
         table.add_column(col, justify="left" if col in ("configuration", "run") else "right")
-    for run in plan.configurations:
-        mine = [t for t in plan.tasks if t.run == run]
+    by_run: dict[str, list] = {}             # one pass over the tasks: the plan is linear in them
+    for t in plan.tasks:
+        by_run.setdefault(t.run, []).append(t)
+    for run, mine in by_run.items():
         first = mine[0]
         where = " ".join(f"{k}={v}" for k, v in first.point.items()) or "(one configuration)"
         seconds = [plan.seconds(t) for t in mine if plan.states.get(t.id) != "done"]
