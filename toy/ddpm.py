@@ -87,7 +87,10 @@ class ToyDDPM:
         # blocks sized for a CPU core's cache (measured: docs/performance.md); a GPU wants one
         # big block. None: decided per training call from the batch size (fused: ~10000 rows).
         self.seed_block = c.seed_block or (None if self.fused else 16 if on_cpu else 1 << 30)
-        self.sample_rows = c.sample_rows or (1 << 22 if not on_cpu else 4096 if self.fused else 1024)
+        # compile: big blocks too, so that each compiled call's fixed cost (guards, wrapper;
+        # ~0.1 ms) spreads over more rows
+        self.sample_rows = c.sample_rows or (1 << 22 if not on_cpu else
+                                             4096 if self.fused or self.compiled else 1024)
 
     @property
     def kernels(self) -> "fused.Kernels":
