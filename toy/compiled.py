@@ -20,6 +20,7 @@ import functools
 import warnings
 
 import torch
+import torch._dynamo
 
 _STATE: dict[str, object] = {}
 
@@ -130,19 +131,36 @@ def _sample_step(depth: int, layer_norm: bool, act: str, S: int, guided: bool, p
     return (x - c_eps * eps) * c_x + noise
 
 
+# Dynamo keeps its compiled graphs per code object: every learner, shape family and grad mode of
+# `_grads` (and of `_sample_step`) shares one list, 8 long by default; a run with several learners
+# (benchmarks/compiled.py, the tests) needs more.
+for _name in ("recompile_limit", "cache_size_limit"):
+    if hasattr(torch._dynamo.config, _name):
+        setattr(torch._dynamo.config, _name, max(64, getattr(torch._dynamo.config, _name)))
+
+
 @functools.lru_cache(maxsize=None)
 def train_grads(depth: int, layer_norm: bool, act: str, keys: tuple[str, ...]):
-    """The compiled `_grads` for one network structure: f(p, x, emb, eps) -> grads."""
-    fn = functools.partial(_grads, depth, layer_norm, act, keys)
-    return torch.compile(fn, fullgraph=True)
+    """The compiled `_grads` for one network structure: f(p, x, emb, eps) -> grads, always run
+    without autograd (the backward is written out; one grad mode, one graph)."""
+    fn = torch.compile(functools.partial(_grads, depth, layer_norm, act, keys), fullgraph=True)
+
+    def grads(*args):
+        with torch.no_grad():
+            return fn(*args)
+    return grads
 
 
 @functools.lru_cache(maxsize=None)
 def sample_step(depth: int, layer_norm: bool, act: str):
     """The compiled `_sample_step` for one network structure:
     f(S, guided, p, x, emb, omega, c_eps, c_x, noise) -> x_{t-1}."""
-    fn = functools.partial(_sample_step, depth, layer_norm, act)
-    return torch.compile(fn, fullgraph=True)
+    fn = torch.compile(functools.partial(_sample_step, depth, layer_norm, act), fullgraph=True)
+
+    def step(*args):
+        with torch.no_grad():
+            return fn(*args)
+    return step
 
 
 def check(device: torch.device) -> None:
