@@ -17,7 +17,7 @@ TIME_EMBEDDINGS = ("scaled", "raw", "sinusoidal")
 ACTIVATION_NAMES = ("relu", "silu", "gelu", "tanh")   # toy.ddpm.ACTIVATIONS
 VARIANCES = ("beta", "posterior")
 LR_SCHEDULES = ("linear", "constant")
-KERNEL_MODES = ("auto", "fused", "torch")     # toy.fused: $MADLAB_KERNELS
+KERNEL_MODES = ("auto", "fused", "torch", "compile")  # toy.fused: $MADLAB_KERNELS; compile: toy.compiled
 FINETUNE_STARTS = ("restart", "continue")      # how the SIMS auxiliary fine-tune starts
 
 # The named learners and the knobs each presets (a knob left at None takes its learner's value;
@@ -129,7 +129,8 @@ class DDPMConfig:
                                       # fused on CPU, 16 seeds with torch ops on CPU, all on GPU)
     sample_rows: int | None = None    # speed only: seeds x points per sampling block (None: 4096
                                       # fused / 1024 torch ops on CPU, all on GPU)
-    kernels: str | None = None        # speed only: auto | fused | torch (None: $MADLAB_KERNELS, else auto)
+    kernels: str | None = None        # speed only: auto | fused | torch | compile (None: $MADLAB_KERNELS,
+                                      # else auto; compile: torch.compile, opt-in, toy/compiled.py)
 
     def validate(self) -> "DDPMConfig":
         """Fill the knobs left at None from the learner (and guide_t_max from T), then check

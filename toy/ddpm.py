@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from loops.rng import StreamKeys
-from toy import fused
+from toy import compiled, fused
 from toy.config import REFERENCE_LEARNERS, DDPMConfig  # `from toy.ddpm import DDPMConfig` works
 from toy.params import AdamState, TrainedParams, adam_state
 from toy.schedules import alpha_bar, betas_from_alpha_bar
@@ -79,11 +79,18 @@ class ToyDDPM:
         fusable = on_cpu and c.activation == "relu" and c.width <= fused.MAX_WIDTH
         if c.kernels == "fused" and not fusable:
             raise ValueError("kernels='fused' needs the CPU and the relu activation")
-        self.fused = fusable and fused.kernels(c.kernels) is not None
+        # opt-in torch.compile of the step and the sampler step (toy/compiled.py)
+        self.compiled = (c.kernels or fused.mode()) == "compile"
+        if self.compiled:
+            compiled.check(self.device)
+        self.fused = not self.compiled and fusable and fused.kernels(c.kernels) is not None
         # blocks sized for a CPU core's cache (measured: docs/performance.md); a GPU wants one
         # big block. None: decided per training call from the batch size (fused: ~10000 rows).
         self.seed_block = c.seed_block or (None if self.fused else 16 if on_cpu else 1 << 30)
-        self.sample_rows = c.sample_rows or (1 << 22 if not on_cpu else 4096 if self.fused else 1024)
+        # compile: big blocks too, so that each compiled call's fixed cost (guards, wrapper;
+        # ~0.1 ms) spreads over more rows
+        self.sample_rows = c.sample_rows or (1 << 22 if not on_cpu else
+                                             4096 if self.fused or self.compiled else 1024)
 
     @property
     def kernels(self) -> "fused.Kernels":
@@ -465,6 +472,9 @@ class ToyDDPM:
             backward = lambda *a: self._backward_fused(*a, ws)  # noqa: E731
         else:
             forward, backward = self._forward, self._backward
+        if self.compiled:
+            layout = tuple(key for key, _, _, _ in self._layout())
+            grads_of = compiled.train_grads(c.depth, c.layer_norm, c.activation, layout)
         step = 0
         for chunk_start in range(0, n_epochs, RANDOM_CHUNK):
             chunk = min(RANDOM_CHUNK, n_epochs - chunk_start)
@@ -486,9 +496,15 @@ class ToyDDPM:
                         b = k * batch
                         xt, emb = xt_all[s0:s1, b:b + batch], emb_all[s0:s1, b:b + batch]
                         eps = eps_all[s0:s1, b:b + batch]
-                        pred, saved = forward(p, xt, emb, keep=True)
-                        dout = pred.sub_(eps).mul_(2.0 / (eps.shape[1] * d))
-                        backward(p, g, xt, emb, saved, dout)
+                        if self.compiled:
+                            # contiguous: the noise is a strided view whose strides follow the epoch chunk,
+                            # and a new stride would recompile
+                            torch._foreach_copy_([g[k] for k in layout],
+                                                 grads_of(p, xt, emb, eps.contiguous()))
+                        else:
+                            pred, saved = forward(p, xt, emb, keep=True)
+                            dout = pred.sub_(eps).mul_(2.0 / (eps.shape[1] * d))
+                            backward(p, g, xt, emb, saved, dout)
                         s = step + k  # steps already taken: lr decays linearly after each one
                         lr = fixed_lr if fixed_lr is not None else self._lr(s, total_steps)
                         self._adam(flat, gflat, m, v, step_t.fill_(step0 + s + 1), lr)
@@ -515,6 +531,20 @@ class ToyDDPM:
         if omega is None:
             return out
         return (1 + omega) * out[:S] - omega * out[S:]
+
+    def _compiled_step(self, p: Params, xb: torch.Tensor, z: torch.Tensor, t: int, S: int,
+                       guided: bool, omega: float) -> None:
+        """One ancestral step of a block in place through toy/compiled.py (kernels='compile'):
+        the same update as `sample`'s, the coefficients as tensors so that t does not recompile."""
+        c = self.config
+        if not guided:
+            p = {k: v[:S] for k, v in p.items()}
+        emb = self.embed(torch.full((p["in.b"].shape[0], 1), t, device=self.device))
+        beta, ab = self.betas[t], self.alpha_bar[t]
+        sigma = self.sigmas[t] if t > 1 else torch.zeros((), device=self.device)
+        step = compiled.sample_step(c.depth, c.layer_norm, c.activation)
+        xb.copy_(step(S, guided, p, xb, emb, torch.tensor(omega, device=self.device),
+                      beta / (1 - ab).sqrt(), 1 / (1 - beta).sqrt(), sigma * z))
 
     @torch.no_grad()
     def sample(self, model: Params, n: int, keys: StreamKeys, *,
@@ -551,6 +581,10 @@ class ToyDDPM:
                             xb.copy_(z[s0:s1, 0, q0:q0 + P])
                             continue
                         t = c.T + 1 - i
+                        if self.compiled:
+                            self._compiled_step(p, xb, z[s0:s1, j, q0:q0 + P], t, s1 - s0,
+                                                guided and c.guide_t_min <= t <= c.guide_t_max, omega)
+                            continue
                         if not guided or c.guide_t_min <= t <= c.guide_t_max:
                             eps = self._eps_block(p, xb, t, s1 - s0, omega if guided else None, ws)
                         else:  # outside the guidance interval: the block's models only

@@ -141,9 +141,10 @@ def mode() -> str:
 
 
 def kernels(requested: str | None = None) -> Kernels | None:
-    """The loaded kernels, or None when torch ops are requested or no C compiler works."""
+    """The loaded kernels, or None when torch ops (or torch.compile) are requested or no C
+    compiler works."""
     wanted = requested or mode()
-    if wanted == "torch":
+    if wanted in ("torch", "compile"):
         return None
     if "lib" not in _LIB:
         try:
