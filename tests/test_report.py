@@ -285,3 +285,12 @@ def test_the_outlier_share_gets_columns_a_table_and_a_panel(tmp_path, capsys):
     # a table without outlier rows (older runs, --no-tails) has neither
     plain = analyse(pd.read_parquet(SWEEP / "results.parquet"), start=START, n_boot=20)
     assert plain.outliers is None and "outlier_first" not in plain.conv.columns
+
+
+def test_the_dry_run_names_the_learner_every_configuration_shares():
+    from madlab import presets
+    from madlab.commands.sweep import fixed_options
+
+    paper = fixed_options(presets.load("figure5-paper").tasks())
+    assert paper["learner"] == "toy-diffusion" and "n_synth" not in paper and "omega" not in paper
+    assert "learner" not in fixed_options(presets.load("figure5-sound").tasks())   # run's default

@@ -175,6 +175,26 @@ def report_outcome(out: Path, counts: dict, total: int) -> None:
         raise typer.Exit(1)
 
 
+def fixed_options(tasks) -> dict:
+    """The options every task shares that are not at madlab run's default (the learner, the loop,
+    the sizes...), by flat name: what the plan's per-configuration rows do not show."""
+    from madlab.config import option_spec
+
+    if not tasks:
+        return {}
+    out = {}
+    for key, value in tasks[0].config.items():
+        if key in tasks[0].point or key in ("seeds", "first_seed"):
+            continue
+        try:
+            spec = option_spec(key)
+        except ValueError:
+            continue
+        if spec.identity and value != spec.default and all(t.config.get(key) == value for t in tasks):
+            out[key] = ",".join(value) if isinstance(value, list) else value
+    return out
+
+
 def print_plan(plan, jobs: Optional[int], bare: bool) -> None:
     """--dry-run: one row per configuration (its seed chunks are its tasks), then the totals."""
     from rich.markup import escape
@@ -197,6 +217,9 @@ def print_plan(plan, jobs: Optional[int], bare: bool) -> None:
                       str(first.config["gens"]), f"{plan.seed_generations(mine):,}",
                       str(sum(plan.states.get(t.id) == "done" for t in mine)), estimate)
     Console(width=max(Console().width, 110)).print(table)
+    fixed = fixed_options(plan.tasks)
+    if fixed:
+        print("every configuration, beyond madlab run's defaults: " + " ".join(f"{k}={v}" for k, v in fixed.items()))
     if bare:
         print("no grid given: madlab run's default configuration as a sweep")
     print(plan.line(jobs))
