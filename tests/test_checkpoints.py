@@ -185,12 +185,31 @@ def test_status_and_report_show_the_finished_generations_of_an_unfinished_task(t
     with pytest.raises(SystemExit) as exit_:
         main(["report", str(tmp_path), "--boot", "20", "--out", str(tmp_path / "report")])
     assert exit_.value.code == 0
-    assert "reading the rows on disk: 1 finished task and 5 finished generations of 1 unfinished task" \
-        in " ".join(capsys.readouterr().err.split())
+    err = " ".join(capsys.readouterr().err.split())
+    assert "reading the rows on disk: 1 finished task and 5 finished generations of 1 unfinished task" in err
+    # the unfinished configuration is left out, so its 5 generations do not set the window for both
+    assert "left out 1 unfinished configuration (omega=1.0): reporting the 1 finished ones" in err
     table = pd.read_csv(tmp_path / "report" / "configurations.csv")
-    assert sorted(table["last_generation"]) == [5, 8]
+    assert sorted(table["last_generation"]) == [8] and list(table["omega"]) == [0.0]
     # finishing the task later gives the same rows as never stopping
     frame, _ = compute_task(tasks[1], out=tmp_path)
     record(tmp_path, tasks[1], frame, None)
     assert not store.TaskCheckpoint(tmp_path, tasks[1].id).folder.exists()
     pd.testing.assert_frame_equal(canonical(frame), canonical(run_config(tasks[1].run_config())), check_exact=True)
+
+
+def test_a_report_before_any_configuration_finishes_reads_every_unfinished_one(tmp_path, capsys):
+    from madlab.cli import main
+
+    s = SweepSpec(name="p", base={**GAUSS, "gens": 8}, grid={"omega": [0.0, 1.0]})
+    tasks = open_sweep(tmp_path, s, s.tasks())
+    for task, stop in zip(tasks, (6, 5)):
+        with pytest.raises(Stop):
+            run_config(task.run_config(), stop_after(stop, 3), store.TaskCheckpoint(tmp_path, task.id))
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(tmp_path), "--boot", "20", "--out", str(tmp_path / "report")])
+    assert exit_.value.code == 0
+    assert "no configuration has finished yet: reporting the 2 unfinished ones" \
+        in " ".join(capsys.readouterr().err.split())
+    table = pd.read_csv(tmp_path / "report" / "configurations.csv")
+    assert sorted(table["last_generation"]) == [5, 6]

@@ -45,9 +45,11 @@ def load(directory: Path):
         from madlab.sweep import load_tasks
         from madlab.store import partial_rows
 
-        frame, what = partial_rows(directory, [t.id for t in load_tasks(directory)[1]])
+        tasks_ = load_tasks(directory)[1]
+        frame, what = partial_rows(directory, [t.id for t in tasks_])
         if frame is not None:
             stderr.print(f"{directory}: {RESULTS} is not up to date; reading the rows on disk: {what}")
+            frame = finished_configurations(frame, tasks_)
     tasks = sorted((directory / "tasks").glob("*.parquet")) if frame is None and not path.exists() else []
     if frame is None and not path.exists() and not tasks:
         raise ConfigError(f"{directory} holds no {RESULTS}; run `madlab run --out {directory}` or "
@@ -67,6 +69,31 @@ def load(directory: Path):
         raise ConfigError(f"{path} is not a madlab results table (it lacks the column(s) "
                           f"{', '.join(missing)}); give a run or sweep directory that madlab wrote")
     return frame
+
+
+def finished_configurations(frame, tasks):
+    """The rows of the configurations whose every task has all its rows, when there is at least one
+    such (a sweep being extended: an unfinished configuration's few generations would otherwise set
+    the convergence window for all); else every row. Says on stderr what it left out."""
+    from madlab.sweep import expected_rows
+
+    expected: dict[str, int] = {}
+    labels: dict[str, str] = {}
+    for task in tasks:
+        expected[task.run] = expected.get(task.run, 0) + expected_rows(task)
+        labels[task.run] = " ".join(f"{k}={v}" for k, v in task.point.items()) or task.run
+    have = frame.groupby("run").size()
+    finished = [run for run, n in expected.items() if have.get(run, 0) >= n]
+    unfinished = [run for run in expected if run not in finished and have.get(run, 0) > 0]
+    if not unfinished:
+        return frame
+    if not finished:
+        stderr.print(f"no configuration has finished yet: reporting the {len(unfinished)} unfinished ones "
+                     f"on the generations they have")
+        return frame
+    stderr.print(f"left out {len(unfinished)} unfinished configuration{'s' * (len(unfinished) != 1)} "
+                 f"({', '.join(labels[r] for r in unfinished)}): reporting the {len(finished)} finished ones")
+    return frame[frame["run"].isin(finished)].reset_index(drop=True)
 
 
 RESULT_COLUMNS = ("run", "seed", "generation", "metric", "value", "n_synth", "omega")   # what analyse reads
@@ -239,7 +266,9 @@ def print_summary(r) -> None:
         spread = r.threshold_spread(key)
         console.print(escape(f"prophylactic threshold (best ratio ≤ 1 + {r.tolerance:g}) by the {s}: "
                              f"{r.threshold_text(key)}{in_paper}{f' ({spread})' if spread else ''}; "
-                             f"by the {o}: {r.threshold_text(key, o)}"))
+                             f"by the {o}: {r.threshold_text(key, o)}. The threshold reads the best "
+                             f"ratio itself, as one reads the paper's Figure 5; the status words read "
+                             f"its band (prevented: the band reaches 1 + {r.tolerance:g})"))
         if r.companions:
             print_compare(console, r, key)
     if r.outliers is not None:
