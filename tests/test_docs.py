@@ -39,3 +39,7 @@ def test_readme_test_command_is_what_ci_runs():
     assert ci[-1] == "python -m pytest -q"
     assert any(block.strip() == ci[-1] for block in blocks), "README has no block running exactly the CI test command"
 
+
+
+def test_readme_fits_a_newcomer():
+    assert len((ROOT / "README.md").read_bytes()) <= 20_000
