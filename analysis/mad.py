@@ -295,7 +295,9 @@ def classify(ratio: float, lo: float, drift: float, standard_ratio: float = np.n
 def _with_status(rows: list[dict], keys: list[str], tolerance: float,
                  drift_tolerance: float) -> list[dict]:
     """Each row's <stat>_status (classify), comparing SIMS rows with the omega = 0 row that agrees
-    with them in every config column `keys` but omega."""
+    with them in every config column `keys` but omega; and <prefix>ratio_standard_first, its
+    limit over that row's first (E[dist(G^inf)] against the standard model's E[dist(G^1)]: where
+    SIMS ends up against the base it started from, not against its own self-improved G^1)."""
     keys = [k for k in keys if k != "omega"]
     standard = {}
     for row in rows:
@@ -306,6 +308,9 @@ def _with_status(rows: list[dict], keys: list[str], tolerance: float,
         is_standard = np.isclose(float(row.get("omega", 0.0)), 0.0)
         for stat in STATISTICS:
             pre = PREFIX[stat]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                row[f"{pre}ratio_standard_first"] = (row[f"{pre}limit"] / ref[f"{pre}first"]
+                                                     if ref is not None else np.nan)
             row[f"{stat}_status"] = classify(
                 row[f"{pre}ratio"], row[f"{pre}ratio_lo"], row[f"{pre}drift"],
                 ref[f"{pre}ratio"] if ref is not None else np.nan, is_standard,
@@ -321,8 +326,10 @@ def convergence_table(frame: pd.DataFrame, metric: str = "w2", start: int = PAPE
     first = E[dist(G^1)] (first_lo, first_hi: normal band), limit = mean of m_t over t = start..T,
     ratio = limit / first (ratio_lo, ratio_hi: bootstrap band), drift, mean_status; the same with
     the median over seeds M_t: median_first, median_limit, median_ratio (median_ratio_lo,
-    median_ratio_hi), median_drift, median_status; statistic (the one asked for) and status
-    (MAD / mitigated / prevented by that statistic; `classify`)."""
+    median_ratio_hi), median_drift, median_status; ratio_standard_first and
+    median_ratio_standard_first (limit over the omega = 0 configuration's first, no band;
+    `_with_status`); statistic (the one asked for) and status (MAD / mitigated / prevented by that
+    statistic; `classify`)."""
     check_statistic(statistic)
     if tolerance < 0 or drift_tolerance < 0:
         raise ValueError("tolerances must be non-negative")

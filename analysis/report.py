@@ -122,7 +122,8 @@ class Report:
     def compare(self, key: dict) -> pd.DataFrame:
         """Per |D_s| of family `key`, by the mean over seeds, for this metric and each companion:
         the standard (omega = 0) ratio [band] and status, the best omega's ratio [band] and
-        status; and the paper's numbers where the family is in its setting."""
+        status and its limit against the standard model's G^1 (`best vs standard G1`); and the
+        paper's numbers where the family is in its setting."""
         reports = {self.metric: self, **(self.companions or {})}
         out = None
         for metric, r in reports.items():
@@ -137,6 +138,9 @@ class Report:
             part[f"{metric} best"] = [f"{r_:.3f} [{lo:.3f}, {hi:.3f}]" for r_, lo, hi in
                                       zip(best["mean_best_ratio"], best["mean_best_lo"], best["mean_best_hi"])]
             part[f"{metric} best status"] = best["mean_best_status"].to_numpy()
+            at_best = conv.set_index(["n_synth", "omega"])["ratio_standard_first"]
+            part[f"{metric} best vs standard G1"] = [at_best.get((x, o), np.nan) for x, o in
+                                                     zip(n, best["mean_best_omega"])]
             out = part if out is None else out.merge(part, on="n_synth", how="outer")
         if self.in_paper_setting(key):
             out["paper standard"] = [PAPER_STANDARD.get(int(x), np.nan) for x in out["n_synth"]]

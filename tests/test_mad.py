@@ -278,3 +278,17 @@ def test_threshold_distribution_is_certain_without_seed_noise_and_splits_with_it
     noisy = mad.threshold_distribution(table(curves, offsets=np.array([-0.2, -0.1, 0.1, 0.2])))
     assert noisy["share"].sum() == pytest.approx(1.0)
     assert set(noisy["value"].dropna()) <= {125.0, 250.0} and len(noisy) >= 2
+
+
+def test_sims_against_the_standard_models_first_generation():
+    """ratio_standard_first = the SIMS configuration's limit over the omega = 0 configuration's
+    E[dist(G^1)] of the same |D_s|: a SIMS arm that self-improves G^1 from 2.0 to 0.5 and ends at
+    0.6 has ratio 1.2 against its own G^1 and 0.3 against the standard model's."""
+    frame = table({(250, 0.0): flat(1.5, first=2.0), (250, 3.0): flat(1.2, first=0.5),
+                   (500, 3.0): flat(1.2, first=0.5)})
+    conv = mad.convergence_table(frame, start=20).set_index(["n_synth", "omega"])
+    assert conv.loc[(250, 3.0), "ratio"] == pytest.approx(1.2)
+    assert conv.loc[(250, 3.0), "ratio_standard_first"] == pytest.approx(0.3)
+    assert conv.loc[(250, 0.0), "ratio_standard_first"] == pytest.approx(1.5)   # its own ratio
+    assert conv.loc[(250, 3.0), "median_ratio_standard_first"] == pytest.approx(0.3)
+    assert np.isnan(conv.loc[(500, 3.0), "ratio_standard_first"])               # no standard run at 500
