@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from madlab.backends import BACKENDS
 from madlab.config import ConfigError, RunConfig
 
 SAMPLES = "samples"       # OUT/samples
@@ -144,7 +145,8 @@ def load(directory: Path, seed: int, generation: int, run: str | None = None
     run_id, options, config = choose(directory, seed, run)
     if not 1 <= generation <= options["gens"]:
         raise ConfigError(f"generation must lie in 1..{options['gens']}, got {generation}")
-    if options.get("backend") == "edm":
+    backend = BACKENDS.get(options.get("backend"))
+    if backend is not None and not backend.toy:
         raise ConfigError("madlab samples draws vector samples: toy backends only")
     samples_dir = config.get("samples_dir") or ""
     if not config.get("save_samples") or not samples_dir:
