@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -14,7 +17,7 @@ from analysis.tails import tail_metrics
 from loops import Loop, SeedStreams, make_algorithm
 from madlab.backends import BACKENDS
 from madlab.config import ConfigError, RunConfig
-from madlab.samples import sample_saver
+from madlab.samples import choose, sample_file, sample_saver
 from toy import fused
 from toy.targets import make_target
 
@@ -163,3 +166,19 @@ def run_config(cfg: RunConfig, progress: Progress | None = None,
     frame.attrs["seconds"] = time.perf_counter() - started
     return frame
 
+
+def regenerate_samples(directory: Path, seed: int, generation: int, run: str | None = None
+                       ) -> tuple[np.ndarray, str, dict]:
+    """Recompute `seed`'s evaluation samples at `generation` in the run or sweep `directory`
+    (`madlab samples --regenerate`): its configuration, that seed alone, generations
+    1..`generation`, equal to the run's bit for bit on the same machine (madlab.samples)."""
+    run_id, options, _ = choose(directory, seed, run)
+    if not 1 <= generation <= options["gens"]:
+        raise ConfigError(f"generation must lie in 1..{options['gens']}, got {generation}")
+    cfg = RunConfig.from_flat({**options, "seeds": 1, "first_seed": seed, "gens": generation,
+                               "save_samples": True, "samples_dir": "", "seed_chunk": 1})
+    with tempfile.TemporaryDirectory(prefix="madlab-samples-") as tmp:
+        cfg.evaluation.samples_dir = tmp
+        run_config(cfg.validate())
+        with np.load(sample_file(tmp, cfg, [seed], generation)) as data:
+            return data["samples"][0], run_id, options
