@@ -46,6 +46,7 @@ from loops.config import AlgoConfig, LoopConfig
 from loops.options import (ConfigError, Spec, check, check_unique, coerce, get_path, lookup,
                            nested, non_negative, option, positive, require, set_path, specs)
 from madlab.backends import BACKENDS, TOY_BACKENDS, backend_help
+from madlab.limits import check_limits
 from toy.config import TARGET_NAMES, DDPMConfig
 
 __all__ = ["BACKENDS", "ConfigError", "EvalConfig", "OPTIONS", "RunConfig", "option_spec"]
@@ -174,7 +175,6 @@ class RunConfig(_RunBackends):
         self.loop.validate()
         self.algo.validate()
         self.evaluation.validate()
-        from madlab.limits import check_limits
         check_limits(self)              # bounded work, before anything is built (issue 25)
         backend = BACKENDS[self.backend]
         getattr(self, backend.options).validate()   # the other backends' are unused
