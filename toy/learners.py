@@ -4,7 +4,7 @@ guides by default, which code runs it, and what it is for.
 Every reader of a learner reads it here: `DDPMConfig.validate` fills the knobs, `--learner`'s help
 is `learner_help()`, `toy.reference.learner` builds the autograd reference from it,
 `madlab.backends` picks the fast path or the reference, and docs/learners.md is written from it
-(`python -m madlab.learner_docs`; tests/test_learners.py checks it is current). A new learner is
+(`python docs/make_learners.py`; tests/test_learners.py checks it is current). A new learner is
 one more record in `LEARNERS`.
 
 Torch-free (the CLI reads it at start-up).
@@ -65,7 +65,8 @@ LEARNERS: dict[str, Learner] = {learner.name: learner for learner in [
         use="at generation 1: W2 0.28 (p_r's own sampling floor: 0.26); beyond Mahalanobis radius "
             "5, 1–3 of 1.024 M samples (p_r's own: 3.8), also under SIMS at ω = 3; in the flagship "
             "loop (ω = 3, 12 generations, 64 seeds) 0.7x p_r's own share; far-field ε 0.80–0.97 "
-            "of the exact ε; Figure 5 (32 seeds × 40 generations): no MAD, SIMS nothing to remove. "
+            "of the exact ε; Figure 5 (32 seeds × 40 generations, [figure5.md](figure5.md)): no MAD, "
+            "SIMS nothing to remove. "
             "Torch ops, about 1.3x `resmlp-sin`'s CPU time",
         T=40, depth=2, time_embedding="sinusoidal", layer_norm=False, activation="silu", lr=3e-3,
         lr_schedule="linear",

@@ -40,7 +40,7 @@ def main(root: str) -> None:
         k, total = int(counts.sum()), len(counts) * n
         lo, hi = poisson_band(k)
         learner = d.learner.iloc[0] if "learner" in d else d.backend.iloc[0]
-        if "activation" in d and d.activation.iloc[0] != LEARNERS[learner].activation:
+        if "activation" in d and d.activation.iloc[0] != LEARNERS[learner]["activation"]:
             learner += f" with {d.activation.iloc[0]}"
         guide = f"{d.guide_t_min.iloc[0]}..{d.guide_t_max.iloc[0]}" if "guide_t_max" in d else ""
         print(f"| {path.parent.name} | {learner} | {d.omega.iloc[0]:g} | {guide} | {dist} {v.mean():.3f} / "
