@@ -1,12 +1,12 @@
 """The backends (`--backend`), one record each: its options, how to build it, what it measures,
 its cost model and what else it needs of a run.
 
-    --backend  options: RunConfig field and class        p_r                  builds
-    toy-ddpm   toy_ddpm  toy.config.DDPMConfig           a toy target         toy.ddpm.ToyDDPM (toy.reference for
-                                                                              learners the fast path lacks)
-    gaussian   gaussian  toy.config.GaussianFitConfig    a toy target         toy.gaussian_fit.GaussianFit
-    edm        edm       madlab.edm.config.EDMConfig     images (--dataset)   madlab.edm.backend.EDMBackend
-    kde        kde       toy.config.KDEConfig            a toy target         toy.kde.KDE
+    --backend  options (RunConfig field: class)       p_r                 builds
+    toy-ddpm   toy_ddpm: toy.config.DDPMConfig         a toy target        toy.ddpm.ToyDDPM (toy.reference
+                                                                           for learners it lacks)
+    gaussian   gaussian: toy.config.GaussianFitConfig  a toy target        toy.gaussian_fit.GaussianFit
+    edm        edm: madlab.edm.config.EDMConfig        images (--dataset)  madlab.edm.backend.EDMBackend
+    kde        kde: toy.config.KDEConfig               a toy target        toy.kde.KDE
 
 madlab.config nests each record's options in RunConfig (dotted paths `toy_ddpm.width`, active only
 under their --backend) and runs its checks; madlab.runner builds it and its p_r; madlab.plan
@@ -41,11 +41,14 @@ class BackendSpec:
     options: str                  # RunConfig's field holding its options
     config: type                  # their dataclass (its PANEL is their --help group)
     help: str                     # its words in --backend's help
-    build: Callable[[Any, tuple[int, ...]], Any]   # (validated RunConfig, one point's shape) -> its loops.protocol.Backend
+    # (validated RunConfig, one point's shape) -> its loops.protocol.Backend
+    build: Callable[[Any, tuple[int, ...]], Any]
     work: Work                    # cost model, for madlab.plan
     metrics: tuple[str, ...]      # what --metric accepts; the first is the default
-    target: Callable[[Any], Any] | None = None   # its p_r from the RunConfig (None: the toy target --target names)
-    check: Callable[[Any], None] | None = None    # what else it needs of a RunConfig (ConfigError), after the common checks
+    # its p_r from the RunConfig (None: the toy target --target names)
+    target: Callable[[Any], Any] | None = None
+    # what else it needs of a RunConfig (ConfigError), after the common checks
+    check: Callable[[Any], None] | None = None
     warm_probe: bool = False      # madlab.plan's probe times generation 2 alone (set-up dwarfs a generation)
 
     @property

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from loops.options import check, label, non_negative, option, positive, require
 from toy.learners import DEFAULT_LEARNER, LEARNERS, learner_help
-from toy.learners import REFERENCE_LEARNERS, learner_default  # noqa: F401 (read here by toy.ddpm and the experiments)
+from toy.learners import REFERENCE_LEARNERS, learner_default  # noqa: F401 (toy.ddpm, experiments)
 
 TARGET_NAMES = ("gaussian2d", "mixture2d")     # toy.targets.TARGETS builds them
 SCHEDULES = ("cosine", "linear")               # toy.schedules.alpha_bar

@@ -65,9 +65,8 @@ LEARNERS: dict[str, Learner] = {learner.name: learner for learner in [
         use="at generation 1: W2 0.28 (p_r's own sampling floor: 0.26); beyond Mahalanobis radius "
             "5, 1–3 of 1.024 M samples (p_r's own: 3.8), also under SIMS at ω = 3; in the flagship "
             "loop (ω = 3, 12 generations, 64 seeds) 0.7x p_r's own share; far-field ε 0.80–0.97 "
-            "of the exact ε; Figure 5 (32 seeds × 40 generations, [figure5.md](figure5.md)): no MAD, "
-            "SIMS nothing to remove. "
-            "Torch ops, about 1.3x `resmlp-sin`'s CPU time",
+            "of the exact ε; Figure 5 (32 seeds × 40 generations, [figure5.md](figure5.md)): no "
+            "MAD, SIMS nothing to remove. Torch ops, about 1.3x `resmlp-sin`'s CPU time",
         T=40, depth=2, time_embedding="sinusoidal", layer_norm=False, activation="silu", lr=3e-3,
         lr_schedule="linear",
         # the last quarter: the widest interval screened (t <= T, T/2, T/4) whose guided tail at
@@ -100,10 +99,10 @@ LEARNERS: dict[str, Learner] = {learner.name: learner for learner in [
                 "Adam 1e-3 constant; the notebook's data standardisation is --standardize; "
                 "autograd; the paper's setting",
         about="the learner the SIMS paper cites, albarji/toy-diffusion: Linear(3, 64) → 4 × "
-              "[Linear, ReLU] → Linear(64, 2) on [x, raw integer t], data in order (toy/reference.py "
-              "gives every detail of the notebook). The "
-              "notebook also standardises its data (one scalar mean and std over all coordinates); "
-              "madlab does that with `--standardize` (off by default: the recipe ablation, "
+              "[Linear, ReLU] → Linear(64, 2) on [x, raw integer t], data in order "
+              "(toy/reference.py gives every detail of the notebook). The notebook also "
+              "standardises its data (one scalar mean and std over all coordinates); madlab does "
+              "that with `--standardize` (off by default: the recipe ablation, "
               "[studies/fig5-paper-recipe](studies/fig5-paper-recipe/README.md), chose raw data and "
               "training from scratch as the paper's setting)",
         use="**the paper's setting** (`figure5-quick`, `figure5-paper`): ~4–5 % of its samples "
