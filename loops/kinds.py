@@ -45,6 +45,20 @@ def training_set(kind: str, generation: int, real: torch.Tensor,
     return subsample(pool, real.shape[1], keys)
 
 
+def training_set_size(kind: str, generation: int, n_real: int, n_synth: int) -> int:
+    """|D^t|: the points per seed that `training_set` returns for `generation` t (1-based), with
+    |D_r| = n_real and |D_s| = n_synth (what madlab.plan's cost model counts)."""
+    if kind not in LOOP_KINDS:
+        raise ValueError(f"unknown loop kind {kind!r}; choose one of {', '.join(LOOP_KINDS)}")
+    if generation == 1 or kind == "accumulate-subsample":
+        return n_real
+    if kind == "fully-synthetic":
+        return n_synth
+    if kind == "accumulate":
+        return n_real + (generation - 1) * n_synth
+    return n_real + n_synth                     # augment, fresh
+
+
 def subsample(pool: torch.Tensor, n: int, keys: StreamKeys) -> torch.Tensor:
     """n of pool's points [N, M, ...] per seed, uniformly without replacement (a random
     permutation's first n from seed k's uniform stream), in the pool's order."""

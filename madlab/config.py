@@ -6,8 +6,8 @@
       seeds, first_seed, backend, target
       toy_ddpm    DDPMConfig         toy/config.py         T, schedule, width, depth, ... (--backend toy-ddpm)
       gaussian    GaussianFitConfig  toy/config.py         estimator, sampling_bias   (--backend gaussian)
-      kde         KDEConfig          toy/config.py         bandwidth, kde_h           (--backend kde)
       edm         EDMConfig          madlab/edm/config.py  dataset, edm_net, edm_lr, ... (--backend edm)
+      kde         KDEConfig          toy/config.py         bandwidth, kde_h           (--backend kde)
       evaluation  EvalConfig         here                  metric, tails, n_eval, save_samples, samples_dir
       device, seed_chunk
 
@@ -15,6 +15,8 @@ Each option is declared once, in its component's dataclass (`loops.options.optio
 **flat name** (the flag without dashes: `omega`, `n_synth`, `width`, `edm_lr`): the key in sweep
 files and the results column. Its dotted path (`toy_ddpm.width`) is accepted as an alias.
 `config.json` and every results row carry the run's options and the active backend's only.
+The backends' sub-configs (toy_ddpm ... kde) and what each backend needs of a run come from their
+records in `madlab.backends`.
 
 The stable API (tests, notebooks, scripts):
 
@@ -36,20 +38,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Any, ClassVar, Mapping
 
-from analysis.metrics import IMAGE_METRICS, VECTOR_METRICS, recorded
+from analysis.metrics import recorded
 from loops.config import AlgoConfig, LoopConfig
 from loops.options import (ConfigError, Spec, check, check_unique, coerce, get_path, lookup,
                            nested, non_negative, option, positive, require, set_path, specs)
-from madlab.edm.config import EDMConfig
-from toy.config import TARGET_NAMES, DDPMConfig, GaussianFitConfig, KDEConfig
+from madlab.backends import BACKENDS, TOY_BACKENDS, backend_help
+from madlab.limits import check_limits
+from toy.config import TARGET_NAMES, DDPMConfig
 
 __all__ = ["BACKENDS", "ConfigError", "EvalConfig", "OPTIONS", "RunConfig", "option_spec"]
 
-BACKENDS = ("toy-ddpm", "gaussian", "edm", "kde")
-BACKEND_FIELDS = {"toy-ddpm": "toy_ddpm", "gaussian": "gaussian", "edm": "edm", "kde": "kde"}
 LOOP_PANEL = "Loop"
 SEED_LIMIT = 2 ** 63     # seeds are hashed as unsigned 64-bit integers (loops/rng.py), kept signed-safe
 EVAL_PANEL = "Evaluation and output"
@@ -61,7 +62,8 @@ class EvalConfig:
 
     PANEL: ClassVar[str] = EVAL_PANEL
 
-    metric: list[str] = option(default_factory=list, choices=tuple(dict.fromkeys(VECTOR_METRICS + IMAGE_METRICS)), help=(
+    metric: list[str] = option(default_factory=list, choices=tuple(dict.fromkeys(
+        m for spec in BACKENDS.values() for m in spec.metrics)), help=(
         "dist(G^t, p_r), one or several comma-separated: w2 / w1 (exact OT against n-eval fresh "
         "real points), fd (Frechet distance to the true mean and covariance), fid (--backend edm: "
         "Frechet distance of features to the whole data set's). Empty: w2, or fid for --backend edm. "
@@ -93,31 +95,40 @@ def recorded_metrics(backend: str, metric, tails: bool) -> list[str]:
     """The metrics a run of `backend` records, one results row each per seed and generation: the
     chosen distances and, on vector data with `tails`, their tail diagnostics. Plain values, so a
     sweep can count a task's rows from its flat config without building a RunConfig."""
-    return list(metric) if backend == "edm" else recorded(metric, tails)
+    spec = BACKENDS.get(backend)
+    return list(metric) if spec is not None and not spec.toy else recorded(metric, tails)
 
 
 @dataclass
-class RunConfig:
-    """One run: a loop, an algorithm, a backend, an evaluation, and how many seeds."""
-
-    PANEL: ClassVar[str] = LOOP_PANEL
+class _RunHead:
+    """RunConfig's options before the backends' (a dataclass keeps its fields in order: the order
+    of --help, config.json and the results columns)."""
 
     loop: LoopConfig = nested(LoopConfig)
     seeds: int = option(16, help="Independent runs, trained together as one tensor.")
     first_seed: int = option(0, help=(
         "Seeds are FIRST_SEED .. FIRST_SEED+SEEDS-1; seed k's numbers do not depend on the others."))
-    backend: str = option("toy-ddpm", choices=BACKENDS, help=(
-        "Model family: toy-ddpm (vectorized DDPM), gaussian (closed-form fit, classic MAD "
-        "analytics), edm (image diffusion, Karras et al. 2022, on --dataset) or kde (Gaussian "
-        "kernel density estimator; --algo standard only)."))
-    target: str = option("gaussian2d", choices=TARGET_NAMES, branch=("toy-ddpm", "gaussian", "kde"), help=(
+    backend: str = option("toy-ddpm", choices=tuple(BACKENDS), help=backend_help())   # madlab.backends
+    target: str = option("gaussian2d", choices=TARGET_NAMES, branch=TOY_BACKENDS, help=(
         "p_r of the toy backends: gaussian2d = N(0, [[2,1],[1,2]]) as in the paper; mixture2d = "
         "two modes at (±3, 0)."))
     algo: AlgoConfig = nested(AlgoConfig)
-    toy_ddpm: DDPMConfig = nested(DDPMConfig, branch="toy-ddpm")
-    gaussian: GaussianFitConfig = nested(GaussianFitConfig, branch="gaussian")
-    edm: EDMConfig = nested(EDMConfig, branch="edm")
-    kde: KDEConfig = nested(KDEConfig, branch="kde")
+
+
+# then one sub-config per backend, from its record (madlab.backends), its options active only under
+# its --backend: toy_ddpm: DDPMConfig, gaussian: GaussianFitConfig, edm: EDMConfig, kde: KDEConfig
+_RunBackends = make_dataclass(
+    "_RunBackends", [(spec.options, spec.config, nested(spec.config, branch=name))
+                     for name, spec in BACKENDS.items()],
+    bases=(_RunHead,), namespace={"__module__": __name__})
+
+
+@dataclass
+class RunConfig(_RunBackends):
+    """One run: a loop, an algorithm, a backend, an evaluation, and how many seeds."""
+
+    PANEL: ClassVar[str] = LOOP_PANEL
+
     evaluation: EvalConfig = nested(EvalConfig)
     device: str = option("cpu", identity=False, panel=EVAL_PANEL, help="cpu, cuda or cuda:N.")
     seed_chunk: int = option(1024, identity=False, panel=EVAL_PANEL, help=(
@@ -164,32 +175,19 @@ class RunConfig:
         self.loop.validate()
         self.algo.validate()
         self.evaluation.validate()
-        from madlab.limits import check_limits
         check_limits(self)              # bounded work, before anything is built (issue 25)
-        getattr(self, BACKEND_FIELDS[self.backend]).validate()   # the other backends' are unused
-        if self.backend == "gaussian":   # a covariance needs two points: D^1 = D_r, and SIMS's S
-            require(self.loop.n_real >= 2, f"--backend gaussian fits a covariance: n-real must be at "
-                                           f"least 2, got {self.loop.n_real}")
-            require(self.algo.name == "standard" or self.algo.n_aux >= 2,
-                    f"--backend gaussian fits a covariance: n-aux must be at least 2, got {self.algo.n_aux}")
-        require(self.backend != "kde" or self.algo.name == "standard",
-                f"--backend kde supports --algo standard only, not {self.algo.name}: a KDE's parameters "
-                "are its data points, which the auxiliary fit does not share (no Eq. 6), and the guided "
-                "density of two KDEs has no exact sampler (no Eq. 5)")
-        if self.backend == "kde" and self.kde.bandwidth != "fixed":
-            require(min(self.loop.n_real, self.loop.n_synth) >= 2, "--backend kde with a bandwidth rule "
-                    "needs a covariance: n-real and n-synth must be at least 2")
+        backend = BACKENDS[self.backend]
+        getattr(self, backend.options).validate()   # the other backends' are unused
         ev = self.evaluation
         if not ev.metric:
-            ev.metric = ["fid"] if self.backend == "edm" else ["w2"]
-        allowed = IMAGE_METRICS if self.backend == "edm" else VECTOR_METRICS
+            ev.metric = [backend.metrics[0]]
         for m in ev.metric:
-            require(m in allowed, f"unknown metric {m!r} for backend {self.backend}; choose one of "
-                                  f"{', '.join(allowed)}")
+            require(m in backend.metrics, f"unknown metric {m!r} for backend {self.backend}; choose "
+                                          f"one of {', '.join(backend.metrics)}")
         require(ev.n_eval >= 2 or not {"fd", "fd_inlier"} & set(ev.metric), "fd needs n-eval >= 2")
-        if self.backend == "edm":
-            self.edm.check_data(ev.metric)
-            require(not ev.save_samples, "--save-samples keeps vector samples: toy backends only")
+        if backend.check is not None:
+            backend.check(self)
+        require(backend.toy or not ev.save_samples, "--save-samples keeps vector samples: toy backends only")
         if self.device.startswith("cuda"):
             import torch
             require(torch.cuda.is_available(),
@@ -244,7 +242,7 @@ class RunConfig:
 
     def backend_config(self, backend: str | None = None):
         """The config of `backend` (default: the active one), with the run's device filled in."""
-        part = getattr(self, BACKEND_FIELDS[backend or self.backend])
+        part = getattr(self, BACKENDS[backend or self.backend].options)
         if any(f.name == "device" for f in dataclasses.fields(part)):
             part = dataclasses.replace(part, device=self.device)
         return part

@@ -4,7 +4,7 @@ paper's Figure 5: 100 generations, 100 epochs, 50 aux-epochs, |D_r| = 1000) and 
 a workstation can hold or finish; a value above one is a typo (1e308) or a unit slip."""
 from __future__ import annotations
 
-from madlab.config import ConfigError
+from loops.options import ConfigError
 
 MAX_GENS = 100_000            # generations T: the rows and curves of one seed stay small
 MAX_EPOCHS = 1_000_000        # epochs per generation, and SIMS's aux-epochs (budget B)

@@ -3,8 +3,9 @@ estimated cost from a measured cost per seed-generation.
 
 The estimate is seconds per unit of work x the work left, where a configuration's work per
 seed-generation (`work`) is a rough model of what it computes (training rows x epochs, sampled
-rows x steps, exact OT on n_eval points), so one measurement per backend scales to every
-configuration of a grid. The seconds per unit of work come from, in this order:
+rows x steps, exact OT on n_eval points: each backend's cost model, madlab.backends), so one
+measurement per backend scales to every configuration of a grid. The seconds per unit of work
+come from, in this order:
 
 1. the finished tasks already in the directory: their timing columns (wall seconds of training,
    sampling and evaluation per generation, measured where they ran);
@@ -13,7 +14,8 @@ configuration of a grid. The seconds per unit of work come from, in this order:
    the work left is at least PROBE_MIN seed-generations, so the probe stays a small share). A
    Gaussian-fit generation costs far less than building the run and the first calls (about 0.3 s
    against 3.7 s for a cold first generation at the defaults), so its probe runs two generations
-   and times the second alone (WARM_PROBE; the cold one made estimates ~10-40x too high).
+   and times the second alone (its record's warm_probe; the cold one made estimates ~10-40x too
+   high).
 
 It stays an estimate: seeds trained together in one tensor cost less per seed than a probe's lone
 seed (large chunks run faster than estimated), and a shared machine's load changes the rate.
@@ -25,48 +27,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loops.kinds import training_set_size
 from madlab import store
+from madlab.backends import BACKENDS
 
 PROBE_MIN = 20          # seed-generations left below which no probe runs (it would cost a large share)
-WARM_PROBE = ("gaussian",)   # backends whose probe times generation 2 alone (set-up dominates generation 1)
-OT_UNITS = 2000         # work units per (n_eval)^2 of exact OT (w1/w2), against the DDPM's row units
 
 
 def work(options: dict[str, Any], generations: int | None = None) -> float:
     """Relative work of one seed-generation of a configuration (flat options), averaged over its
-    first `generations` generations (default: all). Units are comparable within one backend only."""
+    first `generations` generations (default: all): its backend's cost model (madlab.backends) at
+    the mean |D^t| (loops.kinds) and the point pairs of exact OT (w1/w2 on n_eval points). Units
+    are comparable within one backend only."""
     o = options
     gens = generations or o["gens"]
-    kind, n_real, n_synth = o["loop"], o["n_real"], o["n_synth"]
-    sizes = []                                   # |D^t| for t = 1..gens
-    for t in range(1, gens + 1):
-        if t == 1:
-            sizes.append(n_real)
-        elif kind == "fully-synthetic":
-            sizes.append(n_synth)
-        elif kind == "accumulate":
-            sizes.append(n_real + (t - 1) * n_synth)
-        elif kind == "accumulate-subsample":
-            sizes.append(n_real)
-        else:
-            sizes.append(n_real + n_synth)
-    data = sum(sizes) / len(sizes)
-    sims = o["algo"] != "standard"
-    metrics = o.get("metric") or []
-    ot = OT_UNITS * o["n_eval"] ** 2 * sum(m in ("w1", "w2") for m in metrics)
-    if o["backend"] == "toy-ddpm":
-        row = o["width"] ** 2 * 2 * max(o["depth"], 1) + 4 * o["width"]        # multiply-adds per row
-        train = 3 * (o["epochs"] * data + (o["aux_epochs"] * o["n_aux"] if sims else 0))
-        guided = 2 if sims and o["omega"] != 0 else 1
-        sample = o["T"] * ((o["n_aux"] if sims else 0) + guided * (n_synth + o["n_eval"]))
-        return row * (train + sample) + ot
-    if o["backend"] == "edm":
-        images = (o["epochs"] * 1000 if o.get("edm_budget") == "kimg" else o["epochs"] * data)
-        aux = (o["aux_epochs"] * (1000 if o.get("edm_budget") == "kimg" else o["n_aux"])) if sims else 0
-        guided = 2 if sims and o["omega"] != 0 else 1
-        sample = 2 * o["edm_steps"] * ((o["n_aux"] if sims else 0) + guided * (n_synth + o["n_eval"]))
-        return 3 * (images + aux) + sample + ot / OT_UNITS
-    return data + n_synth + (o["n_aux"] if sims else 0) + o["n_eval"] + ot / OT_UNITS   # gaussian: closed form
+    sizes = [training_set_size(o["loop"], t, o["n_real"], o["n_synth"]) for t in range(1, gens + 1)]
+    pairs = o["n_eval"] ** 2 * sum(m in ("w1", "w2") for m in o.get("metric") or [])
+    return BACKENDS[o["backend"]].work(o, sum(sizes) / len(sizes), pairs)
 
 
 @dataclass
@@ -177,7 +154,7 @@ def probe_rates(tasks, threads: int) -> tuple[dict[str, float], str, float]:
         if threads:
             torch.set_num_threads(threads)
         for backend, task in heaviest.items():
-            warm = backend in WARM_PROBE
+            warm = BACKENDS[backend].warm_probe
             config = {**task.config, "seeds": 1, "gens": 2 if warm else 1}
             cfg = RunConfig.from_flat(config).validate()
             start = time.perf_counter()

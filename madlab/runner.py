@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -12,13 +15,10 @@ from analysis.distances import NEEDS_REAL_SAMPLE, ot_solver, per_seed
 from analysis.metrics import TAIL_METRICS
 from analysis.tails import tail_metrics
 from loops import Loop, SeedStreams, make_algorithm
+from madlab.backends import BACKENDS
 from madlab.config import ConfigError, RunConfig
-from madlab.samples import sample_saver
+from madlab.samples import choose, sample_file, sample_saver
 from toy import fused
-from toy.config import REFERENCE_LEARNERS
-from toy.ddpm import ToyDDPM
-from toy.gaussian_fit import GaussianFit
-from toy.standardize import Standardized
 from toy.targets import make_target
 
 if TYPE_CHECKING:
@@ -29,32 +29,15 @@ Progress = Callable[[int, int], None]
 
 
 def build_backend(cfg: RunConfig, event_shape: tuple[int, ...]):
-    """The backend of `cfg` for data of one point's shape `event_shape`."""
-    if cfg.backend == "edm":
-        from madlab.edm.backend import EDMBackend
-        return EDMBackend(cfg.backend_config(), event_shape)
-    if cfg.backend == "toy-ddpm":
-        ddpm = cfg.ddpm()
-        if ddpm.learner in REFERENCE_LEARNERS:   # toy-diffusion: the autograd reference
-            from toy.reference import ReferenceDDPM, reference_config
-            backend = ReferenceDDPM(reference_config(ddpm), dim=event_shape[0])
-        else:
-            backend = ToyDDPM(ddpm, dim=event_shape[0])
-        return Standardized(backend) if ddpm.standardize else backend
-    if cfg.backend == "gaussian":
-        fit = cfg.gaussian
-        return GaussianFit(estimator=fit.estimator, bias=fit.sampling_bias, device=cfg.device)
-    if cfg.backend == "kde":
-        from toy.kde import KDE
-        return KDE(bandwidth=cfg.kde.bandwidth, h=cfg.kde.kde_h, device=cfg.device)
-    raise ValueError(f"unknown backend {cfg.backend!r}")
+    """The backend of `cfg` for data of one point's shape `event_shape` (its record's builder,
+    madlab.backends)."""
+    return BACKENDS[cfg.backend].build(cfg, event_shape)
 
 
 def build_target(cfg: RunConfig):
-    if cfg.backend == "edm":
-        from madlab.edm.data import ImageTarget, load_images_cached
-        return ImageTarget(load_images_cached(cfg.edm.dataset))
-    return make_target(cfg.target)
+    """p_r: the toy target --target names, or the backend's own (the edm backend's images)."""
+    own = BACKENDS[cfg.backend].target
+    return make_target(cfg.target) if own is None else own(cfg)
 
 
 def build_loop(cfg: RunConfig) -> Loop:
@@ -182,3 +165,20 @@ def run_config(cfg: RunConfig, progress: Progress | None = None,
     frame = pd.concat(frames, ignore_index=True)
     frame.attrs["seconds"] = time.perf_counter() - started
     return frame
+
+
+def regenerate_samples(directory: Path, seed: int, generation: int, run: str | None = None
+                       ) -> tuple[np.ndarray, str, dict]:
+    """Recompute `seed`'s evaluation samples at `generation` in the run or sweep `directory`
+    (`madlab samples --regenerate`): its configuration, that seed alone, generations
+    1..`generation`, equal to the run's bit for bit on the same machine (madlab.samples)."""
+    run_id, options, _ = choose(directory, seed, run)
+    if not 1 <= generation <= options["gens"]:
+        raise ConfigError(f"generation must lie in 1..{options['gens']}, got {generation}")
+    cfg = RunConfig.from_flat({**options, "seeds": 1, "first_seed": seed, "gens": generation,
+                               "save_samples": True, "samples_dir": "", "seed_chunk": 1})
+    with tempfile.TemporaryDirectory(prefix="madlab-samples-") as tmp:
+        cfg.evaluation.samples_dir = tmp
+        run_config(cfg.validate())
+        with np.load(sample_file(tmp, cfg, [seed], generation)) as data:
+            return data["samples"][0], run_id, options

@@ -11,23 +11,23 @@ dist(G^t, p_r) was measured on) are written per seed chunk and generation:
 SAMPLES_DIR is the `samples_dir` option: `madlab run` and `madlab sweep` set it to OUT/samples,
 recorded relative to OUT (`samples`) so that a copied or moved run folder keeps its samples;
 a task resolves it against the directory it runs for (`resolve`), so any worker that can write
-the results can write the samples. A --samples-dir outside OUT is recorded absolute. The configuration key hashes the options that change the
-numbers except the seeds (`config_key`), so every seed chunk of one configuration finds the same
-folder. A run without saved samples can regenerate one seed's samples: `regenerate` reruns that
-seed alone up to the generation (seed k's numbers do not depend on the seeds beside it; alone
-they agree bit for bit on the same machine and build, as tests/test_reproducibility.py and
-tests/test_samples.py check).
+the results can write the samples. A --samples-dir outside OUT is recorded absolute. The
+configuration key hashes the options that change the numbers except the seeds (`config_key`), so
+every seed chunk of one configuration finds the same folder. A run without saved samples can
+regenerate one seed's samples: `madlab.runner.regenerate_samples` reruns that seed alone up to the
+generation (seed k's numbers do not depend on the seeds beside it; alone they agree bit for bit on
+the same machine and build, as tests/test_reproducibility.py and tests/test_samples.py check).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from madlab.backends import BACKENDS
 from madlab.config import ConfigError, RunConfig
 
 SAMPLES = "samples"       # OUT/samples
@@ -144,7 +144,8 @@ def load(directory: Path, seed: int, generation: int, run: str | None = None
     run_id, options, config = choose(directory, seed, run)
     if not 1 <= generation <= options["gens"]:
         raise ConfigError(f"generation must lie in 1..{options['gens']}, got {generation}")
-    if options.get("backend") == "edm":
+    backend = BACKENDS.get(options.get("backend"))
+    if backend is not None and not backend.toy:
         raise ConfigError("madlab samples draws vector samples: toy backends only")
     samples_dir = config.get("samples_dir") or ""
     if not config.get("save_samples") or not samples_dir:
@@ -168,21 +169,3 @@ def load(directory: Path, seed: int, generation: int, run: str | None = None
         text = " ".join(str(err).split()) or type(err).__name__
         raise ConfigError(f"{path} does not hold the saved samples of seed {seed} ({text}); add "
                           "--regenerate to recompute them") from None
-
-
-def regenerate(directory: Path, seed: int, generation: int, run: str | None = None
-               ) -> tuple[np.ndarray, str, dict]:
-    """Recompute `seed`'s samples at `generation`: its configuration, that seed alone, generations
-    1..`generation` (equal to the run's, bit for bit on the same machine; module docstring)."""
-    from madlab.runner import run_config
-
-    run_id, options, _ = choose(directory, seed, run)
-    if not 1 <= generation <= options["gens"]:
-        raise ConfigError(f"generation must lie in 1..{options['gens']}, got {generation}")
-    cfg = RunConfig.from_flat({**options, "seeds": 1, "first_seed": seed, "gens": generation,
-                               "save_samples": True, "samples_dir": "", "seed_chunk": 1})
-    with tempfile.TemporaryDirectory(prefix="madlab-samples-") as tmp:
-        cfg.evaluation.samples_dir = tmp
-        run_config(cfg.validate())
-        with np.load(sample_file(tmp, cfg, [seed], generation)) as data:
-            return data["samples"][0], run_id, options

@@ -102,6 +102,25 @@ def test_backend_configs_get_the_runs_device():
     assert cfg.backend_config("edm").device == "cpu"
 
 
+def test_each_backend_record_brings_its_options_help_and_metrics():
+    """madlab.backends: one record per backend gives RunConfig its sub-config (options active only
+    under that --backend), --backend's choices and help, and the metrics --metric accepts."""
+    import dataclasses
+
+    from madlab.backends import BACKENDS
+
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    assert option_spec("backend").choices == tuple(BACKENDS)
+    for name, spec in BACKENDS.items():
+        assert isinstance(getattr(RunConfig(), spec.options), spec.config)
+        assert fields[spec.options].metadata["branch"] == (name,)
+        assert f"{name} ({spec.help})" in option_spec("backend").help
+        assert set(spec.metrics) <= set(option_spec("metric").choices)
+        cfg = RunConfig.from_flat(backend=name, algo="standard")
+        assert (name in option_spec("target").branch) == spec.toy == ("target" in cfg.flat())
+        assert cfg.validate().evaluation.metric == [spec.metrics[0]]     # the first is the default
+
+
 def test_component_names_match_the_code_that_implements_them():
     import torch  # noqa: F401 - the implementations
 

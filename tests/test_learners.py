@@ -5,7 +5,6 @@ empty guidance interval is standard sampling."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,13 +12,13 @@ import torch
 
 from loops.options import ConfigError
 from loops.rng import SeedStreams
-from madlab.config import RunConfig
+from madlab.config import RunConfig, option_spec
 from madlab.runner import build_backend, run_config
-from toy.config import GUIDED_SHARE, LEARNERS, DDPMConfig
+from toy.config import DDPMConfig
 from toy.ddpm import ToyDDPM
+from toy.learners import LEARNERS
 from toy.params import TrainedParams
-from toy.reference import LEARNERS as REFERENCE_LEARNERS
-from toy.reference import ReferenceDDPM, reference_config
+from toy.reference import ReferenceDDPM, learner, reference_config
 from toy.targets import paper_gaussian
 
 TINY = dict(gens=3, n_real=64, n_synth=16, n_aux=64, n_eval=64, epochs=2, aux_epochs=1,
@@ -73,10 +72,29 @@ def test_the_learner_presets_its_knobs_and_explicit_knobs_override():
 @pytest.mark.parametrize("name", list(LEARNERS))
 def test_each_learner_is_the_reference_learner_of_that_name(name):
     ours = reference_config(DDPMConfig(learner=name))
-    # the reference tables keep the screen's whole chain (None: T); the product's default interval
-    # is the learner's share of the chain (toy.config.GUIDED_SHARE)
-    assert ours == replace(REFERENCE_LEARNERS[name], guidance_to=ours.guidance_to)
-    assert ours.guidance_to == round(GUIDED_SHARE[name] * ours.T)
+    # the named reference learners keep the screen's whole chain (None: T); the product's default
+    # interval is the learner's share of the chain (toy.learners: guided_share)
+    assert ours == learner(name, guidance_to=ours.guidance_to)
+    assert ours.guidance_to == round(LEARNERS[name].guided_share * ours.T)
+
+
+def test_the_learner_help_and_docs_are_written_from_the_records():
+    """--learner's help lists every learner with its summary, and docs/learners.md is what
+    `python docs/make_learners.py` writes now (run it after changing a record)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "docs" / "make_learners.py"
+    spec = importlib.util.spec_from_file_location("make_learners", path)
+    make_learners = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_learners)
+    page = make_learners.render()
+    option = option_spec("learner")
+    assert option.choices == tuple(LEARNERS)
+    for name, record in LEARNERS.items():
+        assert f"{name} ({record.summary}" in option.help
+        assert f"| `{name}`" in page
+    assert make_learners.PAGE.read_text() == page, "docs/learners.md is out of date: run python docs/make_learners.py"
 
 
 @pytest.mark.parametrize("flat, says", [
@@ -252,7 +270,7 @@ def test_toy_diffusion_through_madlab_run_gives_the_references_generation_one(tm
     assert set(frame["generation"]) == {1, 2} and (frame["learner"] == "toy-diffusion").all()
     ours = frame[(frame["generation"] == 1) & (frame["metric"] == "w2")].sort_values("seed")["value"].to_numpy()
 
-    ref = ReferenceDDPM(replace(REFERENCE_LEARNERS["toy-diffusion"], T=8))
+    ref = ReferenceDDPM(learner("toy-diffusion", T=8))
     target = paper_gaussian()
     s = SeedStreams([40, 41])
     real = target.sample(64, s.keys("real", 1))

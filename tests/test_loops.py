@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from loops import Loop, SeedStreams, make_algorithm
-from loops.kinds import training_set
+from loops.config import LOOP_KINDS
+from loops.kinds import training_set, training_set_size
 from toy.gaussian_fit import GaussianFit
 from toy.targets import paper_gaussian
 
@@ -73,6 +74,14 @@ def test_fully_synthetic_trains_on_the_previous_synthetic_set_only():
         assert torch.equal(data[t - 1], synthetic[t - 2])
 
 
+@pytest.mark.parametrize("kind", LOOP_KINDS)
+def test_training_set_size_is_the_size_the_loop_trains_on(kind):
+    """|D^t| as madlab.plan counts it is the size of the set every generation trains on."""
+    _, _, records = run(kind)
+    assert [r.train_size for r in records] == [training_set_size(kind, t, N_REAL, N_SYNTH)
+                                               for t in range(1, GENS + 1)]
+
+
 def test_unknown_kind_and_bad_sizes_are_refused():
     with pytest.raises(ValueError, match="unknown loop kind"):
         Loop("sideways", make_algorithm("standard"), GaussianFit(), paper_gaussian(), 10, 10, 2, 10)
@@ -82,3 +91,5 @@ def test_unknown_kind_and_bad_sizes_are_refused():
         make_algorithm("magic")
     with pytest.raises(ValueError, match="unknown loop kind"):
         training_set("sideways", 2, torch.zeros(1, 2, 2), [torch.zeros(1, 2, 2)])
+    with pytest.raises(ValueError, match="unknown loop kind"):
+        training_set_size("sideways", 2, 10, 10)

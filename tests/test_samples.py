@@ -12,6 +12,7 @@ from analysis.tails import mahalanobis_radius, outlier_share
 from madlab import samples as saved
 from madlab.cli import main
 from madlab.config import ConfigError, RunConfig
+from madlab.runner import regenerate_samples
 from toy.targets import paper_gaussian
 
 # the closed-form Gaussian fit sampling N(mu, 4 Sigma): about 4 % of its samples lie beyond
@@ -80,7 +81,7 @@ def test_madlab_samples_draws_a_png_and_says_what_is_far(saved_run, tmp_path, ca
 
 def test_regenerating_one_seed_gives_the_saved_samples(saved_run):
     x, run, _ = saved.load(saved_run, 7, 3)
-    again, run_again, _ = saved.regenerate(saved_run, 7, 3)
+    again, run_again, _ = regenerate_samples(saved_run, 7, 3)
     assert run_again == run
     np.testing.assert_array_equal(again, x)      # bit for bit: a seed alone = the seed beside others
 

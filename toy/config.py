@@ -1,4 +1,5 @@
-"""Options of the toy world: the targets' names, the toy DDPM's and the Gaussian fit's options.
+"""Options of the toy world: the targets' names, the toy DDPM's and the Gaussian fit's options
+(the named learners the toy DDPM presets from are toy.learners).
 
 Torch-free (the CLI reads it at start-up); the code they configure is in `toy.targets`,
 `toy.ddpm` and `toy.gaussian_fit`.
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from loops.options import check, label, non_negative, option, positive, require
+from toy.learners import DEFAULT_LEARNER, LEARNERS, learner_help
+from toy.learners import REFERENCE_LEARNERS, learner_default  # noqa: F401 (toy.ddpm, experiments)
 
 TARGET_NAMES = ("gaussian2d", "mixture2d")     # toy.targets.TARGETS builds them
 SCHEDULES = ("cosine", "linear")               # toy.schedules.alpha_bar
@@ -20,44 +23,6 @@ LR_SCHEDULES = ("linear", "constant")
 KERNEL_MODES = ("auto", "fused", "torch", "compile")  # toy.fused: $MADLAB_KERNELS; compile: toy.compiled
 FINETUNE_STARTS = ("restart", "continue")      # how the SIMS auxiliary fine-tune starts
 
-# The named learners and the knobs each presets (a knob left at None takes its learner's value;
-# docs/calibration.md, "Learner screen"). toy.reference.LEARNERS holds the same learners as
-# reference configs (tests/test_reference.py checks that the two agree).
-DEFAULT_LEARNER = "resmlp-silu"
-LEARNERS = {
-    # the tail screen's winner (docs/calibration.md, "Tail screen at a million samples"):
-    # resmlp-sin with SiLU, whose far-field eps is nearer the exact one; at generation 1 its
-    # share of samples beyond radius 5 is p_r's own, also under SIMS guidance at omega = 3
-    "resmlp-silu": dict(T=40, depth=2, time_embedding="sinusoidal", layer_norm=False,
-                        activation="silu", lr=3e-3, lr_schedule="linear"),
-    # the first screen's winner (the default before the tail screen): residual ReLU MLP
-    # without LayerNorm, sinusoidal time input
-    "resmlp-sin": dict(T=40, depth=2, time_embedding="sinusoidal", layer_norm=False,
-                       activation="relu", lr=3e-3, lr_schedule="linear"),
-    # madlab 0.1's learner: residual MLP with LayerNorm, time input t / T
-    "resmlp-ln": dict(T=40, depth=2, time_embedding="scaled", layer_norm=True, activation="relu",
-                      lr=3e-3, lr_schedule="linear"),
-    # the SIMS paper's cited learner (albarji/toy-diffusion), a plain 4 x 64 ReLU MLP on [x, t];
-    # run by toy.reference.ReferenceDDPM (its network, schedule and data order are not the fast
-    # path's)
-    "toy-diffusion": dict(T=39, depth=4, time_embedding="raw", layer_norm=False,
-                          activation="relu", lr=1e-3, lr_schedule="constant"),
-}
-REFERENCE_LEARNERS = ("toy-diffusion",)        # learners that madlab.runner runs on toy.reference
-# The share of the reverse chain (its low-noise end, t <= share * T) on which SIMS guides by
-# default, chosen at generation 1. resmlp-silu: the last quarter, the widest of the intervals
-# screened (t <= T, T/2, T/4) whose guided tail at omega = 3 stays within 2x of p_r's own
-# (docs/calibration.md, "Tail screen at a million samples": 1 and 3 of 1.024 M samples beyond
-# radius 5 on two seed sets, against 15 and 20 on t <= T/2); its W2 and fd are the better too.
-# resmlp-sin: the late half ("SIMS knobs": omega = 3 gives W2 0.33 against 0.46 on the whole
-# chain). The paper's appendix A finds the early, high-noise steps the least needed. The other
-# learners keep the whole chain (madlab 0.1's behaviour; the paper's default interval).
-GUIDED_SHARE = {"resmlp-silu": 0.25, "resmlp-sin": 0.5, "resmlp-ln": 1.0, "toy-diffusion": 1.0}
-
-
-def learner_default(name: str, learner: str = DEFAULT_LEARNER):
-    """Knob `name`'s value under `learner` (e.g. the default learner's lr, for the experiments)."""
-    return LEARNERS[learner][name]
 ESTIMATORS = ("mle", "unbiased")               # toy.gaussian_fit
 BANDWIDTHS = ("scott", "silverman", "fixed")   # toy.kde
 
@@ -71,16 +36,7 @@ class DDPMConfig:
 
     PANEL: ClassVar[str] = "Toy DDPM (--backend toy-ddpm)"
 
-    learner: str = option(DEFAULT_LEARNER, choices=tuple(LEARNERS), help=(
-        "The noise predictor and its recipe: resmlp-silu (residual SiLU MLP, no LayerNorm, "
-        "sinusoidal time input; the default), resmlp-sin (the same with ReLU, the default before "
-        "the tail screen; fused CPU kernels, faster), resmlp-ln (madlab 0.1's: LayerNorm, time "
-        "input t/T), "
-        "toy-diffusion (the paper's cited learner, albarji/toy-diffusion: plain 4 x 64 MLP, raw "
-        "t, T=39, Adam 1e-3 constant; the notebook's data standardisation is --standardize; "
-        "autograd; the paper's setting). It presets T, depth, "
-        "time-embedding, layer-norm, activation, lr and lr-schedule; giving one of them "
-        "overrides it."))
+    learner: str = option(DEFAULT_LEARNER, choices=tuple(LEARNERS), help=learner_help())   # toy.learners
     T: int = option(None, help="Diffusion steps [default: the learner's: 40; toy-diffusion 39].")
     schedule: str = option("cosine", choices=SCHEDULES, help="Noise schedule.")
     beta_start: float | None = None   # linear schedule only (None: Ho et al.'s, rescaled to T)
@@ -136,11 +92,12 @@ class DDPMConfig:
         """Fill the knobs left at None from the learner (and guide_t_max from T), then check
         every option; ConfigError (one line) for bad input. Resolved in place, so the run id
         hashes the values the run uses: --learner resmlp-ln equals its explicit knobs."""
-        for name, value in LEARNERS.get(self.learner, {}).items():
+        learner = LEARNERS.get(self.learner)       # an unknown name is refused by check() below
+        for name, value in (learner.knobs() if learner else {}).items():
             if getattr(self, name) is None:
                 setattr(self, name, value)
         if self.guide_t_max is None and isinstance(self.T, int):
-            self.guide_t_max = round(GUIDED_SHARE.get(self.learner, 1.0) * self.T)
+            self.guide_t_max = round((learner.guided_share if learner else 1.0) * self.T)
         for name in ("lr", "lr_end_factor"):   # before check(): its inf test reads the default
             value = getattr(self, name)
             require(not isinstance(value, float) or math.isfinite(value),
@@ -150,7 +107,7 @@ class DDPMConfig:
         non_negative(self, "depth", "lr_end_factor", "guide_t_max")
         require(self.guide_t_max <= self.T,
                 f"guide-t-max must be at most T = {self.T}, got {self.guide_t_max}")
-        if self.learner in REFERENCE_LEARNERS:
+        if learner and not learner.fast:          # runs on toy.reference
             require(not self.layer_norm, f"the {self.learner} learner is a plain MLP: it has no "
                                          "LayerNorm (drop --layer-norm)")
             require(self.variance == "beta", f"the {self.learner} learner samples with variance "

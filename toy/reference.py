@@ -17,25 +17,18 @@ DDPM (Ho et al. 2020): x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, the network pr
 beta_t. SIMS guidance (Eq. 5) mixes noise predictions, (1 + w) eps_base - w eps_aux, optionally
 only for t in a guidance interval (the paper's appendix A).
 
-Named learners (`LEARNERS`):
-  resmlp-ln      the toy DDPM of madlab <= e5eb300 (residual MLP, LayerNorm, t / T, lr 3e-3
-                 decaying linearly, full batch): toy.ddpm.DDPMConfig's defaults.
-  resmlp-sin     the same without LayerNorm and with a sinusoidal time input: the learner the
-                 first screen of docs/calibration.md ("Learner screen") recommended.
-  resmlp-silu    resmlp-sin with SiLU instead of ReLU: the product's default since the tail
-                 screen ("Tail screen at a million samples"), whose generation-1 tail is p_r's.
-  toy-diffusion  the learner the SIMS paper cites, albarji/toy-diffusion's swissRoll.ipynb: a
-                 40-step cosine schedule over t = 0..39 on the grid t / 40 (= T = 39 reverse steps
-                 on the grid t / (T + 1)), alpha-bar normalised by its t = 0 value, no beta clip;
-                 Linear(3, 64) -> 4 x [Linear(64, 64), ReLU] -> Linear(64, 2) with the raw integer
-                 t concatenated to x; eps-MSE with t uniform on 0..39; Adam 1e-3, constant (the
-                 notebook creates a LinearLR but never steps it); batch 2048 in data order; the
-                 DDPM sampler t = 39..1 adding sqrt(beta_t) noise for t > 1; PyTorch's default
-                 nn.Linear initialisation. The notebook also standardises its data set, x <- (x -
-                 x.mean()) / x.std() with two scalars: `--standardize` adds that around any learner
-                 (toy/standardize.py; per generation on D^t, samples mapped back). Nothing else
-                 the notebook does is missing; the Figure 5 recipe study chose it off
-                 (docs/studies/fig5-paper-recipe).
+Named learners: `learner(name)` is the record of that name in toy.learners (its knobs, and the
+fields below that only this file has). resmlp-ln's are ReferenceConfig's defaults. toy-diffusion
+is the learner the SIMS paper cites, albarji/toy-diffusion's swissRoll.ipynb: a 40-step cosine
+schedule over t = 0..39 on the grid t / 40 (= T = 39 reverse steps on the grid t / (T + 1)),
+alpha-bar normalised by its t = 0 value, no beta clip; Linear(3, 64) -> 4 x [Linear(64, 64),
+ReLU] -> Linear(64, 2) with the raw integer t concatenated to x; eps-MSE with t uniform on 0..39;
+Adam 1e-3, constant (the notebook creates a LinearLR but never steps it); batch 2048 in data
+order; the DDPM sampler t = 39..1 adding sqrt(beta_t) noise for t > 1; PyTorch's default
+nn.Linear initialisation. The notebook also standardises its data set, x <- (x - x.mean()) /
+x.std() with two scalars: `--standardize` adds that around any learner (toy/standardize.py; per
+generation on D^t, samples mapped back). Nothing else the notebook does is missing; the Figure 5
+recipe study chose it off (docs/studies/fig5-paper-recipe).
 """
 from __future__ import annotations
 
@@ -48,6 +41,7 @@ import torch.nn.functional as F
 
 from loops.rng import StreamKeys
 from toy.config import DDPMConfig
+from toy.learners import LEARNERS
 from toy.params import TrainedParams, adam_state
 from toy.schedules import SCHEDULES, alpha_bar, betas_from_alpha_bar
 
@@ -114,28 +108,21 @@ class ReferenceConfig:
         return asdict(self)
 
 
-LEARNERS: dict[str, ReferenceConfig] = {
-    "resmlp-ln": ReferenceConfig(),
-    "resmlp-sin": ReferenceConfig(layer_norm=False, time_input="sinusoidal"),
-    "resmlp-silu": ReferenceConfig(layer_norm=False, time_input="sinusoidal", activation="silu"),
-    "toy-diffusion": ReferenceConfig(
-        T=39, schedule="cosine", grid="T+1", max_beta=1.0, train_from_zero=True,
-        arch="mlp", width=64, depth=4, layer_norm=False, activation="relu", time_input="raw",
-        batch_size=2048, shuffle=False, lr=1e-3, lr_schedule="constant"),
-}
-
-
 def learner(name: str, **changes) -> ReferenceConfig:
-    """A named learner's configuration, with optional field changes."""
+    """A named learner's configuration (toy.learners.LEARNERS), with optional field changes."""
     try:
-        return replace(LEARNERS[name], **changes).validate()
+        spec = LEARNERS[name]
     except KeyError:
         raise ValueError(f"unknown learner {name!r}; choose one of {', '.join(LEARNERS)}") from None
+    named = ReferenceConfig(T=spec.T, depth=spec.depth, time_input=spec.time_embedding,
+                            layer_norm=spec.layer_norm, activation=spec.activation, lr=spec.lr,
+                            lr_schedule=spec.lr_schedule, **spec.reference_only)
+    return replace(named, **changes).validate()
 
 
 def reference_config(fast: DDPMConfig) -> ReferenceConfig:
     """The reference configuration of a `DDPMConfig` (validated: the learner's knobs resolved):
-    its learner's `LEARNERS` entry with the DDPM options applied. How madlab.runner runs the
+    its named learner (`learner`) with the DDPM options applied. How madlab.runner runs the
     toy-diffusion learner; for resmlp-* it is the fast path's model (tests/test_reference.py)."""
     fast = fast.validate()
     if fast.variance != "beta" or fast.beta_start is not None or fast.beta_end is not None:

@@ -33,12 +33,13 @@ def register(app: typer.Typer) -> None:
         from analysis.metrics import OUTLIER_RADIUS
         from analysis.tails import components, mahalanobis_radius, own_rate
         from madlab import samples as saved
+        from madlab.runner import regenerate_samples
         from toy.targets import make_target
 
         directory = Path(directory)
         if not directory.is_dir():
             raise ConfigError(f"{directory} is not a directory; give a run or sweep directory")
-        x, run_id, options = (saved.regenerate if regenerate else saved.load)(directory, seed, generation, run)
+        x, run_id, options = (regenerate_samples if regenerate else saved.load)(directory, seed, generation, run)
         target = make_target(options["target"])
         r = mahalanobis_radius(torch.from_numpy(x), target).numpy()
         far = ~(r <= OUTLIER_RADIUS)                           # non-finite samples count as far

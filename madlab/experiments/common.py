@@ -16,6 +16,7 @@ from analysis.distances import per_seed
 from madlab.config import ConfigError
 from madlab.experiments import SCALES  # noqa: F401 (smoke | quick | paper; the CLI lists them)
 from toy.ddpm import DDPMConfig, ToyDDPM
+from toy.learners import LEARNERS
 
 # progress(done, total, message): called after every unit of work
 Progress = Callable[[int, int, str], None]
@@ -110,8 +111,8 @@ def check_device(device: str) -> None:
         require(device in ("cpu", "mps"), f"unknown device {device!r}; use cpu, cuda or cuda:N")
 
 
-# toy.config.LEARNERS the experiments run (the fast path)
-FAST_LEARNERS = ("resmlp-silu", "resmlp-sin", "resmlp-ln")
+# the learners the experiments run: those on the fast path (toy.ddpm.ToyDDPM)
+FAST_LEARNERS = tuple(name for name, learner in LEARNERS.items() if learner.fast)
 
 
 def check_learner(learner: str) -> None:
