@@ -49,7 +49,6 @@ class BackendSpec:
     target: Callable[[Any], Any] | None = None
     # what else it needs of a RunConfig (ConfigError), after the common checks
     check: Callable[[Any], None] | None = None
-    warm_probe: bool = False      # madlab.plan's probe times generation 2 alone (set-up dwarfs a generation)
 
     @property
     def toy(self) -> bool:
@@ -159,7 +158,7 @@ BACKENDS: dict[str, BackendSpec] = {spec.name: spec for spec in [
     BackendSpec("toy-ddpm", "toy_ddpm", DDPMConfig, "vectorized DDPM", build_toy_ddpm, toy_ddpm_work,
                 VECTOR_METRICS),
     BackendSpec("gaussian", "gaussian", GaussianFitConfig, "closed-form fit, classic MAD analytics",
-                build_gaussian, points_work, VECTOR_METRICS, check=check_gaussian, warm_probe=True),
+                build_gaussian, points_work, VECTOR_METRICS, check=check_gaussian),
     BackendSpec("edm", "edm", EDMConfig, "image diffusion, Karras et al. 2022, on --dataset", build_edm,
                 edm_work, IMAGE_METRICS, target=image_target, check=check_edm),
     BackendSpec("kde", "kde", KDEConfig, "Gaussian kernel density estimator; --algo standard only",

@@ -9,16 +9,16 @@ come from, in this order:
 
 1. the finished tasks already in the directory: their timing columns (wall seconds of training,
    sampling and evaluation per generation, measured where they ran);
-2. a probe: one seed x one generation of the heaviest pending configuration of each backend, run
-   here in this process with the tasks' torch threads (only for the local executor, and only when
-   the work left is at least PROBE_MIN seed-generations, so the probe stays a small share). A
-   Gaussian-fit generation costs far less than building the run and the first calls (about 0.3 s
-   against 3.7 s for a cold first generation at the defaults), so its probe runs two generations
-   and times the second alone (its record's warm_probe; the cold one made estimates ~10-40x too
-   high).
+2. a probe: the first two generations of the heaviest pending task of each backend, with its
+   own seed chunk (up to PROBE_SEEDS seeds trained together, as the task will train them), run
+   here in this process with the tasks' torch threads; the second generation alone is timed, since
+   the first carries the set-up and the first calls (a cold first generation of the Gaussian fit
+   costs ~10x a warm one; a lone seed costs 2-3x a seed in a chunk of 8-16: both made the old
+   one-seed, one-generation probe's estimates 2-40x too high). It runs only for the local executor
+   and only when it costs at most PROBE_SHARE of the work left.
 
-It stays an estimate: seeds trained together in one tensor cost less per seed than a probe's lone
-seed (large chunks run faster than estimated), and a shared machine's load changes the rate.
+A resumed run or sweep counts only what is left: a task's generations already checkpointed on disk
+are neither counted nor estimated. It stays an estimate: a shared machine's load changes the rate.
 """
 from __future__ import annotations
 
@@ -31,17 +31,19 @@ from loops.kinds import training_set_size
 from madlab import store
 from madlab.backends import BACKENDS
 
-PROBE_MIN = 20          # seed-generations left below which no probe runs (it would cost a large share)
+PROBE_SEEDS = 16        # at most this many of a task's seeds in the probe (a chunk's per-seed cost)
+PROBE_GENERATIONS = 2   # the probe's generations; the last one alone is timed
+PROBE_SHARE = 0.1       # the probe runs only when it costs at most this share of the work left
 
 
-def work(options: dict[str, Any], generations: int | None = None) -> float:
+def work(options: dict[str, Any], generations: int | None = None, first: int = 1) -> float:
     """Relative work of one seed-generation of a configuration (flat options), averaged over its
-    first `generations` generations (default: all): its backend's cost model (madlab.backends) at
-    the mean |D^t| (loops.kinds) and the point pairs of exact OT (w1/w2 on n_eval points). Units
-    are comparable within one backend only."""
+    generations first..`generations` (default: 1..gens): its backend's cost model
+    (madlab.backends) at the mean |D^t| (loops.kinds) and the point pairs of exact OT (w1/w2 on
+    n_eval points). Units are comparable within one backend only."""
     o = options
     gens = generations or o["gens"]
-    sizes = [training_set_size(o["loop"], t, o["n_real"], o["n_synth"]) for t in range(1, gens + 1)]
+    sizes = [training_set_size(o["loop"], t, o["n_real"], o["n_synth"]) for t in range(first, gens + 1)]
     pairs = o["n_eval"] ** 2 * sum(m in ("w1", "w2") for m in o.get("metric") or [])
     return BACKENDS[o["backend"]].work(o, sum(sizes) / len(sizes), pairs)
 
@@ -55,6 +57,7 @@ class Plan:
     rates: dict[str, float] = field(default_factory=dict)   # backend -> seconds per work unit
     basis: str = ""                    # what the rates were measured from
     probe_seconds: float = 0.0
+    started: dict[str, int] = field(default_factory=dict)  # task id -> generations checkpointed on disk
 
     @property
     def configurations(self) -> list[str]:
@@ -63,15 +66,24 @@ class Plan:
     def todo(self) -> list:
         return [t for t in self.tasks if self.states.get(t.id) != "done"]
 
+    def left(self, task) -> int:
+        """Generations of `task` still to run (a done task: 0; checkpointed ones are not counted)."""
+        if self.states.get(task.id) == "done":
+            return 0
+        return task.config["gens"] - self.started.get(task.id, 0)
+
     def seed_generations(self, tasks=None) -> int:
-        return sum(t.config["seeds"] * t.config["gens"] for t in (self.tasks if tasks is None else tasks))
+        """Seed-generations still to run of `tasks` (default: every task)."""
+        return sum(t.config["seeds"] * self.left(t) for t in (self.tasks if tasks is None else tasks))
 
     def seconds(self, task) -> float | None:
-        """Estimated seconds of one task (None without a rate for its backend)."""
+        """Estimated seconds of what is left of one task (None without a rate for its backend)."""
         rate = self.rates.get(task.config["backend"])
-        if rate is None:
-            return None
-        return rate * work(task.config) * task.config["seeds"] * task.config["gens"]
+        left = self.left(task)
+        if rate is None or not left:
+            return None if rate is None else 0.0
+        gens = task.config["gens"]
+        return rate * work(task.config, gens, gens - left + 1) * task.config["seeds"] * left
 
     def total_seconds(self) -> float | None:
         times = [self.seconds(t) for t in self.todo()]
@@ -83,8 +95,11 @@ class Plan:
         chunks = n / max(runs, 1)
         shape = (f"{runs} configuration{'s' * (runs != 1)} x {chunks:g} seed chunk{'s' * (chunks != 1)}"
                  if chunks == int(chunks) else f"{runs} configurations in seed chunks")
+        resumed = sum(1 for t in self.todo() if self.started.get(t.id))
         text = (f"plan: {n} task{'s' * (n != 1)} ({shape}"
-                + (f"; {done} already done" if done else "") + f"), "
+                + (f"; {done} already done" if done else "")
+                + (f"; {resumed} resume{'s' * (resumed == 1)} from {'its' if resumed == 1 else 'their'} "
+                   f"checkpoint{'s' * (resumed != 1)}" if resumed else "") + f"), "
                 f"{self.seed_generations(self.todo()):,} seed-generations to run")
         return text + "; " + self.estimate_text(jobs)
 
@@ -134,28 +149,39 @@ def measured_rates(out: Path, tasks) -> tuple[dict[str, float], str]:
     return rates, (f"the timing of {used} finished task{'s' * (used != 1)} in {out}" if rates else "")
 
 
+def probe_size(task) -> int:
+    """Seed-generations a probe of `task` runs."""
+    return min(task.config["seeds"], PROBE_SEEDS) * min(task.config["gens"], PROBE_GENERATIONS)
+
+
+def heaviest(tasks) -> dict:
+    """Per backend, the pending task with the most work per seed-generation."""
+    out: dict[str, Any] = {}
+    for task in tasks:
+        backend = task.config["backend"]
+        if backend not in out or work(task.config) > work(out[backend].config):
+            out[backend] = task
+    return out
+
+
 def probe_rates(tasks, threads: int) -> tuple[dict[str, float], str, float]:
-    """Seconds per work unit per backend from one seed x one generation of each backend's
-    heaviest configuration among `tasks`, run in this process."""
+    """Seconds per work unit per backend from the first PROBE_GENERATIONS generations of each
+    backend's heaviest task among `tasks` with its own seed chunk (at most PROBE_SEEDS seeds), run
+    in this process; the last generation alone is timed (module docstring)."""
     import torch
 
     from madlab.config import RunConfig
     from madlab.runner import run_config
-    from madlab.sweep import Task
 
-    heaviest: dict[str, Task] = {}
-    for task in tasks:
-        backend = task.config["backend"]
-        if backend not in heaviest or work(task.config) > work(heaviest[backend].config):
-            heaviest[backend] = task
     rates, labels, spent = {}, [], 0.0
     previous = torch.get_num_threads()
     try:
         if threads:
             torch.set_num_threads(threads)
-        for backend, task in heaviest.items():
-            warm = BACKENDS[backend].warm_probe
-            config = {**task.config, "seeds": 1, "gens": 2 if warm else 1}
+        for backend, task in heaviest(tasks).items():
+            seeds = min(task.config["seeds"], PROBE_SEEDS)
+            gens = min(task.config["gens"], PROBE_GENERATIONS)
+            config = {**task.config, "seeds": seeds, "gens": gens}
             cfg = RunConfig.from_flat(config).validate()
             start = time.perf_counter()
             marks = [start]                        # when each generation ended
@@ -166,14 +192,13 @@ def probe_rates(tasks, threads: int) -> tuple[dict[str, float], str, float]:
                 continue
             spent += time.perf_counter() - start
             seconds = marks[-1] - marks[-2]        # the last generation alone
-            units = 2 * work(config, 2) - work(config, 1) if warm else work(config, 1)   # generation 2's
-            rates[backend] = seconds / units
+            rates[backend] = seconds / (work(config, gens, gens) * seeds)
             where = " ".join(f"{k}={v}" for k, v in task.point.items())
-            labels.append(f"{backend}{' ' + where if where else ''}: {seconds:.2f} s"
-                          + (" for its second generation" if warm else ""))
+            labels.append(f"{backend}{' ' + where if where else ''}: {seconds:.2f} s for generation "
+                          f"{gens} of {seeds} seed{'s' * (seeds != 1)}")
     finally:
         torch.set_num_threads(previous)
-    basis = "a probe of 1 seed x 1 generation here (" + "; ".join(labels) + "), scaled by each configuration's sizes"
+    basis = "a probe here (" + "; ".join(labels) + "), scaled by each configuration's sizes"
     return rates, basis, spent
 
 
@@ -187,8 +212,11 @@ def make_plan(out: Path, tasks, *, threads: int = 1, probe: bool = True) -> Plan
     plan = Plan(tasks=tasks, states=state)
     plan.rates, plan.basis = measured_rates(out, tasks) if out.exists() else ({}, "")
     todo = plan.todo()
+    if out.exists():
+        plan.started = {t.id: n for t in todo if (n := store.checkpointed_generations(out, t.id))}
     missing = [t for t in todo if t.config["backend"] not in plan.rates]
-    if missing and probe and plan.seed_generations(missing) >= PROBE_MIN:
+    probe_cost = sum(probe_size(t) for t in heaviest(missing).values())
+    if missing and probe and probe_cost <= PROBE_SHARE * plan.seed_generations(missing):
         rates, basis, plan.probe_seconds = probe_rates(missing, threads)
         plan.rates.update(rates)
         plan.basis = "; ".join(b for b in (plan.basis, basis) if b)

@@ -213,3 +213,22 @@ def test_a_report_before_any_configuration_finishes_reads_every_unfinished_one(t
         in " ".join(capsys.readouterr().err.split())
     table = pd.read_csv(tmp_path / "report" / "configurations.csv")
     assert sorted(table["last_generation"]) == [5, 6]
+
+
+def test_a_resumed_plan_counts_and_estimates_only_the_generations_left(tmp_path):
+    from madlab.plan import make_plan, work
+
+    s = SweepSpec(name="p", base={**GAUSS, "gens": 8}, grid={"omega": [0.0, 1.0]})
+    tasks = open_sweep(tmp_path, s, s.tasks())
+    fresh = make_plan(tmp_path, tasks, probe=False)
+    fresh.rates = {"gaussian": 1.0}
+    with pytest.raises(Stop):
+        run_config(tasks[1].run_config(), stop_after(5, 3), store.TaskCheckpoint(tmp_path, tasks[1].id))
+    plan = make_plan(tmp_path, tasks, probe=False)
+    plan.rates = {"gaussian": 1.0}
+    seeds = tasks[1].config["seeds"]
+    assert plan.started == {tasks[1].id: 5}
+    assert plan.seed_generations(plan.todo()) == fresh.seed_generations(fresh.todo()) - 5 * seeds
+    assert plan.seconds(tasks[1]) == pytest.approx(work(tasks[1].config, 8, 6) * seeds * 3)
+    assert plan.seconds(tasks[0]) == pytest.approx(fresh.seconds(tasks[0]))
+    assert "1 resumes from its checkpoint" in plan.line()

@@ -318,7 +318,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert not out.exists()
     text = " ".join(result.stdout.split())
     assert "plan: 8 tasks (4 configurations x 2 seed chunks), 160 seed-generations to run; estimated" in text
-    assert "an estimate from a probe of 1 seed x 1 generation" in text
+    assert "an estimate from a probe here (gaussian" in text and "for generation 2 of 2 seeds" in text
     runs = re.findall(r"\b[0-9a-f]{12}\b", text)
     assert len(runs) == len(set(runs)) == 4                               # one row per configuration
 
