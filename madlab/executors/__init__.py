@@ -15,7 +15,7 @@ from __future__ import annotations
 import shutil
 
 from madlab.config import ConfigError
-from madlab.executors.common import EXTRAS, Done, Step, outcome_on_disk, require
+from madlab.executors.common import EXTRAS, Done, Step, require
 from madlab.executors.dask import DaskExecutor, connect_within
 from madlab.executors.local import LocalExecutor
 from madlab.executors.slurm import SlurmExecutor

@@ -54,7 +54,7 @@ def failure_record(task: Task, err: BaseException, seconds: float) -> dict:
             "seconds": seconds}
 
 
-# a pool worker's process-wide settings (set by the pool's initializer, madlab.executors)
+# a pool worker's process-wide settings (set in each pool worker by madlab.interrupt.worker_init)
 WORKER = {"lease": False}    # lease: check before every write that the driver still holds the lock
 
 
