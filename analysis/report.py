@@ -253,6 +253,17 @@ def fmt(x, digits: int = 3) -> str:
     return str(x)
 
 
+def markdown_table(frame: pd.DataFrame, cell=lambda value, column: str(value)) -> str:
+    """`frame` as a GitHub-flavoured Markdown table (a header, a rule, a line per row; no
+    trailing newline), `cell(value, column)` writing each value: madlab report's tables and an
+    experiment's table.md are written with it."""
+    columns = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(v, c) for v, c in zip(row, columns)) + " |"
+              for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def outlier_columns(frame: pd.DataFrame, conv: pd.DataFrame, start: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """`conv` with each configuration's mean outlier share over seeds at G^1 (outlier_first), over
     the window t = start..T (outlier_window) and at its last generation (outlier_last), and the

@@ -8,6 +8,8 @@ import time
 
 import torch
 
+from loops.native import cpu_model
+
 
 def one_thread() -> None:
     """The house rule: one torch thread per process (the numbers below are per core)."""
@@ -17,14 +19,7 @@ def one_thread() -> None:
 
 def machine() -> str:
     """nproc, CPU model, torch version and threads, and the load while we measure."""
-    model = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model() or "unknown CPU"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     gpu = ""
     if torch.cuda.is_available():

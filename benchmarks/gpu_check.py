@@ -290,11 +290,11 @@ def medians(frame) -> dict:
 def part_e(args) -> dict:
     """The machine, the software, the commit (in the parent process: no part runs before it)."""
     import importlib.metadata as md
+    from loops.native import cpu_model
     info: dict = {"python": platform.python_version(), "executable": sys.executable,
                   "cpu_cores": os.cpu_count(), "platform": platform.platform()}
     try:
-        info["cpu_model"] = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                                  if line.startswith("model name")), "unknown")
+        info["cpu_model"] = cpu_model() or "unknown"
         info["mem_total_gib"] = round(int(next(line.split()[1] for line in open("/proc/meminfo")
                                                if line.startswith("MemTotal"))) / 2**20, 1)
     except OSError:

@@ -23,17 +23,31 @@ def cache_dir() -> Path:
     return Path(base)
 
 
-def cpu_signature() -> str:
-    """CPU model and ISA flags: a -march=native library is only reused on the same kind of CPU."""
+def cpuinfo(*keys: str) -> dict[str, str]:
+    """The first value of each of `keys` ("model name", "flags") in /proc/cpuinfo, the one place
+    madlab reads it; a key it does not have is left out (all of them where there is no such file)."""
     fields = {}
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
                 key = line.split(":", 1)[0].strip()
-                if key in ("model name", "flags") and key not in fields:
+                if key in keys and key not in fields:
                     fields[key] = line.split(":", 1)[1].strip()
+                    if len(fields) == len(keys):
+                        break
     except OSError:
         pass
+    return fields
+
+
+def cpu_model() -> str:
+    """The CPU's model name ('' where /proc/cpuinfo does not give one)."""
+    return cpuinfo("model name").get("model name", "")
+
+
+def cpu_signature() -> str:
+    """CPU model and ISA flags: a -march=native library is only reused on the same kind of CPU."""
+    fields = cpuinfo("model name", "flags")
     return f"{platform.machine()}|{fields.get('model name', '')}|{fields.get('flags', '')}"
 
 

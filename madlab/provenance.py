@@ -25,6 +25,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from loops.native import cpu_model
+
 COMMAND: list[str] | None = None     # set by the command line (madlab.cli.main): what the user typed
 
 
@@ -78,13 +80,7 @@ def device_name(device: str = "cpu") -> str:
             return f"cuda:{index}: {torch.cuda.get_device_name(index)}"
         except Exception:  # noqa: BLE001 - provenance never stops a run
             return str(device)
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as info:
-            model = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model name")), "")
-    except OSError:
-        pass
-    return f"{device}: {model or platform.processor() or platform.machine()}"
+    return f"{device}: {cpu_model() or platform.processor() or platform.machine()}"
 
 
 def command_line() -> str:

@@ -117,14 +117,12 @@ def up_to_date(directory: Path) -> bool:
 
 # ---------------------------------------------------------------- writing
 def markdown_table(frame, digits: int = 3) -> str:
-    from analysis.report import fmt
+    from analysis.report import fmt, markdown_table as table
 
-    head = "| " + " | ".join(str(c) for c in frame.columns) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    share = [str(c).startswith("outlier_") for c in frame.columns]   # shares near 1e-6: 2 significant digits
-    body = ["| " + " | ".join(f"{v:.2g}" if sh and isinstance(v, float) else fmt(v, digits)
-                              for v, sh in zip(row, share)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *body])
+    def cell(value, column: str) -> str:      # shares near 1e-6: 2 significant digits
+        return f"{value:.2g}" if column.startswith("outlier_") and isinstance(value, float) else fmt(value, digits)
+
+    return table(frame, cell)
 
 
 def write_markdown(r, directory: Path, out: Path, figures: list[Path]) -> Path:

