@@ -135,7 +135,7 @@ def _sample_step(depth: int, layer_norm: bool, act: str, S: int, guided: bool, p
 
 # Dynamo keeps its compiled graphs per code object: every learner, shape family and grad mode of
 # `_grads` (and of `_sample_step`) shares one list, 8 long by default; a run with several learners
-# (benchmarks/compiled.py, the tests) needs more.
+# (`python -m benchmarks learners --compile`, the tests) needs more.
 for _name in ("recompile_limit", "cache_size_limit"):
     if hasattr(torch._dynamo.config, _name):
         setattr(torch._dynamo.config, _name, max(64, getattr(torch._dynamo.config, _name)))

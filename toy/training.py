@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from toy.ddpm import ToyDDPM
 
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)  # torch >= 2.0 (CPU kernel since 2.4)
-FUSED_BLOCK_ROWS = 10000  # rows (seeds x batch) per training block on the fused CPU path (benchmarks.blocks)
+FUSED_BLOCK_ROWS = 10000  # rows (seeds x batch) per training block on the fused CPU path (benchmarks blocks)
 
 
 def argsort_rows(keys: torch.Tensor) -> torch.Tensor:
