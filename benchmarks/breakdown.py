@@ -15,12 +15,13 @@ from analysis.distances import per_seed, w2
 from benchmarks.harness import Timer, best_of
 from benchmarks.ot_solvers import pot, scipy_lsa
 from loops.rng import SeedStreams
+from toy.config import DEFAULT_LEARNER
 from madlab.config import RunConfig
 from madlab.runner import run_config
 from toy.targets import paper_gaussian
 
 
-SHARED = dict(seeds=16, threads=1, repeats=2)
+SHARED = dict(seeds=16, threads=1, repeats=2, learner=DEFAULT_LEARNER)
 TINY = dict(seeds=2, gens=1, epochs=1, aux_epochs=1, ot_seeds=2, repeats=1)
 
 
@@ -33,7 +34,7 @@ def arguments(ap) -> None:
 
 def run(args) -> None:
     cfg = RunConfig.from_flat(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
-                              aux_epochs=args.aux_epochs, metric=["w2"]).validate()
+                              aux_epochs=args.aux_epochs, metric=["w2"], learner=args.learner).validate()
     with Timer() as t:
         frame = run_config(cfg)
     per_gen = frame.drop_duplicates(["generation"])

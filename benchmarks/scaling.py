@@ -18,8 +18,9 @@ import subprocess
 import sys
 
 from benchmarks.harness import Timer, counts, peak_rss_gib
+from toy.config import DEFAULT_LEARNER
 
-SHARED = dict(seeds=[1, 64, 1000], threads=1)
+SHARED = dict(seeds=[1, 64, 1000], threads=1, learner=DEFAULT_LEARNER)
 TINY = dict(seeds=[1, 2], epochs=1, aux_epochs=1, n_aux=20, n_eval=20, gens_seeds=1, gens_list=[2, 3])
 
 
@@ -58,7 +59,7 @@ def run(args) -> None:
     if args.child:
         return child(json.loads(args.child))
     base = dict(epochs=args.epochs, aux_epochs=args.aux_epochs, n_aux=args.n_aux,
-                n_eval=args.n_eval, metric=["w2"])
+                n_eval=args.n_eval, metric=["w2"], learner=args.learner)
     print(f"scaled default experiment (augment, SIMS w=3, default toy DDPM): {base}")
     print(f"{'N':>6} {'gens':>5} {'wall s/gen':>11} {'CPU s/gen':>10} {'CPU ms/seed-gen':>16} "
           f"{'train':>6} {'synth':>6} {'eval':>6} {'peak GiB':>9}")
@@ -74,6 +75,7 @@ def run(args) -> None:
     for g in args.gens_list:
         show(args.gens_seeds, g, in_child(dict(base, seeds=args.gens_seeds, gens=g)))
     if args.memory_full:
-        r = in_child(dict(seeds=1000, gens=2, epochs=0.05, aux_epochs=0.05, T=8, metric=["fd"]))
+        r = in_child(dict(seeds=1000, gens=2, epochs=0.05, aux_epochs=0.05, T=8, metric=["fd"],
+                          learner=args.learner))
         print(f"N=1000 full data sizes (|D|=1250, n_s=2000, n_eval=1000), T=8, fd, 2 gens: "
               f"peak {r['rss_gib']:.2f} GiB, {r['wall'] / 2:.1f} s/gen wall")

@@ -23,6 +23,7 @@ from benchmarks.harness import Timer, best_of
 from loops.rng import SeedStreams
 from madlab.config import RunConfig
 from madlab.runner import run_config
+from toy.config import DEFAULT_LEARNER
 from toy.ddpm import DDPMConfig, ToyDDPM
 from toy.targets import make_target
 
@@ -54,7 +55,7 @@ def peer_run(cfg: RunConfig, seed: int) -> dict[str, float]:
     return seconds
 
 
-SHARED = dict(seeds=64, threads=1, repeats=3)
+SHARED = dict(seeds=64, threads=1, repeats=3, learner=DEFAULT_LEARNER)
 TINY = dict(seeds=2, peer_seeds=1, epochs=1, aux_epochs=1, n_eval=50, repeats=1)
 
 
@@ -73,7 +74,7 @@ def arguments(ap) -> None:
 def run(args) -> None:
     cfg = RunConfig.from_flat(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
                               aux_epochs=args.aux_epochs, n_eval=args.n_eval, metric=["w2"],
-                              batch_size=args.batch_size, lr=args.lr).validate()
+                              batch_size=args.batch_size, lr=args.lr, learner=args.learner).validate()
     o = cfg.flat()
     print(f"experiment: loop={o['loop']} algo={o['algo']} omega={o['omega']} |D_r|={o['n_real']} "
           f"|D_s|={o['n_synth']} n_s={o['n_aux']} epochs={o['epochs']} aux_epochs={o['aux_epochs']} "
