@@ -231,7 +231,6 @@ def make_plan(out: Path, tasks, *, threads: int = 1, probe: bool = True) -> Plan
 # from one rate per unit of `work`, answered from one run's measured backend calls instead (base
 # training, the auxiliary sample and fine-tune, guided and unguided sampling, each metric), each
 # scaled by its own size: on a GPU those costs do not keep their CPU proportions.
-
 def _fit_line(points: dict[float, float]):
     """(a, b) of a + b x through the first and last of {x: y} (one point: through the origin)."""
     xs, ys = list(points), list(points.values())
