@@ -244,7 +244,7 @@ def extrapolate_figure5(kw: dict, seeds: int, calls: dict, probes: dict) -> dict
     """figure5-paper's wall time on this device, from the main run's measured calls.
 
     Per generation of a configuration (|D_s|, w), as the Loop runs it: base training on
-    |D^t| = n_real + |D_s| rows (n_real in generation 1), the auxiliary sample (n_aux points,
+    |D^t| rows (loops.kinds; augment: n_real + |D_s|, n_real in generation 1), the auxiliary sample (n_aux points,
     unguided) and its fine-tune (n_aux rows), D_s (|D_s| points, guided unless w = 0; none in the
     last generation), the evaluation sample (n_eval points, guided unless w = 0) and the metric.
     Measured directly, the same in every configuration of the preset: the auxiliary sample, the
@@ -256,6 +256,7 @@ def extrapolate_figure5(kw: dict, seeds: int, calls: dict, probes: dict) -> dict
     tasks of 250 seeds are assumed as fast per seed as 1000: on a GPU run them with seed_chunk
     1000)."""
     from madlab import presets
+    from madlab import backends
     spec = presets.load("figure5-paper")
     points = spec.configs()
     n_real, n_s, n_aux, n_eval = kw["n_real"], kw["n_synth"], kw["n_aux"], kw["n_eval"]
@@ -294,18 +295,22 @@ def extrapolate_figure5(kw: dict, seeds: int, calls: dict, probes: dict) -> dict
     total = {"w2": 0.0, "fd": 0.0}
     configs = []
     for point, cfg in points:
+        o = cfg.flat()
         scale = cfg.seeds / seeds
-        w, ds, G = cfg.algo.omega, cfg.loop.n_synth, cfg.loop.gens
-        sims = cfg.algo.name != "standard"
-        fixed = (aux_sample + finetune) if sims else 0.0
-        guide = sims and w != 0
-        evals = sample(cfg.evaluation.n_eval, guide)
-        gen1 = train_base(cfg.loop.n_real) + fixed + sample(ds, guide) + evals
-        later = train_base(cfg.loop.n_real + ds) + fixed + sample(ds, guide) + evals
-        last = later - sample(ds, guide)
-        configs.append({"n_synth": ds, "omega": w, "s_per_gen_steady_fd": (later + fd_s) * scale})
+        ds, G = o["n_synth"], o["gens"]
+        fixed = (aux_sample + finetune) if backends.uses_aux(o) else 0.0
+        guide = backends.guided(o) == 2
+
+        def generation(t: int, hands_on: bool) -> float:   # its seconds, the metric apart
+            size = training_set_size(o["loop"], t, o["n_real"], ds)
+            return (train_base(size) + fixed + sample(o["n_eval"], guide)
+                    + (sample(ds, guide) if hands_on else 0.0))   # D_s: none in the last generation
+
+        steady = generation(2, True)
+        configs.append({"n_synth": ds, "omega": o["omega"], "s_per_gen_steady_fd": (steady + fd_s) * scale})
+        run = sum(generation(t, t < G) for t in range(1, G + 1))
         for metric, m in (("w2", w2_s), ("fd", fd_s)):
-            total[metric] += (gen1 + (G - 2) * later + last + G * m) * scale
+            total[metric] += (run + G * m) * scale
     seed_gens = sum(c.seeds * c.loop.gens for _, c in points)
     headline = (f"figure5-paper extrapolated ({len(points)} configurations, {seed_gens:,} "
                 f"seed-generations): {total['w2'] / 3600:.2f} h with exact W2 (auction), "
