@@ -4,11 +4,12 @@ run. Each round runs both trees as fresh one-thread processes, `--gens 1` and `-
 charges the difference (generations 2..G, the steady state, without start-up and compilation) to
 the tree; rounds alternate and the best round of each tree is kept.
 
-    nice -n 5 python -m benchmarks.ab_run e5eb300 --seeds 8 --gens 3 --rounds 3
+    nice -n 5 python -m benchmarks ab_run e5eb300 --seeds 8 --gens 3 --repeats 3
+
+Options it does not know go on to `madlab run` in both trees (`--learner resmlp-sin`, ...).
 """
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import subprocess
@@ -16,9 +17,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.common import machine, one_thread
+from benchmarks.harness import TINY_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = dict(seeds=8, threads=1, repeats=3)
+TINY = dict(seeds=1, gens=2, repeats=1)
+PASS_ON = True   # options it does not know: `madlab run`'s (args.extra)
 
 
 def checkout(rev: str, folder: Path) -> Path:
@@ -39,25 +43,23 @@ def child_cpu(tree: Path, args: list[str]) -> float:
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(ap) -> None:
     ap.add_argument("rev", help="git revision to compare against (e.g. e5eb300, main)")
-    ap.add_argument("--seeds", type=int, default=8)
     ap.add_argument("--gens", type=int, default=3, help="G: generations 2..G are timed")
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args(argv)
-    one_thread()
-    print(machine())
+
+
+def run(args) -> None:
+    extra = args.extra + (TINY_RUN if args.tiny else [])
     work = Path(tempfile.mkdtemp(prefix="ab_run-"))
     trees = {args.rev: checkout(args.rev, work / "rev"), "working tree": ROOT}
     best = dict.fromkeys(trees, float("inf"))
-    for r in range(args.rounds):
+    for r in range(args.repeats):
         for name, tree in trees.items():
             cost = []
             for gens in (1, args.gens):
                 out = work / f"out-{r}-{len(cost)}-{name.replace(' ', '_')}"
                 cost.append(child_cpu(tree, ["--gens", str(gens), "--seeds", str(args.seeds),
-                                             "--out", str(out)]))
+                                             "--out", str(out), *extra]))
             per = (cost[1] - cost[0]) / (args.seeds * (args.gens - 1))
             best[name] = min(best[name], per)
             print(f"round {r + 1} {name:>14}: {per:.4f} CPU-s per seed-generation "
@@ -66,7 +68,3 @@ def main(argv=None) -> None:
         print(f"{name:>14}: best {t:.4f} CPU-s per seed-generation")
     a, b = best[args.rev], best["working tree"]
     print(f"RATIO {args.rev} / working tree: {a / b:.3f}x")
-
-
-if __name__ == "__main__":
-    main()

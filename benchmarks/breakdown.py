@@ -7,36 +7,34 @@ synth = drawing D_s^t, eval = drawing n_eval points + exact W2 per seed. Then ti
 1000 vs 1000 points per seed: POT's network simplex (ot.emd2, what w2 uses) vs scipy's exact
 assignment solver (the same value for n = m), and per_seed over two threads.
 
-    nice -n 5 python -m benchmarks.breakdown --seeds 16 --gens 2
+    nice -n 5 python -m benchmarks breakdown --seeds 16 --gens 2
 """
 from __future__ import annotations
 
-import argparse
-
-import numpy as np
-import ot
-from scipy.optimize import linear_sum_assignment
-
 from analysis.distances import per_seed, w2
-from benchmarks.common import Timer, best_of, machine, one_thread
+from benchmarks.harness import Timer, best_of
+from benchmarks.ot_solvers import pot, scipy_lsa
 from loops.rng import SeedStreams
+from toy.config import DEFAULT_LEARNER
 from madlab.config import RunConfig
 from madlab.runner import run_config
 from toy.targets import paper_gaussian
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, default=16, help="N seeds vectorized")
+SHARED = dict(seeds=16, threads=1, repeats=2, learner=DEFAULT_LEARNER)
+TINY = dict(seeds=2, gens=1, epochs=1, aux_epochs=1, ot_seeds=2, repeats=1)
+
+
+def arguments(ap) -> None:
     ap.add_argument("--gens", type=int, default=2, help="generations")
     ap.add_argument("--epochs", type=float, default=100, help="base epochs (default experiment)")
     ap.add_argument("--aux-epochs", type=float, default=50, help="SIMS fine-tune epochs")
     ap.add_argument("--ot-seeds", type=int, default=8, help="seeds timed in the OT comparison")
-    args = ap.parse_args(argv)
-    one_thread()
-    print(machine())
+
+
+def run(args) -> None:
     cfg = RunConfig.from_flat(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
-                              aux_epochs=args.aux_epochs, metric=["w2"]).validate()
+                              aux_epochs=args.aux_epochs, metric=["w2"], learner=args.learner).validate()
     with Timer() as t:
         frame = run_config(cfg)
     per_gen = frame.drop_duplicates(["generation"])
@@ -53,27 +51,13 @@ def main(argv=None) -> None:
     target = paper_gaussian()
     x, y = target.sample(1000, streams.keys("eval")), target.sample(1000, streams.keys("eval-real"))
 
-    def emd_all():
-        for a, b in zip(x, y):
-            a, b = a.double().numpy(), b.double().numpy()
-            ot.emd2(np.full(1000, 1e-3), np.full(1000, 1e-3), ot.dist(a, b), numItermax=10**7)
-
-    we, ce = best_of(emd_all, 2)
-    def assignment(a, b):
-        M = ot.dist(a.double().numpy(), b.double().numpy())
-        rows, cols = linear_sum_assignment(M)
-        return M[rows, cols].mean()
-
-    wa, ca = best_of(lambda: [assignment(a, b) for a, b in zip(x, y)], 2)
-    agree = max(abs(w2(a, b) ** 2 - assignment(a, b)) for a, b in zip(x[:2], y[:2]))
+    we, ce = best_of(lambda: pot(x, y), args.repeats)
+    wa, ca = best_of(lambda: scipy_lsa(x, y), args.repeats)
+    agree = max(abs(w2(a, b) ** 2 - float(v)) for a, b, v in zip(x[:2], y[:2], scipy_lsa(x[:2], y[:2])))
     n = args.ot_seeds
     print(f"exact W2, 1000 vs 1000 points, per seed: ot.emd2 {ce / n:.3f} s CPU ({we / n:.3f} wall); "
           f"linear_sum_assignment {ca / n:.3f} s CPU ({wa / n:.3f} wall) -> {ce / ca:.1f}x; "
           f"|W2^2 difference| {agree:.1e}")
-    wj, _ = best_of(lambda: per_seed("w2", x, y, n_jobs=2), 2)
+    wj, _ = best_of(lambda: per_seed("w2", x, y, n_jobs=2), args.repeats)
     print(f"per_seed(n_jobs=2), two threads: {wj / n:.3f} s wall per seed -> {we / wj:.1f}x "
           f"the in-process wall time")
-
-
-if __name__ == "__main__":
-    main()

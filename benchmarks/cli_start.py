@@ -3,12 +3,13 @@ them (a fresh `python -m madlab` process each time), beside a bare Python and `i
 beside the same commands at an earlier git revision (default: e5eb300, before the option schema
 made the start torch-free).
 
-    python -m benchmarks.cli_start                       # median of 7 runs each
-    python -m benchmarks.cli_start --runs 11 --before HEAD~3
+The median, not the best, of --repeats processes each: start-up varies with the page cache.
+
+    python -m benchmarks cli_start                       # median of 7 runs each
+    python -m benchmarks cli_start --repeats 11 --before HEAD~3
 """
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -19,9 +20,9 @@ import time
 from io import BytesIO
 from pathlib import Path
 
-from benchmarks.common import machine
-
 ROOT = Path(__file__).resolve().parent.parent
+SHARED = dict(repeats=7)
+TINY = dict(repeats=1, before="")
 COMMANDS = [["--help"], ["--version"], ["run", "--help"], ["sweep", "--help"], ["report", "--help"],
             ["status", "--help"], ["experiment", "--help"]]
 
@@ -50,24 +51,19 @@ def checkout(revision: str, into: Path) -> Path | None:
     return into
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=7, help="processes per command (the median is shown)")
+def arguments(ap) -> None:
     ap.add_argument("--before", default="e5eb300", help="git revision to compare with ('' = none)")
-    args = ap.parse_args(argv)
-    print(machine())
-    print(f"median wall seconds of {args.runs} fresh processes each")
+
+
+def run(args) -> None:
+    print(f"median wall seconds of {args.repeats} fresh processes each")
     with tempfile.TemporaryDirectory() as tmp:
         before = checkout(args.before, Path(tmp)) if args.before else None
         print(f"{'command':<32} {'this tree':>10} {args.before or '':>10}")
         for label, code in (("python -c pass", "pass"), ("python -c 'import torch'", "import torch")):
-            print(f"{label:<32} {median_wall([sys.executable, '-c', code], args.runs, ROOT):>10.2f}")
+            print(f"{label:<32} {median_wall([sys.executable, '-c', code], args.repeats, ROOT):>10.2f}")
         for command in COMMANDS:
-            now = median_wall([sys.executable, "-m", "madlab", *command], args.runs, ROOT)
-            old = median_wall([sys.executable, "-m", "madlab", *command], args.runs, before) if before else None
+            now = median_wall([sys.executable, "-m", "madlab", *command], args.repeats, ROOT)
+            old = median_wall([sys.executable, "-m", "madlab", *command], args.repeats, before) if before else None
             show = lambda t: f"{t:10.2f}" if t is not None else f"{'fails':>10}"  # noqa: E731
             print(f"{'madlab ' + ' '.join(command):<32} {show(now)} {show(old) if before else ''}")
-
-
-if __name__ == "__main__":
-    main()

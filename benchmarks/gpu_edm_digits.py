@@ -1,7 +1,7 @@
 """GPU check of the EDM backend: train on `digits` for a few minutes, SIMS-sample, FID, images/s.
 
-    python benchmarks/gpu_edm_digits.py                 # CUDA: medium U-Net, ~3 min of training
-    python benchmarks/gpu_edm_digits.py --tiny          # CPU smoke run (tiny U-Net, seconds)
+    python -m benchmarks gpu_edm_digits                 # CUDA: medium U-Net, ~3 min of training
+    python -m benchmarks gpu_edm_digits --tiny          # CPU smoke run (tiny U-Net, seconds)
 
 Steps: (1) a short probe measures training images/s and sizes the budget to --minutes;
 (2) one training call of that budget (bf16 autocast on CUDA); (3) n_eval samples from the base
@@ -12,12 +12,12 @@ installed and --inception is given). Prints images/s for training, plain and gui
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import torch
 
+from benchmarks.harness import sync
 from loops.rng import SeedStreams
 from madlab.edm.backend import EDMBackend, EDMConfig
 from madlab.edm.data import ImageTarget, load_images
@@ -25,9 +25,9 @@ from madlab.edm.evaluate import FidMetric
 from madlab.edm.features import make_features
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+SHARED = dict(device="cuda")
+TINY = dict(device="cpu", net="tiny", minutes=0.05, batch=32, ema_kimg=0.5, steps=4, n_eval=200,
+            n_aux=64, aux_kimg=0.2, sample_batch=200)
 
 
 def timed(fn, device):
@@ -38,10 +38,7 @@ def timed(fn, device):
     return out, time.perf_counter() - start
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--tiny", action="store_true", help="CPU smoke size: tiny net, a few seconds")
+def arguments(p) -> None:
     p.add_argument("--net", default="medium", help="U-Net size (tiny | small | medium | ddpmpp-cifar10)")
     p.add_argument("--minutes", type=float, default=3.0, help="training wall-clock budget")
     p.add_argument("--batch", type=int, default=256)
@@ -55,10 +52,10 @@ def main() -> None:
     p.add_argument("--sample-batch", type=int, default=2500)
     p.add_argument("--inception", action="store_true", help="also Inception FID (needs madlab[fid])")
     p.add_argument("--json", default=None, help="also write the figures to this file")
-    a = p.parse_args()
+
+
+def run(a) -> None:
     if a.tiny:
-        a.net, a.minutes, a.batch, a.ema_kimg, a.steps = "tiny", 0.05, 32, 0.5, 4
-        a.n_eval, a.n_aux, a.aux_kimg, a.sample_batch = 200, 64, 0.2, 200
         torch.set_num_threads(1)
     device = torch.device(a.device)
     if device.type == "cuda":
@@ -119,7 +116,3 @@ def main() -> None:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)
     print(json.dumps(results))
-
-
-if __name__ == "__main__":
-    main()

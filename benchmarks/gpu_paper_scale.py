@@ -8,26 +8,26 @@ block. Per-seed random numbers are drawn on the device (Philox counters, loops/p
 Metric: `fd` (Frechet, per seed in closed form, costs nothing) by default. Exact W2 (`--metric
 w2`) solves 1000 OT problems of 1000 x 1000 points per generation: on CUDA samples by the batched
 auction on the device; with MADLAB_OT=pot on the host's CPU (about 0.06-0.08 s each per core,
-spread over --ot-jobs threads). benchmarks/gpu_check.py is the prepared, time-boxed GPU check.
+spread over --ot-jobs threads). `python -m benchmarks gpu_check` is the prepared, time-boxed GPU
+check.
 
-    python -m benchmarks.gpu_paper_scale --device cuda                 # the paper-scale run
-    python -m benchmarks.gpu_paper_scale --seeds 4 --gens 2 --device cpu --epochs 2 --aux-epochs 1
+    python -m benchmarks gpu_paper_scale --device cuda                 # the paper-scale run
+    python -m benchmarks gpu_paper_scale --seeds 4 --gens 2 --device cpu --epochs 2 --aux-epochs 1
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import torch
 
-from benchmarks.common import machine, peak_rss_gib
+from benchmarks.harness import peak_rss_gib
+
+SHARED = dict(seeds=1000, device="cuda")
+TINY = dict(seeds=4, gens=2, device="cpu", epochs=2, aux_epochs=1)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
-    ap.add_argument("--seeds", type=int, default=1000, help="independent runs, all vectorized")
+def arguments(ap) -> None:
     ap.add_argument("--gens", type=int, default=100, help="generations")
     ap.add_argument("--n-synth", type=int, default=250, help="|D_s| per generation")
     ap.add_argument("--epochs", type=float, default=100, help="base epochs per generation")
@@ -37,13 +37,13 @@ def main(argv=None) -> None:
     ap.add_argument("--ot-jobs", type=int, default=0,
                     help="CPU threads for exact OT (0: torch's thread count, i.e. all cores)")
     ap.add_argument("--out", default=None, help="optional: write the results table here (.parquet)")
-    args = ap.parse_args(argv)
 
+
+def run(args) -> None:
     from madlab.config import ConfigError, RunConfig
     from madlab.runner import run_config
     if args.ot_jobs > 0:
         os.environ["MADLAB_OT_JOBS"] = str(args.ot_jobs)  # read by runner.make_evaluate
-    print(machine())
     try:
         cfg = RunConfig.from_flat(seeds=args.seeds, gens=args.gens, n_synth=args.n_synth,
                                   epochs=args.epochs, aux_epochs=args.aux_epochs, omega=args.omega,
@@ -79,7 +79,3 @@ def main(argv=None) -> None:
           f"peak host memory {peak_rss_gib():.2f} GiB{gpu_mem}")
     if args.out:
         frame.to_parquet(args.out)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,35 +1,57 @@
-"""The learners' cost: the default resmlp-silu (torch ops; SiLU has no fused kernel) vs resmlp-sin on
-the fused kernels and on torch ops vs resmlp-ln fused (madlab 0.1's default), side by side in one
-process, rounds interleaved so that a shared
-machine's slow spells hit every variant alike.
+"""The learners' cost on each step implementation: torch ops, the fused C kernels (ReLU learners)
+and, with --compile, torch.compile (toy/compiled.py, issue 26); side by side in one process, rounds
+interleaved so that a shared machine's slow spells hit every variant alike.
 
 Three measures: a training step (full batch over |D^t| = 1250 points, per seed), guided sampling
 (omega = 3, per seed and point), and whole seed-generations of the default experiment through
-`run_config` (100 + 50 epochs, n_s = 2000, |D_s| = 250, exact W2 on 1000 points).
+`run_config` (100 + 50 epochs, n_s = 2000, |D_s| = 250, exact W2 on 1000 points). With
+--compile, the first training and sampling call of each compiled variant is timed apart (it
+compiles: wall and CPU of this process and its compile workers), and so is the first end-to-end
+round (new shapes compile).
 
-    nice -n 5 python -m benchmarks.learners --seeds 16
+    nice -n 5 python -m benchmarks learners --seeds 16
+    OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks learners --seeds 16 --compile
 """
 from __future__ import annotations
 
-import argparse
 import os
+import time
 
 import torch
 
-from benchmarks.common import best_interleaved, machine, one_thread
+from benchmarks.harness import best_interleaved
 from loops.rng import SeedStreams
 from madlab.config import RunConfig
 from madlab.runner import run_config
+from toy import compiled
 from toy.ddpm import DDPMConfig, ToyDDPM
 
-VARIANTS = {  # name: DDPMConfig options
+SHARED = dict(seeds=16, threads=1, repeats=3)
+TINY = dict(seeds=2, epochs=1, n_sample=20, gens=1, repeats=1)
+VARIANTS = {  # name: DDPMConfig options (the compiled ones only with --compile)
     "resmlp-silu torch ops": dict(learner="resmlp-silu", kernels="torch"),
-    "resmlp-ln fused": dict(learner="resmlp-ln", kernels="fused"),
+    "resmlp-silu compile": dict(learner="resmlp-silu", kernels="compile"),
     "resmlp-sin torch ops": dict(learner="resmlp-sin", kernels="torch"),
     "resmlp-sin fused": dict(learner="resmlp-sin", kernels="fused"),
+    "resmlp-sin compile": dict(learner="resmlp-sin", kernels="compile"),
+    "resmlp-ln fused": dict(learner="resmlp-ln", kernels="fused"),
+    "resmlp-ln compile": dict(learner="resmlp-ln", kernels="compile"),
 }
 RATIOS = (("resmlp-silu torch ops", "resmlp-sin fused"), ("resmlp-sin fused", "resmlp-ln fused"),
-          ("resmlp-sin torch ops", "resmlp-sin fused"))
+          ("resmlp-sin torch ops", "resmlp-sin fused"),
+          ("resmlp-silu torch ops", "resmlp-silu compile"), ("resmlp-silu compile", "resmlp-sin fused"),
+          ("resmlp-sin fused", "resmlp-sin compile"), ("resmlp-ln fused", "resmlp-ln compile"))
+UNITS = {"training": "us CPU per seed-step", "guided sampling": "us CPU per seed-point",
+         "seed-generation": "CPU-s per seed-generation"}
+
+
+def arguments(ap) -> None:
+    ap.add_argument("--epochs", type=int, default=10, help="training steps timed (full batch)")
+    ap.add_argument("--n-sample", type=int, default=250, help="points sampled per seed")
+    ap.add_argument("--gens", type=int, default=2, help="generations of the end-to-end run (0: skip)")
+    ap.add_argument("--compile", action="store_true", help="also the torch.compile variants")
+    ap.add_argument("--seed-block", type=int, default=None,
+                    help="seeds per training block for the compiled variants (default: the path's 16)")
 
 
 def run_with_kernels(kernels: str, cfg: RunConfig):
@@ -45,46 +67,59 @@ def run_with_kernels(kernels: str, cfg: RunConfig):
             os.environ["MADLAB_KERNELS"] = before
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, default=16, help="seeds vectorized in one process")
-    ap.add_argument("--epochs", type=int, default=10, help="training steps timed (full batch)")
-    ap.add_argument("--n-sample", type=int, default=250, help="points sampled per seed")
-    ap.add_argument("--gens", type=int, default=2, help="generations of the end-to-end run (0: skip)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (best is kept)")
-    args = ap.parse_args(argv)
-    one_thread()
-    print(machine())
+def cpu_with_children() -> float:
+    """CPU s of this process and its finished children (inductor's compile workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def first_call(label: str, fn) -> None:
+    """fn() once, its wall and CPU time (compile workers included) printed: what compiling costs."""
+    w0, c0 = time.perf_counter(), cpu_with_children()
+    fn()
+    print(f"{label}: {time.perf_counter() - w0:6.1f} s wall, {cpu_with_children() - c0:6.1f} "
+          f"CPU-s incl. compile workers", flush=True)
+
+
+def run(args) -> None:
+    variants = {k: v for k, v in VARIANTS.items() if args.compile or v["kernels"] != "compile"}
+    if args.compile and not compiled.available():
+        print(f"torch.compile unavailable ({compiled.error()}): compiled variants skipped")
+        variants = {k: v for k, v in variants.items() if v["kernels"] != "compile"}
     N = args.seeds
     streams = SeedStreams(range(N))
     data = torch.randn(N, 1250, 2)
-    backends = {name: ToyDDPM(DDPMConfig(**opts)) for name, opts in VARIANTS.items()}
+    backends = {name: ToyDDPM(DDPMConfig(**opts, seed_block=args.seed_block
+                                         if opts["kernels"] == "compile" else None))
+                for name, opts in variants.items()}
     models = {name: b.init(streams.keys("init")) for name, b in backends.items()}
     train = {name: (lambda b=b, m=models[name]: b.train(m, data, args.epochs, streams.keys("train")))
              for name, b in backends.items()}
     sample = {name: (lambda b=b, m=models[name]: b.sample(m, args.n_sample, streams.keys("eval"),
                                                           guide=m, omega=3.0))
               for name, b in backends.items()}
-    for fn in (*train.values(), *sample.values()):   # compile, warm caches
-        fn()
-    results = {"training": {k: v / args.epochs / N * 1e6 for k, v in best_interleaved(train, args.rounds).items()},
+    for name in backends:   # first calls: compilation (compiled variants), warm caches
+        for what, fn in (("training", train[name]), ("sampling", sample[name])):
+            if variants[name]["kernels"] == "compile":
+                first_call(f"first call (compiles) {what:>8} {name:>21}", fn)
+            else:
+                fn()
+    results = {"training": {k: v / args.epochs / N * 1e6 for k, v in best_interleaved(train, args.repeats).items()},
                "guided sampling": {k: v / args.n_sample / N * 1e6
-                                   for k, v in best_interleaved(sample, args.rounds).items()}}
-    units = {"training": "us CPU per seed-step", "guided sampling": "us CPU per seed-point",
-             "seed-generation": "CPU-s per seed-generation"}
+                                   for k, v in best_interleaved(sample, args.repeats).items()}}
     if args.gens:
         runs = {name: (lambda o=opts: run_with_kernels(o["kernels"], RunConfig.from_flat(
                     seeds=N, gens=args.gens, learner=o["learner"])))
-                for name, opts in VARIANTS.items()}
+                for name, opts in variants.items()}
+        if any(o["kernels"] == "compile" for o in variants.values()):
+            for name, fn in runs.items():   # the first round: new shapes compile (in-process cache)
+                first_call(f"first end-to-end run {name:>21} ({N} seeds x {args.gens} generations)", fn)
         results["seed-generation"] = {k: v / N / args.gens for k, v in
-                                      best_interleaved(runs, max(1, args.rounds - 1)).items()}
+                                      best_interleaved(runs, max(1, args.repeats - 1)).items()}
     for measure, row in results.items():
         for name, value in row.items():
-            print(f"{measure:>16} {name:>21}: {value:9.3f} {units[measure]}")
+            print(f"{measure:>16} {name:>21}: {value:9.3f} {UNITS[measure]}")
     for a, b in RATIOS:
-        print(f"RATIO {a} / {b} (N={N}): " + ", ".join(
-            f"{measure} {row[a] / row[b]:.2f}x" for measure, row in results.items()))
-
-
-if __name__ == "__main__":
-    main()
+        if a in variants and b in variants:
+            print(f"RATIO {a} / {b} (N={N}): " + ", ".join(
+                f"{measure} {row[a] / row[b]:.2f}x" for measure, row in results.items()))

@@ -8,12 +8,11 @@ thread (as `madlab sweep` tasks do); the auction solves all N seeds in one call 
 torch-linear-assignment (if importable: `pip install torch-linear-assignment`) solves the batch
 with scipy on a CPU and with its Triton kernel on a CUDA device (compute capability >= 8.0).
 
-    nice -n 5 python -m benchmarks.ot_solvers --seeds 16,64
-    python -m benchmarks.ot_solvers --device cuda --seeds 64,1000   # on a GPU machine
+    nice -n 5 python -m benchmarks ot_solvers --seeds 16,64
+    python -m benchmarks ot_solvers --device cuda --seeds 64,1000   # on a GPU machine
 """
 from __future__ import annotations
 
-import argparse
 import math
 
 import numpy as np
@@ -24,7 +23,10 @@ from scipy.optimize import linear_sum_assignment
 import analysis.assignment as assignment
 from analysis.assignment import sq_euclidean
 from analysis.distances import wasserstein_batch
-from benchmarks.common import Timer, machine, one_thread, sync
+from benchmarks.harness import Timer, sync
+
+SHARED = dict(seeds=[16, 64], threads=1, repeats=2, device="cpu")
+TINY = dict(seeds=[2], n=100, repeats=1)
 
 
 def model_like(N: int, n: int, far: float = 0.01, seed: int = 0):
@@ -86,17 +88,13 @@ def rounds_of_auction(x, y) -> int:
     return count
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", default="16,64", help="comma-separated N")
+def arguments(ap) -> None:
     ap.add_argument("--n", type=int, default=1000, help="points per sample")
-    ap.add_argument("--device", default="cpu", help="device of the auction (and of tla)")
-    ap.add_argument("--rounds", type=int, default=2, help="repeats; the best is kept")
     ap.add_argument("--host-seeds", type=int, default=64,
                     help="at most this many seeds timed on the host solvers (per seed cost)")
-    args = ap.parse_args(argv)
-    one_thread()
-    print(machine())
+
+
+def run(args) -> None:
     try:
         import torch_linear_assignment  # noqa: F401
         have_tla = True
@@ -104,7 +102,7 @@ def main(argv=None) -> None:
         have_tla = False
         print("torch-linear-assignment: not importable, skipped")
     dev = torch.device(args.device)
-    for N in (int(s) for s in args.seeds.split(",")):
+    for N in args.seeds:
         x, y = model_like(N, args.n)
         xd, yd = x.to(dev), y.to(dev)
         h = min(N, args.host_seeds)
@@ -114,7 +112,7 @@ def main(argv=None) -> None:
         if have_tla:
             solvers[f"torch-linear-assignment ({args.device})"] = (lambda: tla(xd, yd), N)
         best = {k: (math.inf, math.inf, None) for k in solvers}
-        for _ in range(args.rounds):
+        for _ in range(args.repeats):
             for name, (fn, seeds) in solvers.items():
                 sync(args.device)
                 with Timer() as t:
@@ -129,7 +127,3 @@ def main(argv=None) -> None:
             rel = ((value[:h] - ref) / ref).abs().max().item()
             print(f"{name:<48} {cpu:8.4f} {wall:8.4f}   {rel:.1e}")
         print(f"auction: {rounds_of_auction(xd, yd)} bidding rounds for the batch")
-
-
-if __name__ == "__main__":
-    main()

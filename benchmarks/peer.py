@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from toy.ddpm import ToyDDPM
+from toy.guidance import sims_eps
+from toy.sampling import ancestral_step
 
 
 class Block(nn.Module):
@@ -113,9 +115,6 @@ def sample(net: EpsNet, n: int, guide: EpsNet | None = None, omega: float = 0.0,
         t_in = torch.full((1,), t)
         eps = net(x, t_in.expand(n))
         if guide is not None and omega != 0:
-            eps = (1 + omega) * eps - omega * guide(x, t_in.expand(n))
-        beta, ab = b.betas[t], b.alpha_bar[t]
-        x = (x - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
-        if t > 1:
-            x = x + b.sigmas[t] * z[i]
+            eps = sims_eps(eps, guide(x, t_in.expand(n)), omega)
+        x = ancestral_step(x, eps, t, b.betas, b.alpha_bar, b.sigmas, z[i])
     return x

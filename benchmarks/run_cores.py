@@ -6,15 +6,16 @@ machine, every wall and CPU time, the ratio of wall times against `--jobs 1`, an
 result rows are equal (the rows of results.parquet, sorted by seed, generation and metric: every
 column but the timings and `ensemble`, the chunk size, compared exactly).
 
-    nice -n 5 python -m benchmarks.run_cores                    # default vs --jobs 1 (vs 2 threads)
-    python -m benchmarks.run_cores --seeds 16 --gens 2 --no-threads
+    nice -n 5 python -m benchmarks run_cores                    # default vs --jobs 1 (vs 2 threads)
+    python -m benchmarks run_cores --seeds 16 --gens 2 --no-threads
+
+Options it does not know go on to `madlab run` (`--epochs 10`, ...).
 
 Needs an otherwise idle machine: on a loaded one the processes compete with the load, not with
 each other.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import resource
 import subprocess
@@ -23,9 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import machine
+from benchmarks.harness import TINY_RUN
 
 KEYS = ["seed", "generation", "metric"]
+SHARED = dict(seeds=16)
+TINY = dict(seeds=2, gens=1, no_threads=True)
+PASS_ON = True   # options it does not know: `madlab run`'s (args.extra)
 
 
 def children_cpu() -> float:
@@ -83,19 +87,19 @@ def _imports() -> None:
     import madlab.runner  # noqa: F401  (torch, pandas, POT, the toy DDPM)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=16)
+def arguments(parser) -> None:
     parser.add_argument("--gens", type=int, default=2)
     parser.add_argument("--no-threads", action="store_true",
                         help="skip the third layout: one process with one thread per core")
     parser.add_argument("--no-ceiling", action="store_true",
                         help="skip timing the loop alone in one process vs one process per core")
-    opts, extra = parser.parse_known_args()
+
+
+def run(opts) -> None:
     from madlab.cores import usable_cores
 
     cores = usable_cores()
-    print(machine() + f"; usable cores (CPU affinity) {cores}")
+    extra = opts.extra + (TINY_RUN if opts.tiny else [])
     common = ["--seeds", str(opts.seeds), "--gens", str(opts.gens), *extra]
     layouts = [("--jobs 1 (one process, one thread)", ["--jobs", "1"]),
                (f"default (every usable core: --jobs {min(cores, opts.seeds)})", [])]
@@ -127,7 +131,3 @@ def main() -> None:
             print(f"{label} vs {base_label}: {base_wall / wall:.2f}x faster wall; "
                   f"result rows equal: {equal} (value column equal: {values}; {differ} of {len(frame)} "
                   f"values differ, by at most {rel:.2g} relative)")
-
-
-if __name__ == "__main__":
-    main()

@@ -6,11 +6,10 @@ Default experiment: augment loop, SIMS with omega = 3, default toy DDPM, |D_r| =
 per seed included); one at a time = benchmarks.peer: a plain nn.Module + torch.optim.Adam per
 seed, trained after each other, W2 by POT's ot.emd2 as peers compute it.
 
-    nice -n 5 python -m benchmarks.throughput --seeds 64 --peer-seeds 4 --gens 2 --epochs 10 --aux-epochs 5
+    nice -n 5 python -m benchmarks throughput --seeds 64 --peer-seeds 4 --gens 2 --epochs 10 --aux-epochs 5
 """
 from __future__ import annotations
 
-import argparse
 import copy
 
 import numpy as np
@@ -19,11 +18,12 @@ import torch
 
 from analysis.distances import w2
 from benchmarks import peer
-from benchmarks.common import Timer, best_of, machine, one_thread
 from benchmarks.flops import forward_flops, matmul_peak
+from benchmarks.harness import Timer, best_of
 from loops.rng import SeedStreams
 from madlab.config import RunConfig
 from madlab.runner import run_config
+from toy.config import DEFAULT_LEARNER
 from toy.ddpm import DDPMConfig, ToyDDPM
 from toy.targets import make_target
 
@@ -55,9 +55,11 @@ def peer_run(cfg: RunConfig, seed: int) -> dict[str, float]:
     return seconds
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", type=int, default=64, help="N, seeds vectorized in one process")
+SHARED = dict(seeds=64, threads=1, repeats=3, learner=DEFAULT_LEARNER)
+TINY = dict(seeds=2, peer_seeds=1, epochs=1, aux_epochs=1, n_eval=50, repeats=1)
+
+
+def arguments(ap) -> None:
     ap.add_argument("--peer-seeds", type=int, default=4,
                     help="seeds run one at a time (their per-seed cost is what is compared)")
     ap.add_argument("--gens", type=int, default=2, help="generations (both sides)")
@@ -67,12 +69,12 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-size", type=int, default=DDPMConfig.batch_size,
                     help="minibatch (default: the calibrated full batch; 64 = the earlier default)")
     ap.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the learner's)")
-    args = ap.parse_args(argv)
-    one_thread()
-    print(machine())
+
+
+def run(args) -> None:
     cfg = RunConfig.from_flat(seeds=args.seeds, gens=args.gens, epochs=args.epochs,
                               aux_epochs=args.aux_epochs, n_eval=args.n_eval, metric=["w2"],
-                              batch_size=args.batch_size, lr=args.lr).validate()
+                              batch_size=args.batch_size, lr=args.lr, learner=args.learner).validate()
     o = cfg.flat()
     print(f"experiment: loop={o['loop']} algo={o['algo']} omega={o['omega']} |D_r|={o['n_real']} "
           f"|D_s|={o['n_synth']} n_s={o['n_aux']} epochs={o['epochs']} aux_epochs={o['aux_epochs']} "
@@ -108,10 +110,10 @@ def main(argv=None) -> None:
     sample_rows = o["T"] * ((o["n_aux"] if o["algo"] != "standard" else 0)
                            + guided * (o["n_synth"] + o["n_eval"]))
     flops = 3 * fwd * train_rows + fwd * sample_rows
-    peak = matmul_peak("cpu")
+    peak = matmul_peak("cpu", repeats=args.repeats)
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(o["n_eval"], 2, generator=g), torch.randn(o["n_eval"], 2, generator=g)
-    _, ot_cpu = best_of(lambda: w2(x, y))
+    _, ot_cpu = best_of(lambda: w2(x, y), args.repeats)
     floor = flops / peak + ot_cpu
     peer_cost = tp.cpu / peer_sg
     print(f"CEILING: a seed-generation is {flops / 1e9:.1f} GFLOP of matrix products (steady state, "
@@ -119,7 +121,3 @@ def main(argv=None) -> None:
           f"that is {flops / peak:.3f} CPU s, plus {ot_cpu:.3f} s of exact W2 = {floor:.3f} s: no "
           f"implementation can beat one-at-a-time by more than {peer_cost / floor:.1f}x here "
           f"({peer_cost / (flops / peak):.1f}x with free OT); measured {peer_cost / (tv.cpu / vec_sg):.1f}x")
-
-
-if __name__ == "__main__":
-    main()

@@ -8,8 +8,9 @@ included (it runs in the process's torch threads), so processes x threads never 
 Threads rarely pay on the CPU: torch's intra-op threads barely help the toy DDPM's small batched
 products (2 threads: about 1.2x faster wall for 1.3-1.4x the CPU on an idle 2-core machine), and on
 a busy one they cost far more than they give (a probe of 1 seed x 1 generation: 8.1 s with 2
-threads, 1.3 s with 1, beside a running sweep; `benchmarks/run_cores.py`,
-`benchmarks/sweep_threads.sh`). A GPU run is one process that drives the device, with every usable
+threads, 1.3 s with 1, beside a running sweep; `python -m benchmarks run_cores`; N processes x 1
+thread ran a sweep 5.6-10x faster than 1 process x N threads, `benchmarks/sweep_threads.sh` in
+git history). A GPU run is one process that drives the device, with every usable
 core as its host threads (random draws, exact OT on the host).
 """
 from __future__ import annotations

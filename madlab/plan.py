@@ -224,3 +224,104 @@ def make_plan(out: Path, tasks, *, threads: int = 1, probe: bool = True) -> Plan
         plan.basis = ("too little work to be worth a probe" if probe else
                       "nothing measured yet: no finished task here, and this executor runs no probe")
     return plan
+
+
+# ----------------------------------------------------------------------------- from measured calls
+# The GPU check's estimate of figure5-paper (benchmarks/gpu_check, part b): what `Plan` answers
+# from one rate per unit of `work`, answered from one run's measured backend calls instead (base
+# training, the auxiliary sample and fine-tune, guided and unguided sampling, each metric), each
+# scaled by its own size: on a GPU those costs do not keep their CPU proportions.
+def _fit_line(points: dict[float, float]):
+    """(a, b) of a + b x through the first and last of {x: y} (one point: through the origin)."""
+    xs, ys = list(points), list(points.values())
+    if len(xs) < 2 or xs[-1] == xs[0]:
+        return 0.0, ys[0] / xs[0]
+    b = (ys[-1] - ys[0]) / (xs[-1] - xs[0])
+    return ys[0] - b * xs[0], b
+
+
+def extrapolate_figure5(kw: dict, seeds: int, calls: dict, probes: dict) -> dict:
+    """figure5-paper's wall time on this device, from the main run's measured calls.
+
+    Per generation of a configuration (|D_s|, w), as the Loop runs it: base training on
+    |D^t| rows (loops.kinds; augment: n_real + |D_s|, n_real in generation 1), the auxiliary sample (n_aux points,
+    unguided) and its fine-tune (n_aux rows), D_s (|D_s| points, guided unless w = 0; none in the
+    last generation), the evaluation sample (n_eval points, guided unless w = 0) and the metric.
+    Measured directly, the same in every configuration of the preset: the auxiliary sample, the
+    fine-tune, the metric (W2 by the auction, or fd). Scaled from the measured base training:
+    by the per-epoch cost's growth with |D| measured by two probes (else in proportion to |D|).
+    Guided sampling: linear in the points through the two measured sizes (|D_s| and n_eval);
+    unguided sampling: the guided line times the measured ratio at n_aux (about 1/2: one network
+    instead of two). Seeds: the preset's 1000 per configuration against the measured run's (its
+    tasks of 250 seeds are assumed as fast per seed as 1000: on a GPU run them with seed_chunk
+    1000)."""
+    from madlab import presets
+    from madlab import backends
+    spec = presets.load("figure5-paper")
+    points = spec.configs()
+    n_real, n_s, n_aux, n_eval = kw["n_real"], kw["n_synth"], kw["n_aux"], kw["n_eval"]
+    epochs = kw["epochs"]
+
+    def call(label):
+        return calls.get(label)
+
+    base_n = n_real + n_s
+    base = call(f"train n={base_n} epochs={epochs:g}")
+    finetune = call(f"train n={n_aux} epochs={kw['aux_epochs']:g}") or 0.0
+    aux_sample = call(f"sample n={n_aux}") or 0.0
+    guided = {float(n): call(f"sample n={n} guided") for n in sorted({n_s, n_eval})}
+    guided = {n: v for n, v in guided.items() if v is not None}
+    w2_s, fd_s = call("metric w2") or 0.0, call("metric fd") or 0.0
+    by_n = {float(k): v for k, v in sorted((probes.get("train_s_per_epoch_by_n") or {}).items(),
+                                           key=lambda kv: float(kv[0]))}
+    if base is None:
+        raise ValueError(f"no base training call at |D| = {base_n} in the main run: {sorted(calls)}")
+    if len(by_n) >= 2:
+        a_tr, b_tr = _fit_line(by_n)
+        train_model = "per-epoch cost linear in |D|, slope from two probes, anchored at the base call"
+    else:
+        a_tr, b_tr = 0.0, 1.0
+        train_model = "in proportion to |D|, anchored at the base call (no probes)"
+    a_s, b_s = _fit_line(guided)
+    unguided_ratio = aux_sample / max(a_s + b_s * n_aux, 1e-12)
+
+    def train_base(n):
+        return base * max(a_tr + b_tr * n, 0.0) / max(a_tr + b_tr * base_n, 1e-12)
+
+    def sample(n, guide):
+        g = max(a_s + b_s * n, 0.0)
+        return g if guide else g * unguided_ratio
+
+    total = {"w2": 0.0, "fd": 0.0}
+    configs = []
+    for point, cfg in points:
+        o = cfg.flat()
+        scale = cfg.seeds / seeds
+        ds, G = o["n_synth"], o["gens"]
+        fixed = (aux_sample + finetune) if backends.uses_aux(o) else 0.0
+        guide = backends.guided(o) == 2
+
+        def generation(t: int, hands_on: bool) -> float:   # its seconds, the metric apart
+            size = training_set_size(o["loop"], t, o["n_real"], ds)
+            return (train_base(size) + fixed + sample(o["n_eval"], guide)
+                    + (sample(ds, guide) if hands_on else 0.0))   # D_s: none in the last generation
+
+        steady = generation(2, True)
+        configs.append({"n_synth": ds, "omega": o["omega"], "s_per_gen_steady_fd": (steady + fd_s) * scale})
+        run = sum(generation(t, t < G) for t in range(1, G + 1))
+        for metric, m in (("w2", w2_s), ("fd", fd_s)):
+            total[metric] += (run + G * m) * scale
+    seed_gens = sum(c.seeds * c.loop.gens for _, c in points)
+    headline = (f"figure5-paper extrapolated ({len(points)} configurations, {seed_gens:,} "
+                f"seed-generations): {total['w2'] / 3600:.2f} h with exact W2 (auction), "
+                f"{total['fd'] / 3600:.2f} h with fd (target: <= 1 h with exact W2)")
+    return {"hours_w2": total["w2"] / 3600, "hours_fd": total["fd"] / 3600,
+            "seed_gen_per_s_w2": seed_gens / total["w2"] if total["w2"] else None,
+            "configurations": len(points), "seed_generations": seed_gens,
+            "measured_s_per_gen": {"base_train": base, "finetune": finetune,
+                                   "aux_sample_unguided": aux_sample, "guided_sample": guided,
+                                   "metric_w2": w2_s, "metric_fd": fd_s},
+            "train_model": train_model, "train_probe_fit_s_per_epoch": [a_tr, b_tr],
+            "guided_sample_fit_s": [a_s, b_s], "unguided_over_guided_at_n_aux": unguided_ratio,
+            "per_configuration": configs, "headline": headline,
+            "assumptions": " ".join(extrapolate_figure5.__doc__.split("\n\n", 1)[1].split())}

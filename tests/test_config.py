@@ -127,7 +127,7 @@ def test_component_names_match_the_code_that_implements_them():
     from madlab.edm.networks import NETWORKS
     from madlab.edm.precond import PRECONDITIONINGS
     from toy import config as toy_config
-    from toy.ddpm import ACTIVATIONS
+    from toy.network import ACTIVATIONS
     from toy.schedules import alpha_bar
     from toy.targets import TARGETS
     from madlab.edm import config as edm_config

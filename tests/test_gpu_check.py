@@ -1,4 +1,4 @@
-"""The prepared GPU check (benchmarks/gpu_check.py) runs at toy size on the CPU, so it cannot rot:
+"""The prepared GPU check (benchmarks/gpu_check/) runs at toy size on the CPU, so it cannot rot:
 every part reports a status, a broken or hung part leaves the others, the summary has its shape."""
 import json
 import math
@@ -10,13 +10,16 @@ from pathlib import Path
 import pytest
 
 from benchmarks import gpu_check
+from benchmarks.gpu_check.agreement import bootstrap_se_median
+from benchmarks.gpu_check.timing import default_experiment
+from madlab.plan import extrapolate_figure5
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_check(out: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", str(out), *args],
+    return subprocess.run([sys.executable, "-m", "benchmarks", "gpu_check", "--out", str(out), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -76,10 +79,10 @@ def test_figure5_extrapolation_adds_up_the_measured_calls():
     """Hand-made call times: base training 1.0 s at |D| = 1250, fine-tune 0.5, unguided aux
     sample 0.2, guided sampling 0.1 s at 250 and 0.4 s at 1000 points (0.0004 s per point),
     W2 2.0 s, fd 0 -> a steady SIMS generation at |D_s| = 250, w = 3 costs 1.0 + 0.7 + 0.1 + 0.4."""
-    kw = gpu_check.default_experiment(gpu_check.parse(["--out", "o"]), 1000, 3)
+    kw = default_experiment(gpu_check.parse(["--out", "o"]), 1000, 3)
     calls = {"train n=1250 epochs=100": 1.0, "train n=2000 epochs=50": 0.5, "sample n=2000": 0.2,
              "sample n=250 guided": 0.1, "sample n=1000 guided": 0.4, "metric w2": 2.0, "metric fd": 0.0}
-    x = gpu_check.extrapolate_figure5(kw, 1000, calls, {})
+    x = extrapolate_figure5(kw, 1000, calls, {})
     steady = {(c["n_synth"], c["omega"]): c["s_per_gen_steady_fd"] for c in x["per_configuration"]}
     assert steady[(250, 3.0)] == pytest.approx(2.2)
     # w = 0 samples unguided: 0.25 of guided (0.2 s measured against 0.8 s guided at 2000 points)
@@ -91,8 +94,8 @@ def test_figure5_extrapolation_adds_up_the_measured_calls():
 
 
 def test_bootstrap_band_is_the_spread_of_the_median():
-    assert gpu_check.bootstrap_se_median([1.0] * 10) == 0.0
+    assert bootstrap_se_median([1.0] * 10) == 0.0
     import numpy as np
     v = np.random.default_rng(1).normal(size=400)
     # the median of n normals has standard error about sqrt(pi / 2) / sqrt(n) = 0.063
-    assert 0.04 < gpu_check.bootstrap_se_median(v) < 0.09
+    assert 0.04 < bootstrap_se_median(v) < 0.09

@@ -40,10 +40,12 @@ RESULTS = {("loops/loop.py", "cpu"),                 # the [N] metric values of 
            ("analysis/distances.py", "cpu"),         # per_seed / wasserstein_batch return them
            ("analysis/tails.py", "cpu")}             # outlier shares; which seeds have outliers
 AUCTION_SYNCS = {"analysis/assignment.py", "analysis/distances.py"}  # exact OT: data-dependent rounds
-# toy/ddpm.py is another helper's file: its sites are listed here, and a new one fails the test.
-# On `meta` Adam takes the unfused fallback (torch's fused kernel runs on CPU and CUDA only),
-# which reads the step count; the CUDA path does not.
-DDPM_KNOWN = {("toy/ddpm.py", "_adam", "__float__")}
+# The toy DDPM's files (toy/ddpm.py and its parts): their sites are listed here, and a new one
+# fails the test. On `meta` Adam takes the unfused fallback (torch's fused kernel runs on CPU and
+# CUDA only), which reads the step count; the CUDA path does not.
+DDPM_FILES = {f"toy/{name}.py" for name in ("ddpm", "network", "fastpath", "training", "sampling",
+                                             "guidance")}
+DDPM_KNOWN = {("toy/training.py", "adam", "__float__")}
 
 
 @dataclass(frozen=True)
@@ -160,12 +162,12 @@ def run_on_meta(metric: str, kind: str = "augment", algo: str = "sims", gens: in
 
 def check(events, allow_syncs=()):
     """The rule, as failures (strings): reads are [N] results or allowed syncs; writes only small
-    constants, copied once in generation 1; toy/ddpm.py only at its known sites."""
+    constants, copied once in generation 1; the toy DDPM only at its known sites."""
     bad = []
     for e in events:
-        if e.file == "toy/ddpm.py":
+        if e.file in DDPM_FILES:
             if (e.file, e.function, e.op) not in DDPM_KNOWN:
-                bad.append("toy/ddpm.py (new site): " + e.where())
+                bad.append("toy DDPM (new site): " + e.where())
         elif e.direction == "read":
             results = (e.file, e.op) in RESULTS and e.numel <= N
             sync = e.file in allow_syncs and e.op in ("nonzero", "__bool__")
@@ -180,7 +182,7 @@ def check(events, allow_syncs=()):
 def test_fd_loop_reads_back_only_the_results(kind):
     events = run_on_meta("fd", kind=kind)
     assert not check(events), "\n".join(check(events))
-    results = [e for e in events if e.direction == "read" and e.file != "toy/ddpm.py"]
+    results = [e for e in events if e.direction == "read" and e.file not in DDPM_FILES]
     # per generation, [N] each: fd, the outlier share, and which seeds have outliers (fd_inlier
     # reuses fd where none; here none, the stand-in reads are zeros)
     assert len(results) == 3 * 3 and all(e.numel == N for e in results)

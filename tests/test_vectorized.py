@@ -15,7 +15,7 @@ import torch
 from analysis.distances import per_seed, w1, w2
 from loops.rng import SeedStreams
 from toy.config import learner_default
-import toy.ddpm as ddpm_module
+import toy.fastpath as fastpath
 from toy.ddpm import DDPMConfig, ToyDDPM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -184,14 +184,14 @@ def test_w1_w2_are_exact_optimal_transport():
     assert torch.equal(per_seed("w2", x, y, n_jobs=3), one_by_one)  # threads: the same values
 
 
-@pytest.mark.parametrize("align", [ddpm_module.PACK_ALIGN, pytest.param(1, marks=pytest.mark.xfail(
+@pytest.mark.parametrize("align", [fastpath.PACK_ALIGN, pytest.param(1, marks=pytest.mark.xfail(
     reason="without the padding Adam's scalar tail rounds the last seed of a block differently",
     strict=False))])   # (which seeds differ depends on the CPU's vector width)
 def test_a_seeds_numbers_do_not_depend_on_the_block_it_is_trained_in(align, monkeypatch):
     """Bit for bit: the seeds trained in blocks of 1, 5 or all 8 give the same weights, so a run's
     or sweep's chunking changes no digit (issue 15). This configuration is one where, without the
     padding, seed 46 (in the second block of 5 + 3) came out different in the 7th digit here."""
-    monkeypatch.setattr(ddpm_module, "PACK_ALIGN", align)
+    monkeypatch.setattr(fastpath, "PACK_ALIGN", align)
     streams = SeedStreams(range(40, 48))
     data = torch.randn(8, 200, 2, generator=torch.Generator().manual_seed(3))
     out = []

@@ -1,10 +1,10 @@
 """The toy DDPM's training step and sampler step through `torch.compile` (kernels="compile").
 
 Opt-in (`MADLAB_KERNELS=compile`, or DDPMConfig.kernels = "compile"); the default path is not
-touched. The functions here are the same network as `ToyDDPM.eps` and the same hand-written
-backward as `ToyDDPM._backward`, written out of place so that inductor can fuse each layer's
-bias, time input, activation (and LayerNorm) and residual add into the loops around the matrix
-products (C++ on the CPU, Triton on CUDA). Adam stays outside: torch's fused kernel, one pass.
+touched. The functions here are the same network as `ResMLP.eps` (toy/network.py) and the same
+hand-written backward as `FastResMLP._backward` (toy/fastpath.py), written out of place so that
+inductor can fuse each layer's bias, time input, activation (and LayerNorm) and residual add into
+the loops around the matrix products (C++ on the CPU, Triton on CUDA). Adam stays outside: torch's fused kernel, one pass.
 
 The numbers equal the torch-op path's up to float rounding (inductor reorders and contracts
 arithmetic), so a compiled run is statistically, not bitwise, the same run: tests/test_compiled.py.
@@ -21,6 +21,8 @@ import warnings
 
 import torch
 import torch._dynamo
+
+from toy.guidance import sims_eps
 
 _STATE: dict[str, object] = {}
 
@@ -70,7 +72,7 @@ def _layer_norm_grad(dy, n, rstd, g):
 
 def _forward(depth: int, layer_norm: bool, act: str, p: dict, x: torch.Tensor,
              emb: torch.Tensor, keep: bool):
-    """ToyDDPM._forward out of place: x [S, B, d], emb [S, B, e] or [S, 1, e]."""
+    """FastResMLP._forward out of place: x [S, B, d], emb [S, B, e] or [S, 1, e]."""
     h = torch.baddbmm(p["in.b"], x, p["in.wx"]) + torch.bmm(emb, p["in.we"])
     saved = []
     for i in range(depth):
@@ -94,7 +96,7 @@ def _forward(depth: int, layer_norm: bool, act: str, p: dict, x: torch.Tensor,
 def _grads(depth: int, layer_norm: bool, act: str, keys: tuple[str, ...], p: dict,
            x: torch.Tensor, emb: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """d loss / d p for loss = sum over seeds of mean ||eps - eps_theta||^2 / d (the training
-    loss of ToyDDPM._train), in the order of `keys` (ToyDDPM._layout's pieces)."""
+    loss of toy.training.train), in the order of `keys` (FastResMLP._layout's pieces)."""
     pred, (blocks, h) = _forward(depth, layer_norm, act, p, x, emb, keep=True)
     dout = (pred - eps) * (2.0 / (eps.shape[1] * eps.shape[2]))
     tr = lambda a: a.transpose(1, 2)  # noqa: E731
@@ -127,13 +129,13 @@ def _sample_step(depth: int, layer_norm: bool, act: str, S: int, guided: bool, p
     `guided` (p then stacks the S models, then their S guides)."""
     xx = torch.cat([x, x]) if guided else x
     out, _ = _forward(depth, layer_norm, act, p, xx, emb, keep=False)
-    eps = (1 + omega) * out[:S] - omega * out[S:] if guided else out
+    eps = sims_eps(out[:S], out[S:], omega) if guided else out
     return (x - c_eps * eps) * c_x + noise
 
 
 # Dynamo keeps its compiled graphs per code object: every learner, shape family and grad mode of
 # `_grads` (and of `_sample_step`) shares one list, 8 long by default; a run with several learners
-# (benchmarks/compiled.py, the tests) needs more.
+# (`python -m benchmarks learners --compile`, the tests) needs more.
 for _name in ("recompile_limit", "cache_size_limit"):
     if hasattr(torch._dynamo.config, _name):
         setattr(torch._dynamo.config, _name, max(64, getattr(torch._dynamo.config, _name)))

@@ -41,8 +41,10 @@ import torch.nn.functional as F
 
 from loops.rng import StreamKeys
 from toy.config import DDPMConfig
+from toy.guidance import sims_eps
 from toy.learners import LEARNERS
 from toy.params import TrainedParams, adam_state
+from toy.sampling import ancestral_step
 from toy.schedules import SCHEDULES, alpha_bar, betas_from_alpha_bar
 
 Params = dict[str, torch.Tensor]
@@ -135,11 +137,6 @@ def reference_config(fast: DDPMConfig) -> ReferenceConfig:
                    lr_end_factor=fast.lr_end_factor, finetune_adam=fast.finetune,
                    finetune_lr=fast.finetune, guidance_from=fast.guide_t_min,
                    guidance_to=fast.guide_t_max, device=fast.device)
-
-
-def sims_eps(eps_base: torch.Tensor, eps_aux: torch.Tensor, omega: float) -> torch.Tensor:
-    """SIMS, Eq. 5 in noise space: (1 + omega) eps_base - omega eps_aux."""
-    return eps_base if omega == 0 else (1 + omega) * eps_base - omega * eps_aux
 
 
 class Ensemble(TrainedParams):
@@ -358,10 +355,7 @@ class ReferenceDDPM:
                 eps = self.eps(model, x, t_in)
                 if guided and self.guided_at(t):
                     eps = sims_eps(eps, self.eps(guide, x, t_in), omega)
-                beta, ab = self.betas[t], self.alpha_bar[t]
-                x = (x - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
-                if t > 1:
-                    x = x + self.sigmas[t] * z[:, j]
+                x = ancestral_step(x, eps, t, self.betas, self.alpha_bar, self.sigmas, z[:, j])
         return x
 
     def eps_slope(self, model: Ensemble, target, radii: Sequence[float] = (2, 4, 8),
