@@ -1,5 +1,6 @@
 """Command-line options (click): the run options generated from the config tree
-(madlab.config.OPTIONS), and a command whose --help lists its options by panel.
+(madlab.config.OPTIONS), an experiment's settings as flags, and a command whose --help lists its
+options by panel.
 
 `madlab run` takes one value per option, `madlab sweep` a comma-separated list; both come from
 this one loop over the declarations, grouped in --help by the component that declares them. The
@@ -12,7 +13,7 @@ Only click's public API: `click.Option` built from each declaration, `click.Comm
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import click
 
@@ -102,6 +103,22 @@ def config_options(mode: Mode, skip: Sequence[str] = ()) -> list[Option]:
     """One option per config option (but those named in `skip`), in declaration order; their
     values reach the command's callback by flat name."""
     return [config_option(spec, mode) for spec in OPTIONS if spec.flat not in skip]
+
+
+def setting_option(spec: Spec, defaults: Mapping[str, Any]) -> Option:
+    """An experiment's setting as a flag (madlab.commands.experiment): read by the setting's type
+    as --set reads it (loops.options.parse), shown with its value at each --scale (`defaults`):
+    the quick one, then the others where they differ."""
+    text = spec.help + (f" Choices: {', '.join(spec.choices)}." if spec.choices and spec.kind is list else "")
+    quick = defaults.get("quick")
+    if quick is not None:
+        others = [f"{scale}: {shown(v)}" for scale, v in defaults.items() if scale != "quick" and v != quick]
+        text += f"  [default: {shown(quick)}{'; ' + ', '.join(others) if others else ''}]"
+    if spec.kind is bool:
+        return Option([f"{spec.flag}/{off_switch(spec)}", spec.flat], default=None, help=text, panel=spec.panel)
+    metavar = ("A,B,..." if spec.kind is list else f"[{'|'.join(spec.choices)}]" if spec.choices
+               else TYPE_NAMES[spec.kind])
+    return Option([spec.flag, spec.flat], metavar=metavar, default=None, help=text, panel=spec.panel)
 
 
 class GroupedCommand(click.Command):
