@@ -111,7 +111,7 @@ def setting_option(spec: Spec, defaults: Mapping[str, Any]) -> Option:
     the quick one, then the others where they differ."""
     text = spec.help + (f" Choices: {', '.join(spec.choices)}." if spec.choices and spec.kind is list else "")
     quick = defaults.get("quick")
-    if quick is not None:
+    if quick not in (None, "") or any(v != quick for v in defaults.values()):
         others = [f"{scale}: {shown(v)}" for scale, v in defaults.items() if scale != "quick" and v != quick]
         text += f"  [default: {shown(quick)}{'; ' + ', '.join(others) if others else ''}]"
     if spec.kind is bool:

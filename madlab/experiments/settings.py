@@ -51,6 +51,7 @@ class Experiment(RunConfig):
     DEFAULTS: ClassVar[dict[str, Any]] = {}
     SCALES: ClassVar[dict[str, dict[str, Any]]] = {}
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {}   # a run option's choices narrowed here
+    NOTES: ClassVar[dict[str, str]] = {}                 # what a run option means here, after its help
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -128,7 +129,8 @@ class Experiment(RunConfig):
 def listed(cls: type) -> list[Spec]:
     """The settings of experiment `cls` (Experiment.settings): its own under its name in --help."""
     own = [dataclasses.replace(spec, panel=cls.NAME) for f, spec in own_specs(cls) if f.name not in RUN_FIELDS]
-    used = [dataclasses.replace(spec, choices=cls.CHOICES.get(spec.flat, spec.choices))
+    used = [dataclasses.replace(spec, choices=cls.CHOICES.get(spec.flat, spec.choices),
+                                help=" ".join(filter(None, (spec.help, cls.NOTES.get(spec.flat)))))
             for spec in OPTIONS if spec.flat in cls.USES or spec.path[0] in cls.USES]
     return own + used
 
@@ -161,6 +163,7 @@ class ToyDDPMExperiment(Experiment):
     USES: ClassVar = (*Experiment.USES, "n_real", "epochs", "learner", "batch_size", "lr", "n_eval")
     DEFAULTS: ClassVar = {"seeds": 4, "n_real": 1000, "epochs": 100}
     CHOICES: ClassVar = {"metric": METRICS}
+    NOTES: ClassVar = {"metric": "Here: w1, w2 or fd; the first decides the best w."}
 
     def check(self) -> None:
         from madlab.experiments.common import check_learner
@@ -177,7 +180,8 @@ class Landscape(ToyDDPMExperiment):
     """Paper Fig. 3: dist(G_theta, p_r) over the plane of theta_r, theta_a and theta_s."""
 
     NAME: ClassVar = "landscape"
-    USES: ClassVar = (*ToyDDPMExperiment.USES, "n_aux", "metric")   # the first metric: the heat map's
+    USES: ClassVar = (*ToyDDPMExperiment.USES, "n_aux", "metric")
+    NOTES: ClassVar = {"metric": "Here: w1, w2 or fd; the first is the heat map's."}
     DEFAULTS: ClassVar = {**ToyDDPMExperiment.DEFAULTS, "n_aux": 100_000, "n_eval": 1000, "metric": ["w2", "fd"]}
     SCALES: ClassVar = {
         "smoke": dict(seeds=2, epochs=20, n_aux=2000, n_advanced=2000, finetune_epochs=2, n_eval=500,
@@ -206,7 +210,7 @@ class Pollution(ToyDDPMExperiment):
     """Paper Fig. 6: ST-I, SIMS-I, ST-P and SIMS-P against the pollution |D_p|."""
 
     NAME: ClassVar = "pollution"
-    USES: ClassVar = (*ToyDDPMExperiment.USES, "n_aux", "metric")   # the first metric picks the best SIMS
+    USES: ClassVar = (*ToyDDPMExperiment.USES, "n_aux", "metric")
     DEFAULTS: ClassVar = {**ToyDDPMExperiment.DEFAULTS, "n_aux": 2000, "n_eval": 1000, "metric": ["fd", "w2"]}
     SCALES: ClassVar = {
         "smoke": dict(seeds=2, epochs=20, n_pollute=[500, 2000], n_aux=500, budgets=[10.0], omegas=[1.0, 3.0],
@@ -373,6 +377,8 @@ class ImageExperiment(Experiment):
     DEFAULTS: ClassVar = {"seeds": 3, "n_real": 1000, "epochs": 60, "n_eval": 500, "metric": list(IMAGE_METRICS),
                           "edm.net": "small", "edm.num_steps": 10, "edm.ema_kimg": 0.5}
     CHOICES: ClassVar = {"metric": IMAGE_METRICS}
+    NOTES: ClassVar = {"metric": "Here: fid (on --fid-features) and fid_pixels (on raw pixels), measured side "
+                                 "by side; the first decides the best w."}
 
     workdir: str = option("", identity=False, help=(
         "Resumable work folder [default: OUT/work, set by madlab experiment]."))
@@ -513,6 +519,7 @@ class ImagesLoop(ImageExperiment):
 
     NAME: ClassVar = "images-loop"
     USES: ClassVar = (*ImageExperiment.USES, "gens", "n_synth", "n_aux", "aux_epochs")
+    NOTES: ClassVar = {"metric": "Here: fid (on --fid-features) only, the one metric the loop records."}
     DEFAULTS: ClassVar = {**ImageExperiment.DEFAULTS, "gens": 10, "n_synth": 150, "n_aux": 300, "aux_epochs": 5.0,
                           "n_real": 300, "epochs": 30, "n_eval": 300, "metric": ["fid"]}
     SCALES: ClassVar = {
