@@ -241,7 +241,7 @@ def test_experiment_settings_compose_the_run_options():
         assert isinstance(s, RunConfig), name
         for spec in cls.settings():
             if spec.path[0] in {f.name for f in dataclasses.fields(RunConfig)}:
-                assert spec.help == next(o.help for o in OPTIONS if o.flat == spec.flat)   # the run's own
+                assert spec.help.startswith(next(o.help for o in OPTIONS if o.flat == spec.flat))  # the run's
     s = landscape.Settings.at("quick", ["n_aux=500", "algo.n_aux=600", "loop.epochs=3"])
     assert (s.algo.n_aux, s.loop.epochs, s.seeds, s.evaluation.metric) == (600, 3.0, 8, ["w2", "fd"])
 
