@@ -1,7 +1,7 @@
 """`madlab experiment NAME`: one of the paper's other experiments (a toy analogue, or on real
 images) -> figure + table.
 
-One sub-command per experiment, built from its settings (madlab.experiments.settings) when it is
+One sub-command per experiment, built from its settings (madlab.experiments.*_settings) when it is
 asked for: the experiment's own options and the run options it uses, each a flag (`--n-aux 500`)
 grouped in --help like `madlab run`'s, and settable as `--set KEY=VALUE` as well."""
 from __future__ import annotations
@@ -16,8 +16,7 @@ from rich.console import Console
 from loops.options import get_path
 from madlab.commands.options import GroupedCommand, option, setting_option
 from madlab.config import ConfigError
-from madlab.experiments import EXPERIMENTS, SCALES
-from madlab.experiments.settings import Experiment
+from madlab.experiments import EXPERIMENTS, SCALES, Experiment
 
 stderr = Console(stderr=True)
 

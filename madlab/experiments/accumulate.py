@@ -15,7 +15,7 @@ import pandas as pd
 from analysis import gaussian_theory as th
 from loops import SeedStreams
 from madlab.experiments.common import Progress, Result, no_progress
-from madlab.experiments.settings import Accumulate as Settings
+from madlab.experiments.toy_settings import Accumulate as Settings
 from madlab.experiments.sims_theory import _check, _trace, sampled_models
 from toy.targets import paper_gaussian
 

@@ -27,7 +27,7 @@ import torch
 from loops import SeedStreams
 from madlab.config import ConfigError
 from madlab.experiments.common import Progress
-from madlab.experiments.settings import ImageExperiment
+from madlab.experiments.image_settings import ImageExperiment
 
 N_BOOT = 2000                           # bootstrap resamplings of the seeds for the 95 % bands
 

@@ -15,7 +15,7 @@ import pandas as pd
 
 from madlab.experiments.common import Progress, Result, no_progress
 from madlab.experiments.images import Bench
-from madlab.experiments.settings import ImageExperiment, ImagesFid as Settings
+from madlab.experiments.image_settings import ImageExperiment, ImagesFid as Settings
 
 MAX_IMAGES = 20_000   # features of at most this many images (a CIFAR-10-sized set: the first 20k)
 

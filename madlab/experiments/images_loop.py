@@ -16,7 +16,7 @@ import pandas as pd
 
 from madlab.experiments.common import Progress, Result, no_progress
 from madlab.experiments.images import Bench, band, estimate, fid_notes, per_seed, ratio_band, trained
-from madlab.experiments.settings import ImagesLoop as Settings
+from madlab.experiments.image_settings import ImagesLoop as Settings
 
 
 def slug(arm: str) -> str:

@@ -17,7 +17,7 @@ import torch
 
 from madlab.experiments.common import Progress, Result, no_progress
 from madlab.experiments.images import Bench, band, estimate, fid_notes, per_seed, trained
-from madlab.experiments.settings import ImagesPollution as Settings
+from madlab.experiments.image_settings import ImagesPollution as Settings
 
 SCENARIOS = ("ST-I", "SIMS-I", "ST-P", "SIMS-P")
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from madlab.experiments.common import Progress, Result, no_progress
 from madlab.experiments.images import Bench, estimate, fid_notes, per_seed, ratio_band, summarise_bands, trained
-from madlab.experiments.settings import ImagesSelfImprove as Settings
+from madlab.experiments.image_settings import ImagesSelfImprove as Settings
 
 
 def measure_seed(s: Settings, bench: Bench, seed: int, streams, step) -> list[dict]:

@@ -15,7 +15,7 @@ import torch
 
 from madlab.experiments.common import Progress, Result, no_progress
 from madlab.experiments.images import Bench, estimate, fid_notes, per_seed, summarise_bands, trained
-from madlab.experiments.settings import ImagesShift as Settings
+from madlab.experiments.image_settings import ImagesShift as Settings
 
 MAX_DRAWS = 20   # rounds of base samples drawn before giving up on filling S
 

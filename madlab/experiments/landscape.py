@@ -14,7 +14,7 @@ import torch
 
 from loops import SeedStreams
 from madlab.experiments.common import Progress, Result, ddpm_backend, distances, mean_se, no_progress
-from madlab.experiments.settings import Landscape as Settings
+from madlab.experiments.toy_settings import Landscape as Settings
 from toy.targets import paper_gaussian
 
 

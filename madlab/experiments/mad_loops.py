@@ -22,7 +22,7 @@ from loops.algorithms import Standard
 from loops.kinds import training_set
 from loops.options import require
 from madlab.experiments.common import Progress, Result, mean_se, no_progress
-from madlab.experiments.settings import MadLoops as Settings
+from madlab.experiments.toy_settings import MadLoops as Settings
 from toy.gaussian_fit import GaussianFit
 from toy.targets import paper_gaussian
 

@@ -15,7 +15,7 @@ import torch
 
 from loops import SeedStreams
 from madlab.experiments.common import Progress, Result, ddpm_backend, distances, mean_se, no_progress
-from madlab.experiments.settings import Pollution as Settings
+from madlab.experiments.toy_settings import Pollution as Settings
 from toy.targets import paper_gaussian
 
 SCENARIOS = ("ST-I", "SIMS-I", "ST-P", "SIMS-P")

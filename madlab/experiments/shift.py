@@ -14,7 +14,7 @@ import torch
 from analysis.distances import gaussian_w2, moments
 from loops import SeedStreams
 from madlab.experiments.common import Progress, Result, ddpm_backend, distances, mean_se, no_progress
-from madlab.experiments.settings import Shift as Settings
+from madlab.experiments.toy_settings import Shift as Settings
 from toy.targets import GaussianMixture, two_mode_mixture
 
 MAX_DRAWS = 20  # pools drawn before giving up on filling the curated set

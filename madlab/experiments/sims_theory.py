@@ -21,7 +21,7 @@ from analysis import gaussian_theory as th
 from analysis.distances import gaussian_w2
 from loops import Loop, SeedStreams, make_algorithm
 from madlab.experiments.common import Progress, Result, mean_se, no_progress
-from madlab.experiments.settings import SimsTheory as Settings
+from madlab.experiments.toy_settings import SimsTheory as Settings
 from toy.gaussian_fit import GaussianFit
 from toy.targets import paper_gaussian
 
