@@ -22,7 +22,7 @@ from madlab.config import OPTIONS
 
 Mode = Literal["run", "sweep"]
 OWN_PANEL = "Options"
-TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING, bool: click.BOOL, list: click.STRING}
+TYPES = {int: click.INT, float: click.FLOAT, str: click.STRING}
 TYPE_NAMES = {int: "INTEGER", float: "FLOAT", str: "TEXT", bool: "BOOL", list: "LIST"}
 
 
@@ -99,10 +99,10 @@ def config_option(spec: Spec, mode: Mode) -> Option:
                   show_default=spec.default not in ("", None), **common)
 
 
-def config_options(mode: Mode, skip: Sequence[str] = ()) -> list[Option]:
-    """One option per config option (but those named in `skip`), in declaration order; their
-    values reach the command's callback by flat name."""
-    return [config_option(spec, mode) for spec in OPTIONS if spec.flat not in skip]
+def config_options(mode: Mode) -> list[Option]:
+    """One option per config option, in declaration order; their values reach the command's
+    callback by flat name."""
+    return [config_option(spec, mode) for spec in OPTIONS]
 
 
 def setting_option(spec: Spec, defaults: Mapping[str, Any]) -> Option:
