@@ -84,6 +84,7 @@ class Spec:
     identity: bool
     branch: tuple[str, ...] | None  # backends it belongs to (None: every run)
     id_if_default: bool = True      # False: hashed into the run id only when not at its default
+    item: type = str                # a list option's item type: str, int or float
 
     @property
     def flag(self) -> str:
@@ -99,13 +100,13 @@ class Spec:
         return self.flat.replace("_", "-")
 
 
-def _kind(hint) -> type:
-    origin = typing.get_origin(hint)
-    if origin is list:
-        return list
+def _kind(hint) -> tuple[type, type]:
+    """(kind, item type) of a field's annotation: int, float, str, bool or a list of str, int or float."""
+    if typing.get_origin(hint) is list and typing.get_args(hint)[0] in (str, int, float):
+        return list, typing.get_args(hint)[0]
     if hint in (int, float, str, bool):
-        return hint
-    raise TypeError(f"an option must be int, float, str, bool or list[str], not {hint!r}")
+        return hint, str
+    raise TypeError(f"an option must be int, float, str, bool or a list of str, int or float, not {hint!r}")
 
 
 def flat_name(cls: type, f: dataclasses.Field) -> str:
@@ -128,7 +129,8 @@ def own_specs(cls: type) -> list[tuple[dataclasses.Field, Spec]]:
         if not is_option(f):
             continue
         m = f.metadata
-        out.append((f, Spec(flat=flat_name(cls, f), path=(f.name,), kind=_kind(hints[f.name]),
+        kind, item = _kind(hints[f.name])
+        out.append((f, Spec(flat=flat_name(cls, f), path=(f.name,), kind=kind, item=item,
                             default=_default(f), help=m["help"], choices=m["choices"],
                             panel=m["panel"] or getattr(cls, "PANEL", "Options"),
                             negative=m["negative"], identity=m["identity"], branch=m["branch"],
@@ -163,36 +165,47 @@ def check_unique(all_specs: Iterable[Spec]) -> None:
 # ---------------------------------------------------------------------------------------------
 # values
 
-def _describe(kind: type) -> str:
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
-            list: "a list of strings"}[kind]
+def _describe(spec: Spec) -> str:
+    if spec.kind is list:
+        return {str: "a list of strings", int: "a list of integers", float: "a list of numbers"}[spec.item]
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}[spec.kind]
+
+
+HAS_KIND = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+            float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+            bool: lambda v: isinstance(v, bool),
+            str: lambda v: isinstance(v, str)}
+
+
+def check_value(spec: Spec, value: Any) -> Any:
+    """`value` checked against option `spec`: its type (strictly: 3 is no bool, "3" no int, 2.5 no
+    int) and its choices; returned with ints widened to floats for float options (so 50 and 50.0
+    are one run). ConfigError naming the option otherwise."""
+    kind = spec.kind
+    if kind is list:
+        ok = isinstance(value, (list, tuple)) and all(HAS_KIND[spec.item](x) for x in value)
+    else:
+        ok = HAS_KIND[kind](value)
+    if not ok:
+        raise ConfigError(f"{spec.label} must be {_describe(spec)}, got {value!r}")
+    if kind is float:
+        value = float(value)
+        if math.isnan(value) or (math.isinf(value) and not math.isinf(spec.default)):
+            raise ConfigError(f"{spec.label} must be a finite number, got {value!r}")
+    if kind is list:
+        value = [float(x) for x in value] if spec.item is float else list(value)
+    for item in (value if kind is list else [value]):
+        if spec.choices and item not in spec.choices:
+            raise ConfigError(f"unknown {spec.label.replace('-', ' ')} {item!r} ({spec.flag}); "
+                              f"choose one of {', '.join(spec.choices)}")
+    return value
 
 
 def check(config) -> None:
-    """Check the type (strictly: 3 is no bool, "3" no int, 2.5 no int) and the choices of every
-    option declared in `config` itself, normalising ints to floats for float options (so 50 and
-    50.0 are one run). Raises ConfigError naming the option. Sub-configs check themselves."""
+    """Check every option declared in `config` itself (check_value), normalising it in place.
+    Sub-configs check themselves."""
     for f, spec in own_specs(type(config)):
-        value = getattr(config, f.name)
-        kind = spec.kind
-        ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-              bool: lambda v: isinstance(v, bool),
-              str: lambda v: isinstance(v, str),
-              list: lambda v: isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)}[kind]
-        if not ok(value):
-            raise ConfigError(f"{spec.label} must be {_describe(kind)}, got {value!r}")
-        if kind is float:
-            value = float(value)
-            if math.isnan(value) or (math.isinf(value) and not math.isinf(spec.default)):
-                raise ConfigError(f"{spec.label} must be a finite number, got {value!r}")
-        if kind is list:
-            value = list(value)
-        setattr(config, f.name, value)
-        for item in (value if kind is list else [value]):
-            if spec.choices and item not in spec.choices:
-                raise ConfigError(f"unknown {spec.label.replace('-', ' ')} {item!r} ({spec.flag}); "
-                                  f"choose one of {', '.join(spec.choices)}")
+        setattr(config, f.name, check_value(spec, getattr(config, f.name)))
 
 
 def label(config, name: str) -> str:
@@ -233,14 +246,14 @@ def parse(spec: Spec, text: str) -> Any:
         if spec.kind is float:
             return float(raw)
         if spec.kind is list:
-            items = [s.strip() for s in raw.split(",") if s.strip()]
+            items = [spec.item(s.strip()) for s in raw.split(",") if s.strip()]
             if not items:
                 raise ValueError
             return items
         return raw
     except ValueError:
         pass
-    raise ConfigError(f"{spec.flag}: {text!r} is not {_describe(spec.kind)}")
+    raise ConfigError(f"{spec.flag}: {text!r} is not {_describe(spec)}")
 
 
 def coerce(spec: Spec, value: Any) -> Any:
@@ -255,12 +268,16 @@ def coerce(spec: Spec, value: Any) -> Any:
         return [s.strip() for s in value.split(",") if s.strip()]
     if spec.kind is list and isinstance(value, tuple):
         return list(value)
+    if spec.kind is list and spec.item is float and isinstance(value, list):
+        return [float(x) if HAS_KIND[int](x) else x for x in value]
     return value
 
 
-def lookup(key: str, all_specs: Sequence[Spec]) -> Spec:
+def lookup(key: str, all_specs: Sequence[Spec], what: str = "option",
+           listed: str = "madlab run --help") -> Spec:
     """The option named `key`: its flat name (`n_synth`, `n-synth`) or its dotted path
-    (`toy_ddpm.width`). ConfigError with the nearest names otherwise."""
+    (`toy_ddpm.width`). ConfigError with the nearest names otherwise ("unknown {what} ...
+    (every {what}: {listed})")."""
     by_flat = {s.flat: s for s in all_specs}
     by_path = {s.dotted: s for s in all_specs}
     name = str(key).strip()
@@ -269,7 +286,7 @@ def lookup(key: str, all_specs: Sequence[Spec]) -> Spec:
         names = list(by_path) if "." in name else list(by_flat)
         near = difflib.get_close_matches(name.replace("-", "_"), names, n=3)
         hint = f"; did you mean {' or '.join(near)}?" if near else ""
-        raise ConfigError(f"unknown option {key!r}{hint} (every option: madlab run --help)")
+        raise ConfigError(f"unknown {what} {key!r}{hint} (every {what}: {listed})")
     return spec
 
 
@@ -283,3 +300,15 @@ def set_path(root, path: Sequence[str], value: Any) -> None:
     for name in path[:-1]:
         root = getattr(root, name)
     setattr(root, path[-1], value)
+
+
+def as_tree(root, chosen: Iterable[Spec]) -> dict[str, Any]:
+    """The values of the `chosen` options of `root`, nested as the tree ({"loop": {"gens": 100}, ...})."""
+    out: dict[str, Any] = {}
+    for spec in chosen:
+        part = out
+        for name in spec.path[:-1]:
+            part = part.setdefault(name, {})
+        value = get_path(root, spec.path)
+        part[spec.path[-1]] = list(value) if isinstance(value, list) else value
+    return out

@@ -1,6 +1,6 @@
-"""The `madlab` command line (typer). Sub-commands live in `madlab.commands`.
+"""The `madlab` command line (click). Sub-commands live in `madlab.commands`.
 
-Start-up imports only typer, rich and the torch-free option schema (`madlab.config`); each
+Start-up imports only click, rich and the torch-free option schema (`madlab.config`); each
 command imports torch, pandas and POT in its body, so `madlab --help` is fast
 (benchmarks/cli_start.py)."""
 from __future__ import annotations
@@ -8,35 +8,26 @@ from __future__ import annotations
 import signal
 import sys
 
-import typer
-
-# typer >= 0.25 vendors its own click; take the exception classes from typer itself
-UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+import click
 
 from madlab import __version__
 from madlab.config import ConfigError
 
-app = typer.Typer(
-    name="madlab",
-    help="Simulate self-consuming training loops of generative models, and SIMS against MAD.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
 
-
-
-def _version(value: bool) -> None:
+def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
         print(f"madlab {__version__}")
-        raise typer.Exit()
+        ctx.exit()
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print madlab's version and exit.",
-                                 callback=_version, is_eager=True),
-) -> None:
-    """madlab: self-consuming loops of generative models, and SIMS against Model Autophagy Disorder."""
+@click.group(name="madlab", invoke_without_command=True)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Print madlab's version and exit.")
+@click.pass_context
+def app(ctx: click.Context) -> None:
+    """Simulate self-consuming training loops of generative models, and SIMS against MAD."""
+    if ctx.invoked_subcommand is None:     # bare `madlab`: the help
+        click.echo(ctx.get_help())
 
 
 def _register_commands() -> None:
@@ -72,15 +63,12 @@ def main(argv: list[str] | None = None) -> None:
     interrupt.install()
     try:
         check_utf8(sys.argv[1:] if argv is None else argv)
-        code = app(args=argv, standalone_mode=False)
+        code = app.main(args=argv, prog_name="madlab", standalone_mode=False)
     except ConfigError as err:
         fail(str(err))
-    except UsageError as err:
-        if type(err).__name__ == "NoArgsIsHelpError":  # bare `madlab`: show the help
-            print(err.ctx.get_help() if err.ctx else err.format_message())
-            raise SystemExit(0)
+    except click.ClickException as err:      # bad usage: unknown option, bad value, missing argument
         fail(err.format_message())
-    except typer.Abort:
+    except click.Abort:
         print("madlab: interrupted", file=sys.stderr)
         raise SystemExit(130)
     except (KeyboardInterrupt, interrupt.Interrupted) as err:

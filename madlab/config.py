@@ -43,13 +43,13 @@ from typing import Any, ClassVar, Mapping
 
 from analysis.metrics import recorded
 from loops.config import AlgoConfig, LoopConfig
-from loops.options import (ConfigError, Spec, check, check_unique, coerce, get_path, lookup,
+from loops.options import (ConfigError, Spec, as_tree, check, check_unique, coerce, get_path, lookup,
                            nested, non_negative, option, positive, require, set_path, specs)
 from madlab.backends import BACKENDS, TOY_BACKENDS, backend_help
 from madlab.limits import check_limits
 from toy.config import TARGET_NAMES, DDPMConfig
 
-__all__ = ["BACKENDS", "ConfigError", "EvalConfig", "OPTIONS", "RunConfig", "option_spec"]
+__all__ = ["BACKENDS", "ConfigError", "EvalConfig", "OPTIONS", "RunConfig", "check_device", "option_spec"]
 
 LOOP_PANEL = "Loop"
 SEED_LIMIT = 2 ** 63     # seeds are hashed as unsigned 64-bit integers (loops/rng.py), kept signed-safe
@@ -89,6 +89,15 @@ class EvalConfig:
         positive(self, "n_eval")
         require(self.save_samples or not self.samples_dir, "--samples-dir needs --save-samples")
         return self
+
+
+def check_device(device: str) -> None:
+    """cpu, mps, cuda or cuda:N, and CUDA only where torch sees it (imports torch then)."""
+    if device.startswith("cuda"):
+        import torch
+        require(torch.cuda.is_available(), f"device {device!r} asked for, but torch sees no CUDA device")
+    else:
+        require(device in ("cpu", "mps"), f"unknown device {device!r}; use cpu, cuda or cuda:N")
 
 
 def recorded_metrics(backend: str, metric, tails: bool) -> list[str]:
@@ -188,12 +197,7 @@ class RunConfig(_RunBackends):
         if backend.check is not None:
             backend.check(self)
         require(backend.toy or not ev.save_samples, "--save-samples keeps vector samples: toy backends only")
-        if self.device.startswith("cuda"):
-            import torch
-            require(torch.cuda.is_available(),
-                    f"device {self.device!r} asked for, but torch sees no CUDA device")
-        else:
-            require(self.device in ("cpu", "mps"), f"unknown device {self.device!r}; use cpu, cuda or cuda:N")
+        check_device(self.device)
         return self
 
     # ------------------------------------------------------------------ views
@@ -207,15 +211,7 @@ class RunConfig(_RunBackends):
 
     def to_dict(self) -> dict[str, Any]:
         """The run's options (the active backend's only), nested as the tree: config.json."""
-        out: dict[str, Any] = {}
-        for s in OPTIONS:
-            if self.is_active(s):
-                part = out
-                for name in s.path[:-1]:
-                    part = part.setdefault(name, {})
-                value = get_path(self, s.path)
-                part[s.path[-1]] = list(value) if isinstance(value, list) else value
-        return out
+        return as_tree(self, [s for s in OPTIONS if self.is_active(s)])
 
     def identity(self) -> dict[str, Any]:
         """What changes the numbers, by flat name: the active options but device, seed_chunk

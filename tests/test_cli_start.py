@@ -24,3 +24,16 @@ def test_version(capsys):
         main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.strip() == f"madlab {__version__}"
+
+
+def test_the_command_line_uses_click_public_api_only():
+    """No typer, no signature rewriting, nothing private of click (issue 23)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "madlab"
+    for path in [root / "cli.py", *sorted((root / "commands").glob("*.py"))]:
+        text = path.read_text()
+        assert "typer" not in text and "__signature__" not in text, path.name
+        assert not re.search(r"\bclick\.(_\w+|\w+\._\w+)", text), path.name
+        assert not re.search(r"from click\.\S* import|import click\.", text), path.name

@@ -2,12 +2,11 @@
 import json
 
 import pytest
-import typer
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from loops.options import Spec
 from madlab.cli import main
-from madlab.commands.options import GroupedCommand, config_options
+from madlab.commands.options import command, config_options
 from madlab.config import OPTIONS, ConfigError, RunConfig, option_spec
 
 
@@ -142,14 +141,12 @@ def test_component_names_match_the_code_that_implements_them():
 
 def command_app(mode):
     """A one-command app with the generated options that hands back the parsed RunConfig."""
-    app, seen = typer.Typer(), {}
+    seen = {}
 
-    @app.command(cls=GroupedCommand)
-    @config_options(mode)
     def go(**options) -> None:
         seen.update({k: v for k, v in options.items() if v is not None})
 
-    return app, seen
+    return command("go", go, config_options(mode)), seen
 
 
 def other_value(spec: Spec):

@@ -155,7 +155,7 @@ EXPERIMENTS = {
 
 
 def test_seed_chunks_split_the_seeds_evenly_in_order():
-    s = shift.Settings(seeds=7, first_seed=10)
+    s = shift.Settings.at().apply({"seeds": 7, "first_seed": 10})
     assert [(c.first_seed, c.seeds) for c in seed_chunks(s, 3)] == [(10, 3), (13, 2), (15, 2)]
     assert [(c.first_seed, c.seeds) for c in seed_chunks(s, 9)] == [(10 + i, 1) for i in range(7)]
 
@@ -169,7 +169,7 @@ def test_interleave_restores_the_one_table_order():
 
 @pytest.mark.parametrize("module", list(EXPERIMENTS), ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_experiment_in_chunks_is_the_one_process_experiment(module):
-    s = module.Settings(**EXPERIMENTS[module])
+    s = module.Settings.at().apply(EXPERIMENTS[module])
     one = module.run(s)
     name = "mad-loops" if module.__name__.endswith("mad_loops") else module.__name__.rsplit(".", 1)[-1]
     steps = []

@@ -1,4 +1,5 @@
 """The toy analogues of the paper's other experiments (madlab.experiments): cheap, checkable pieces."""
+import dataclasses
 import json
 
 import pytest
@@ -7,7 +8,6 @@ import torch
 from loops import Loop, SeedStreams
 from loops.algorithms import Standard
 from madlab.experiments import landscape, mad_loops, pollution, shift
-from madlab.experiments.common import override
 from toy.ddpm import ToyDDPM
 from toy.gaussian_fit import GaussianFit
 from toy.targets import paper_gaussian, two_mode_mixture
@@ -87,7 +87,7 @@ def test_density_product_reference_endpoints():
 
 # ------------------------------------------------------------------ Figure 6: pollution
 def test_pollution_budget_and_crossing():
-    s = pollution.Settings(n_real=1000, epochs=100)
+    s = pollution.Settings.at(assignments=["n_real=1000", "epochs=100"])
     for n_p in (0, 250, 2000):
         assert pollution.epochs_for(s, 1000 + n_p) * (1000 + n_p) == pytest.approx(100 * 1000)
     real, pool = torch.zeros(2, 10, 2), torch.ones(2, 30, 2)
@@ -99,14 +99,14 @@ def test_pollution_budget_and_crossing():
 
 # ------------------------------------------------------------------ MAD loops, Gaussian fit
 def small(**kw):
-    return mad_loops.Settings(**({"seeds": 1000, "gens": 8, "n_real": 10, "n_synth": 10, "tail": 4} | kw))
+    return mad_loops.Settings.at().apply({"seeds": 1000, "gens": 8, "n_real": 10, "n_synth": 10, "tail": 4} | kw)
 
 
 def test_fully_synthetic_covariance_collapse_matches_theory():
     s = small()
     mu, S = mad_loops.trajectory("fully-synthetic", SeedStreams(range(s.seeds)), s, estimator="mle")
     ratio = mad_loops._trace(S) / mad_loops._trace(paper_gaussian().cov)
-    cov_th, _ = mad_loops.fully_synthetic_theory(s.gens, s.n_real, s.n_synth, "mle", 1.0)
+    cov_th, _ = mad_loops.fully_synthetic_theory(s.loop.gens, s.loop.n_real, s.loop.n_synth, "mle", 1.0)
     assert cov_th[-1] == pytest.approx(0.9 ** 8)
     for t in (0, 3, 7):
         assert abs(z(ratio[t], float(cov_th[t]))) < 4
@@ -117,7 +117,7 @@ def test_fully_synthetic_mean_random_walk_is_linear():
     s = small()
     mu, S = mad_loops.trajectory("fully-synthetic", SeedStreams(range(s.seeds)), s, estimator="unbiased")
     drift = (mu ** 2).sum(-1) / float(mad_loops._trace(paper_gaussian().cov))
-    _, th = mad_loops.fully_synthetic_theory(s.gens, s.n_real, s.n_synth, "unbiased", 1.0)
+    _, th = mad_loops.fully_synthetic_theory(s.loop.gens, s.loop.n_real, s.loop.n_synth, "unbiased", 1.0)
     assert torch.allclose(th, torch.arange(1, 9, dtype=torch.float64) / 10)   # t / n: linear
     for t in (0, 7):
         assert abs(z(drift[t], float(th[t]))) < 4
@@ -128,15 +128,15 @@ def test_sampling_bias_shrinks_the_covariance_by_lambda_per_generation():
     streams = SeedStreams(range(50))
     _, S1 = mad_loops.trajectory("fully-synthetic", streams, s, bias=1.0)
     _, Sl = mad_loops.trajectory("fully-synthetic", streams, s, bias=0.8)
-    for t in range(s.gens):  # same random numbers: exact, seed by seed
+    for t in range(s.loop.gens):  # same random numbers: exact, seed by seed
         assert torch.allclose(Sl[t], 0.8 ** t * S1[t], rtol=1e-4, atol=1e-12)
 
 
 def test_fresh_loop_driver_is_the_engine_loop():
     s = small(seeds=5, gens=4)
     streams = SeedStreams(range(5))
-    ours = list(mad_loops.fresh_with_initial_size(GaussianFit(), paper_gaussian(), streams, s.n_real, s))
-    loop = Loop("fresh", Standard(epochs=1), GaussianFit(), paper_gaussian(), s.n_real, s.n_synth, s.gens, 2)
+    ours = list(mad_loops.fresh_with_initial_size(GaussianFit(), paper_gaussian(), streams, s.loop.n_real, s))
+    loop = Loop("fresh", Standard(epochs=1), GaussianFit(), paper_gaussian(), s.loop.n_real, s.loop.n_synth, s.loop.gens, 2)
     theirs = [r.model for r in loop.run(streams, lambda x, t: {}, keep_models=True)]
     for a, b in zip(ours, theirs):
         assert torch.equal(a.model[0], b.model[0]) and torch.equal(a.model[1], b.model[1])
@@ -145,7 +145,7 @@ def test_fresh_loop_driver_is_the_engine_loop():
 def test_fresh_loop_limit_does_not_depend_on_the_initial_size():
     s = small(seeds=600, gens=14, n_real=20, n_synth=20, tail=6)
     streams, tr = SeedStreams(range(600)), float(mad_loops._trace(paper_gaussian().cov))
-    f, V = mad_loops.mixing_limits("fresh", s.n_real, s.n_synth, "mle", 1.0)
+    f, V = mad_loops.mixing_limits("fresh", s.loop.n_real, s.loop.n_synth, "mle", 1.0)
     first, late = {}, {}
     for n0 in (3, 2000):
         mu, S = mad_loops.trajectory("fresh", streams, s, n_initial=n0)
@@ -162,7 +162,7 @@ def test_augment_drift_is_bounded_at_the_ar1_limit():
     mu, S = mad_loops.trajectory("augment", SeedStreams(range(600)), s)
     tr = float(mad_loops._trace(paper_gaussian().cov))
     drift = ((mu - mu[0]) ** 2).sum(-1) / tr
-    f, V = mad_loops.mixing_limits("augment", s.n_real, s.n_synth, "mle", 1.0)
+    f, V = mad_loops.mixing_limits("augment", s.loop.n_real, s.loop.n_synth, "mle", 1.0)
     assert drift[-s.tail:].mean() == pytest.approx(V, rel=0.1)
     assert drift[-1].mean() < 3 * V            # no random walk: fully synthetic would be ~ t / n
     assert (mad_loops._trace(S[-s.tail:]) / tr).mean() == pytest.approx(f, rel=0.05)
@@ -186,7 +186,9 @@ def test_experiment_command_writes_figure_table_and_settings(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["experiment", "shift", "--set", "nope=1"], "unknown setting 'nope'"),
     (["experiment", "shift", "--set", "omegas=1,2"], "must include -1"),
-    (["experiment", "landscape", "--set", "n_aux=many"], "cannot read 'many'"),
+    (["experiment", "landscape", "--set", "n_aux=many"], "'many' is not an integer"),
+    (["experiment", "landscape", "--n-aux", "many"], "'many' is not an integer"),
+    (["experiment", "landscape", "--set", "omega=3"], "unknown setting 'omega'"),   # a run option landscape has not
     (["experiment", "mad-loops", "--set", "biases=1.5"], "biases must be in (0, 1]"),
     (["experiment", "pollution", "--set", "learner=toy-diffusion"], "unknown learner 'toy-diffusion' for the experiments"),
 ])
@@ -200,11 +202,11 @@ def test_experiment_command_bad_input_is_one_line(argv, message, capsys):
 
 
 def test_settings_override_types():
-    s = override(shift.SCALES["smoke"], ["seeds=3", "omegas=-1,0,2", "aux_epochs=2.5"])
-    assert s.seeds == 3 and s.omegas == [-1.0, 0.0, 2.0] and s.aux_epochs == 2.5
-    assert override(mad_loops.SCALES["smoke"], ["initial_sizes=4,8"]).initial_sizes == [4, 8]
-    with pytest.raises(ValueError, match="cannot read '1.5' as int"):
-        override(shift.SCALES["smoke"], ["seeds=1.5"])
+    s = shift.Settings.at("smoke", ["seeds=3", "omegas=-1,0,2", "aux_epochs=2.5"])
+    assert s.seeds == 3 and s.omegas == [-1.0, 0.0, 2.0] and s.algo.aux_epochs == 2.5
+    assert mad_loops.Settings.at("smoke", ["initial_sizes=4,8"]).initial_sizes == [4, 8]
+    with pytest.raises(ValueError, match="'1.5' is not an integer"):
+        shift.Settings.at("smoke", ["seeds=1.5"])
 
 
 @pytest.mark.parametrize("module", [landscape, pollution, shift])
@@ -219,11 +221,65 @@ def test_toy_ddpm_batch_and_lr_are_settings(module, monkeypatch):
         built.append(backend.config)
         raise RuntimeError("stop after building the backend")
     monkeypatch.setattr(module, "ddpm_backend", recording)
-    s = override(module.SCALES["smoke"], ["batch_size=64", "lr=0.001", "learner=resmlp-ln"]).validate()
+    s = module.Settings.at("smoke", ["batch_size=64", "lr=0.001", "learner=resmlp-ln"]).validate()
     with pytest.raises(RuntimeError, match="stop after building"):
         module.run(s)
     assert built[0].batch_size == 64 and built[0].lr == 0.001
     assert built[0].learner == "resmlp-ln" and built[0].layer_norm     # the documented numbers' learner
-    assert module.SCALES["smoke"].learner == "resmlp-silu"
-    with pytest.raises(ValueError, match="batch_size"):
-        override(module.SCALES["smoke"], ["batch_size=0"]).validate()
+    assert module.Settings.at("smoke").toy_ddpm.learner == "resmlp-silu"
+    with pytest.raises(ValueError, match="batch-size"):
+        module.Settings.at("smoke", ["batch_size=0"]).validate()
+
+
+def test_experiment_settings_compose_the_run_options():
+    """An experiment's settings are the run's component configs (not a copy) plus its own."""
+    from madlab.config import OPTIONS, RunConfig
+    from madlab.experiments import EXPERIMENTS
+
+    for name, cls in EXPERIMENTS.items():
+        s = cls.at("smoke")
+        assert isinstance(s, RunConfig), name
+        for spec in cls.settings():
+            if spec.path[0] in {f.name for f in dataclasses.fields(RunConfig)}:
+                assert spec.help.startswith(next(o.help for o in OPTIONS if o.flat == spec.flat))  # the run's
+    s = landscape.Settings.at("quick", ["n_aux=500", "algo.n_aux=600", "loop.epochs=3"])
+    assert (s.algo.n_aux, s.loop.epochs, s.seeds, s.evaluation.metric) == (600, 3.0, 8, ["w2", "fd"])
+
+
+def test_earlier_setting_names_still_work_with_a_note(capsys):
+    s = landscape.Settings.at("smoke", ["metrics=w2"])
+    assert s.evaluation.metric == ["w2"]
+    err = capsys.readouterr().err.strip()
+    assert err == "madlab: note: setting 'metrics' is now 'metric'"
+
+
+def test_experiment_help_lists_its_settings_like_run(capsys):
+    from madlab.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["experiment", "landscape", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for heading in ("landscape:", "Loop:", "SIMS:", "Toy DDPM (--backend toy-ddpm):", "Evaluation and output:"):
+        assert heading in out, heading
+    for flag in ("--n-advanced", "--omega-a", "--n-real", "--epochs", "--n-aux", "--learner", "--lr",
+                 "--metric", "--n-eval", "--seeds", "--device", "--set", "--scale"):
+        assert flag in out, flag
+    assert "--omega " not in out and "--gens" not in out and "--width" not in out   # run options it has not
+    assert "[default: 8; smoke: 2, paper: 32]" in " ".join(out.split())          # seeds at each scale
+    with pytest.raises(SystemExit) as exit_:
+        main(["experiment"])                                                        # bare: the list
+    assert exit_.value.code == 0 and "images-loop" in capsys.readouterr().out
+
+
+def test_setting_flags_and_set_are_one_path(tmp_path, capsys):
+    from madlab.cli import main
+
+    for how, out in ((["--seeds", "30", "--gens", "5", "--tail", "2"], "a"),
+                     (["--set", "seeds=30", "--set", "gens=5", "--set", "tail=2"], "b")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["experiment", "mad-loops", "--scale", "smoke", "--quiet", "--out", str(tmp_path / out), *how])
+        assert exit_.value.code == 0
+    a, b = (json.loads((tmp_path / o / "settings.json").read_text())["settings"] for o in "ab")
+    assert a == b and a["seeds"] == 30 and a["loop"]["gens"] == 5 and a["tail"] == 2
+    assert (tmp_path / "a" / "measurements.csv").read_text() == (tmp_path / "b" / "measurements.csv").read_text()

@@ -156,7 +156,7 @@ def test_madlab_run_sweep_and_report_with_accumulate_subsample(tmp_path, capsys)
 
 def test_the_experiments_at_smoke_size_agree_with_their_theory():
     for module in (sims_theory, accumulate):
-        result = module.run(module.SCALES["smoke"])
+        result = module.run(module.Settings.at("smoke"))
         z = result.summary["z"].dropna().abs()
         assert len(z) >= 20 and z.max() < Z
         if module is sims_theory:

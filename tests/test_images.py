@@ -11,7 +11,6 @@ from loops import SeedStreams  # noqa: E402
 from madlab.config import ConfigError  # noqa: E402
 from madlab.edm.backend import EDMBackend  # noqa: E402
 from madlab.experiments import load  # noqa: E402
-from madlab.experiments.common import override  # noqa: E402
 from madlab.experiments.images import Bench  # noqa: E402
 
 TINY = ["edm.net=tiny", "edm.num_steps=2", "edm.ema_kimg=0", "seeds=1", "n_real=64", "epochs=1",
@@ -20,7 +19,7 @@ TINY = ["edm.net=tiny", "edm.num_steps=2", "edm.ema_kimg=0", "seeds=1", "n_real=
 
 def tiny(name: str, tmp_path, *more: str):
     module = load(name)
-    return module, override(module.SCALES["smoke"], TINY + [f"workdir={tmp_path / 'work'}", *more])
+    return module, module.Settings.at("smoke", TINY + [f"workdir={tmp_path / 'work'}", *more])
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +36,13 @@ def test_omega_zero_is_the_base_model_and_minus_one_the_auxiliary(self_improve):
     base = bench.backend.load(bench.work / "models" / "seed0-base.pt")
     aux = bench.backend.load(bench.work / "models" / "seed0-aux0.pt")
     g = SeedStreams([0]).keys
-    x_base = bench.backend.sample(base, s.n_eval, g("eval", 1))
+    x_base = bench.backend.sample(base, s.evaluation.n_eval, g("eval", 1))
     fid = table[table.metric == "fid"].set_index("omega")["value"]
     assert fid[0.0] == pytest.approx(bench.fid(x_base)["fid"][0], rel=1e-9)   # the base model's samples
-    x0 = bench.backend.sample(base, s.n_eval, g("eval", 1), guide=aux, omega=0.0)
+    x0 = bench.backend.sample(base, s.evaluation.n_eval, g("eval", 1), guide=aux, omega=0.0)
     assert torch.equal(x0, x_base)                               # bit for bit
-    x_aux = bench.backend.sample(aux, s.n_eval, g("eval", 1))
-    x_m1 = bench.backend.sample(base, s.n_eval, g("eval", 1), guide=aux, omega=-1.0)
+    x_aux = bench.backend.sample(aux, s.evaluation.n_eval, g("eval", 1))
+    x_m1 = bench.backend.sample(base, s.evaluation.n_eval, g("eval", 1), guide=aux, omega=-1.0)
     torch.testing.assert_close(x_m1, x_aux, atol=1e-4, rtol=0)   # D_base - (D_base - D_aux), rounding only
     assert fid[-1.0] == pytest.approx(bench.fid(x_aux)["fid"][0], rel=1e-4)
     assert not torch.equal(x_aux, x_base)                        # the auxiliary model was fine-tuned
@@ -55,7 +54,7 @@ def test_rerun_reads_the_work_folder_and_refuses_other_settings(self_improve, mo
     monkeypatch.setattr(EDMBackend, "sample", lambda *a, **k: pytest.fail("resampled a finished seed"))
     again = module.measure(s)
     pd.testing.assert_frame_equal(again, table, check_dtype=False)
-    other = override(s, ["epochs=2"])
+    other = s.assign(["epochs=2"])
     with pytest.raises(ConfigError, match="other settings"):
         module.measure(other)
 
@@ -79,18 +78,18 @@ def test_pollution_scenarios_train_on_the_sets_they_say(tmp_path, monkeypatch):
     monkeypatch.setattr(EDMBackend, "train", spy_train)
     monkeypatch.setattr(EDMBackend, "sample", spy_sample)
     module.measure(s)
-    real = Bench(s, "images-pollution").target.sample(s.n_real, SeedStreams([0]).keys("real", 1))
+    real = Bench(s, "images-pollution").target.sample(s.loop.n_real, SeedStreams([0]).keys("real", 1))
     # 1 ST-I, 2 its auxiliary (on its own samples), 3 ST-P (from scratch), 4 ST-P's auxiliary
     st_i, aux_i, st_p, aux_p = trained
-    assert torch.equal(st_i[1], real) and st_i[2] == s.epochs
-    n_p = round(0.5 * s.n_real)
+    assert torch.equal(st_i[1], real) and st_i[2] == s.loop.epochs
+    n_p = round(0.5 * s.loop.n_real)
     pool = [out for model, n, guide, out in sampled if model is st_i[3] and n == n_p]
     assert len(pool) == 1
     pool = pool[0]
     assert torch.equal(st_p[1], torch.cat([real, pool[:, :n_p]], dim=1))   # D_r ∪ D_p, D_p from ST-I
-    assert st_p[2] == pytest.approx(s.epochs * s.n_real / (s.n_real + n_p))  # the same images seen
+    assert st_p[2] == pytest.approx(s.loop.epochs * s.loop.n_real / (s.loop.n_real + n_p))  # the same images seen
     assert aux_i[0] is st_i[3] and aux_p[0] is st_p[3]                      # SIMS fine-tunes its own base
-    s_p = [out for model, n, guide, out in sampled if model is st_p[3] and n == s.n_aux]
+    s_p = [out for model, n, guide, out in sampled if model is st_p[3] and n == s.algo.n_aux]
     assert len(s_p) == 1 and torch.equal(aux_p[1], s_p[0])                  # ... on the base's own samples
     guided = {(id(model), id(guide)) for model, n, guide, out in sampled if guide is not None}
     assert guided == {(id(st_i[3]), id(aux_i[3])), (id(st_p[3]), id(aux_p[3]))}
@@ -135,12 +134,12 @@ def test_fid_floor_shrinks_with_n_and_bad_settings_are_one_line(tmp_path):
     module, s = tiny("images-fid", tmp_path, "sizes=50,400", "repeats=3")
     r = module.run(s)
     t = r.table[(r.table.kind == "halves")].set_index(["metric", "n"])["mean"]
-    for metric in s.metrics:
+    for metric in s.evaluation.metric:
         assert t[(metric, 50)] > t[(metric, 400)] > 0
-    with pytest.raises(ConfigError, match="edm: unknown setting 'nett'"):
-        override(s, ["edm.nett=small"])
-    with pytest.raises(ConfigError, match="metrics"):
-        override(s, ["metrics=w2"]).validate()
+    with pytest.raises(ConfigError, match="unknown setting 'edm.nett'"):
+        s.assign(["edm.nett=small"])
+    with pytest.raises(ConfigError, match="metric"):
+        s.assign(["metrics=w2"]).validate()
 
 
 def test_an_npz_of_colour_images_runs_through_the_same_code(tmp_path):
@@ -171,9 +170,9 @@ def test_dry_run_counts_the_work_and_runs_nothing(tmp_path, capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["experiment", "images-shift", "--set", "edm.nett=small"], "edm: unknown setting 'nett'"),
+    (["experiment", "images-shift", "--set", "edm.nett=small"], "unknown setting 'edm.nett'"),
     (["experiment", "images-shift", "--set", "edm.net=huge"], "huge"),
-    (["experiment", "images-loop", "--set", "metrics=fid_pixels"], "metrics=fid"),
+    (["experiment", "images-loop", "--set", "metric=fid_pixels"], "metric=fid"),
     (["experiment", "images-pollution", "--set", "edm.dataset=/nonexistent.npz"], "neither 'digits'"),
     (["experiment", "images-fid", "--device", "tpu"], "unknown device"),
 ])
@@ -189,5 +188,35 @@ def test_two_processes_give_the_one_process_table(tmp_path):
     module, s = tiny("images-self-improve", tmp_path / "one", "seeds=2", "n_aux=8", "budgets=1",
                      "omegas=0,1", "omegas_vs_budget=1", "n_eval=16", "metrics=fid_pixels")
     one = module.run(s).table
-    two = run_in_chunks("images-self-improve", override(s, [f"workdir={tmp_path / 'two'}"]), 2, 1).table
+    two = run_in_chunks("images-self-improve", s.assign([f"workdir={tmp_path / 'two'}"]), 2, 1).table
     pd.testing.assert_frame_equal(one, two)
+
+
+def test_work_folders_of_the_earlier_settings_still_resume(tmp_path):
+    """tests/data/experiment-settings-ids.json: the settings-id.json that madlab 1df4a61 (before the
+    experiments' settings joined the config tree) wrote for every image experiment and scale, and
+    for a smoke scale with many --set keys. images-loop quick and images-fid quick are byte for byte
+    the identities of the long runs in progress there (ids 89fd388c0b9f, e3e91de48834). Today's
+    settings are the same settings, so such a work folder is accepted and its models and rows are
+    reused; other settings are still refused."""
+    import json
+    from pathlib import Path
+
+    from madlab.experiments.images import claim
+
+    held = json.loads((Path(__file__).parent / "data" / "experiment-settings-ids.json").read_text())
+    assert held["images-loop quick"]["id"] == "89fd388c0b9f" and held["images-fid quick"]["id"] == "e3e91de48834"
+    extra = ["metrics=fid_pixels", "edm.quantize=false", "seeds=2", "first_seed=5", "device=cpu",
+             "edm.sample_batch=7", "edm.checkpoint_dir=x"]
+    for key, record in held.items():
+        name, scale = key.split()
+        cls = load(name).Settings
+        s = cls.at("smoke", TINY + extra) if scale == "smoke-tiny" else cls.at(scale)
+        s = s.assign(["workdir=/somewhere/work"])
+        assert s.identity() == record["settings"], key
+        work = tmp_path / key.replace(" ", "-")
+        work.mkdir()
+        (work / "settings-id.json").write_text(json.dumps(record, indent=2) + "\n")
+        claim(work, s.identity())                                   # accepted: resumes
+        with pytest.raises(ConfigError, match="other settings"):
+            claim(work, s.assign(["n_real=7"]).identity())

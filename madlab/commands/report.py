@@ -6,11 +6,11 @@ import math
 from pathlib import Path
 from typing import Optional
 
-import typer
+import click
 from rich.console import Console
-from typing_extensions import Annotated
 
 from analysis import paper
+from madlab.commands.options import argument, command, option
 from madlab.config import ConfigError
 from madlab.store import RESULTS
 
@@ -320,20 +320,24 @@ def print_provenance(directory: Path) -> None:
                                   if len(sessions) > 1 else "")), soft_wrap=True)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("report")
-    def report(
-        directory: Annotated[Path, typer.Argument(metavar="DIR", help="A run directory (madlab run --out) or a sweep directory (madlab sweep --out): reads DIR/results.parquet.", show_default=False)],
-        out: Annotated[Optional[Path], typer.Option(help="Where the figures and tables go [default: DIR/report].")] = None,
-        metric: Annotated[Optional[str], typer.Option(help="Which dist(G^t, p_r) to analyse: w2 | w2sq (each seed's W2 squared, what POT's emd2 returns) | w1 | fd | fid | an inlier version (w2_inlier, ...) [default: w2 if present, else the table's first metric]. W2² and the inlier versions are analysed beside W2 in any case.")] = None,
-        start: Annotated[Optional[int], typer.Option(help=f"First generation of the convergence window: E[dist(G^inf)] = mean of E[dist(G^t)] over t = START..T [default: {paper.PAPER_START}, the paper's; for runs that end by generation {paper.PAPER_START}, the second half of the shortest run, as the output says].", show_default=False)] = None,
-        tolerance: Annotated[float, typer.Option(help="A configuration counts as MAD-prevented when its convergence ratio <= 1 + TOLERANCE; the prophylactic threshold is the largest |D_s| whose best ratio passes.")] = paper.TOLERANCE,
-        drift_tolerance: Annotated[float, typer.Option(help="A configuration counts as MAD (still diverging) when E[dist(G^t)] rises by more than DRIFT_TOLERANCE x E[dist(G^1)] from the first to the second half of the window.")] = paper.DRIFT_TOLERANCE,
-        level: Annotated[float, typer.Option(help="Confidence level of every band (normal band for E[dist], seed bootstrap for ratios).")] = paper.LEVEL,
-        boot: Annotated[int, typer.Option(help="Bootstrap resamples of the seeds for the ratio bands.")] = paper.N_BOOT,
-        sizes: Annotated[str, typer.Option(help="Comma-separated |D_s| values whose ratio curves over generations are drawn (Figure 5 bottom); the two smallest run when none of them was.")] = "125,250",
-        statistic: Annotated[str, typer.Option(help="E[dist(G^t)] over seeds as the mean (the paper's) or the median: the one that decides MAD / mitigated / prevented, the best w and the threshold; the other is printed beside it.", metavar="[mean|median]")] = "mean",
-    ) -> None:
+OWN_OPTIONS = [
+    argument("directory", metavar="DIR", type=click.Path(path_type=Path), help="A run directory (madlab run --out) or a sweep directory (madlab sweep --out): reads DIR/results.parquet."),
+    option("--out", type=click.Path(path_type=Path), help="Where the figures and tables go [default: DIR/report]."),
+    option("--metric", help="Which dist(G^t, p_r) to analyse: w2 | w2sq (each seed's W2 squared, what POT's emd2 returns) | w1 | fd | fid | an inlier version (w2_inlier, ...) [default: w2 if present, else the table's first metric]. W2² and the inlier versions are analysed beside W2 in any case."),
+    option("--start", type=int, help=f"First generation of the convergence window: E[dist(G^inf)] = mean of E[dist(G^t)] over t = START..T [default: {paper.PAPER_START}, the paper's; for runs that end by generation {paper.PAPER_START}, the second half of the shortest run, as the output says]."),
+    option("--tolerance", type=float, default=paper.TOLERANCE, show_default=True, help="A configuration counts as MAD-prevented when its convergence ratio <= 1 + TOLERANCE; the prophylactic threshold is the largest |D_s| whose best ratio passes."),
+    option("--drift-tolerance", type=float, default=paper.DRIFT_TOLERANCE, show_default=True, help="A configuration counts as MAD (still diverging) when E[dist(G^t)] rises by more than DRIFT_TOLERANCE x E[dist(G^1)] from the first to the second half of the window."),
+    option("--level", type=float, default=paper.LEVEL, show_default=True, help="Confidence level of every band (normal band for E[dist], seed bootstrap for ratios)."),
+    option("--boot", type=int, default=paper.N_BOOT, show_default=True, help="Bootstrap resamples of the seeds for the ratio bands."),
+    option("--sizes", default="125,250", show_default=True, help="Comma-separated |D_s| values whose ratio curves over generations are drawn (Figure 5 bottom); the two smallest run when none of them was."),
+    option("--statistic", default="mean", show_default=True, metavar="[mean|median]", help="E[dist(G^t)] over seeds as the mean (the paper's) or the median: the one that decides MAD / mitigated / prevented, the best w and the threshold; the other is printed beside it."),
+]
+
+
+def register(app: click.Group) -> None:
+    def report(directory: Path, out: Optional[Path], metric: Optional[str], start: Optional[int],
+               tolerance: float, drift_tolerance: float, level: float, boot: int, sizes: str,
+               statistic: str) -> None:
         """Figure 5 of the SIMS paper from a run or sweep directory: PNG + PDF figures, CSV + Markdown tables.
 
         Writes into OUT: figure5.png/.pdf (E[dist(G^1)] vs w; convergence ratio vs w per |D_s|;
@@ -374,3 +378,5 @@ def register(app: typer.Typer) -> None:
         print_summary(r)
         print_provenance(Path(directory))
         Console().print(f"wrote {len(written)} files to {out_dir}: " + ", ".join(p.name for p in written))
+
+    app.add_command(command("report", report, OWN_OPTIONS))

@@ -4,11 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import typer
+import click
 from rich.console import Console
-from typing_extensions import Annotated
 
-from madlab.commands.options import GroupedCommand, config_options
+from madlab.commands.options import command, config_options, option
 from madlab.config import EVAL_PANEL, RunConfig
 
 stderr = Console(stderr=True)
@@ -69,17 +68,18 @@ def run_chunks(out: Path, cfg: RunConfig, chunk: int) -> list:
     return chunk_tasks(dataclasses.replace(cfg, seed_chunk=min(cfg.seed_chunk, chunk)))
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("run", cls=GroupedCommand)
-    @config_options("run")
-    def run(
-        out: Annotated[Optional[Path], typer.Option(help="Run directory [default: runs/<loop>-<algo>-<run id>]. Rerunning the same command reuses it; a different run there is refused.", rich_help_panel=EVAL_PANEL)] = None,
-        progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show a progress bar on stderr.", rich_help_panel=EVAL_PANEL)] = True,
-        jobs: Annotated[Optional[int], typer.Option(help="Processes that run chunks of the seeds side by side, one torch thread each, so a run uses every usable core (the CPU affinity: taskset, Slurm's --cpus-per-task), at most one process per seed; a seed's numbers do not depend on the chunking (bit for bit). 1: one process (this one). --device cuda: always one process [default: the usable cores].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
-        threads: Annotated[Optional[int], typer.Option(help="Torch threads per process, exact OT included (more than one rarely pays on the CPU; see madlab/cores.py) [default: 1; the usable cores with --device cuda].", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
-        wandb: Annotated[Optional[str], typer.Option("--wandb", metavar="PROJECT", help="Also log the finished run to this Weights & Biases project (madlab[wandb]): its resolved configuration, provenance and per-generation mean, median, 5-95 % band and outlier share. Runs after the run; a W&B failure is a warning. WANDB_MODE=offline logs to ./wandb.", rich_help_panel=EVAL_PANEL, show_default=False)] = None,
-        **options,
-    ) -> None:
+OWN_OPTIONS = [
+    option("--out", type=click.Path(path_type=Path), panel=EVAL_PANEL, help="Run directory [default: runs/<loop>-<algo>-<run id>]. Rerunning the same command reuses it; a different run there is refused."),
+    option("--progress/--quiet", default=True, show_default=True, panel=EVAL_PANEL, help="Show a progress bar on stderr."),
+    option("--jobs", type=int, panel=EVAL_PANEL, help="Processes that run chunks of the seeds side by side, one torch thread each, so a run uses every usable core (the CPU affinity: taskset, Slurm's --cpus-per-task), at most one process per seed; a seed's numbers do not depend on the chunking (bit for bit). 1: one process (this one). --device cuda: always one process [default: the usable cores]."),
+    option("--threads", type=int, panel=EVAL_PANEL, help="Torch threads per process, exact OT included (more than one rarely pays on the CPU; see madlab/cores.py) [default: 1; the usable cores with --device cuda]."),
+    option("--wandb", metavar="PROJECT", panel=EVAL_PANEL, help="Also log the finished run to this Weights & Biases project (madlab[wandb]): its resolved configuration, provenance and per-generation mean, median, 5-95 % band and outlier share. Runs after the run; a W&B failure is a warning. WANDB_MODE=offline logs to ./wandb."),
+]
+
+
+def register(app: click.Group) -> None:
+    def run(out: Optional[Path], progress: bool, jobs: Optional[int], threads: Optional[int],
+            wandb: Optional[str], **options) -> None:
         """Run one self-consuming loop for SEEDS independent seeds and summarise E[dist(G^t, p_r)].
 
         \b
@@ -129,9 +129,11 @@ def register(app: typer.Typer) -> None:
         if counts["failed"]:
             errors = [f["error"] for t in tasks if (f := read_failure(out_dir, t.id))]
             stderr.print(f"madlab: run failed: {errors[0] if errors else 'unknown error'}", markup=False)
-            raise typer.Exit(1)
+            raise SystemExit(1)
         print_summary(load_results(out_dir), out_dir)
         _log_wandb(wandb, out_dir)
+
+    app.add_command(command("run", run, [*config_options("run"), *OWN_OPTIONS]))
 
 
 def _log_wandb(project: Optional[str], out: Path) -> None:

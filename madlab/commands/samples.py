@@ -4,22 +4,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import typer
-from typing_extensions import Annotated
+import click
 
+from madlab.commands.options import argument, command, option
 from madlab.config import ConfigError
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("samples")
-    def samples(
-        directory: Annotated[Path, typer.Argument(metavar="DIR", help="A run or sweep directory.", show_default=False)],
-        seed: Annotated[int, typer.Option(help="Which seed.", show_default=False)],
-        generation: Annotated[int, typer.Option(help="Which generation t (1..gens).", show_default=False)],
-        run: Annotated[Optional[str], typer.Option(help="The configuration (run id, the results' `run` column) when DIR is a sweep with several holding SEED.", show_default=False)] = None,
-        out: Annotated[Optional[Path], typer.Option(help="The PNG to write (a folder: samples-seed<S>-gen<T>.png in it; .png is added to a name without it) [default: DIR/report/samples-seed<S>-gen<T>.png].", show_default=False)] = None,
-        regenerate: Annotated[bool, typer.Option("--regenerate", help="Recompute the samples (SEED alone, generations 1..T) instead of reading saved ones: for runs made without --save-samples; equal to the run's, bit for bit on the same machine and build.")] = False,
-    ) -> None:
+OWN_OPTIONS = [
+    argument("directory", metavar="DIR", type=click.Path(path_type=Path), help="A run or sweep directory."),
+    option("--seed", type=int, required=True, help="Which seed."),
+    option("--generation", type=int, required=True, help="Which generation t (1..gens)."),
+    option("--run", help="The configuration (run id, the results' `run` column) when DIR is a sweep with several holding SEED."),
+    option("--out", type=click.Path(path_type=Path), help="The PNG to write (a folder: samples-seed<S>-gen<T>.png in it; .png is added to a name without it) [default: DIR/report/samples-seed<S>-gen<T>.png]."),
+    option("--regenerate", is_flag=True, help="Recompute the samples (SEED alone, generations 1..T) instead of reading saved ones: for runs made without --save-samples; equal to the run's, bit for bit on the same machine and build."),
+]
+
+
+def register(app: click.Group) -> None:
+    def samples(directory: Path, seed: int, generation: int, run: Optional[str], out: Optional[Path],
+                regenerate: bool) -> None:
         """Scatter one seed-generation's evaluation samples against p_r's Mahalanobis contours
         (radius 1, 2, 3, 5), mark the samples beyond radius 5 and print their count and the largest
         |x|. Reads the samples a run saved with --save-samples, or recomputes them with --regenerate.
@@ -62,3 +65,5 @@ def register(app: typer.Typer) -> None:
               f"({far.mean():.2%}; p_r's own share {own_rate(target):.2g}), largest |x| {largest:.4g}"
               + (f", {(~finite).sum()} not finite" if (~finite).any() else ""))
         print(f"wrote {path}")
+
+    app.add_command(command("samples", samples, OWN_OPTIONS))

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
+import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from typing_extensions import Annotated
 
 from madlab import store
+from madlab.commands.options import argument, command, option
 
 
 def plural(n: int, word: str) -> str:
@@ -34,13 +34,15 @@ def status_counts(out: Path) -> dict:
             "partial": {k: v for k, v in partial.items() if v}, **counts}
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("status")
-    def status(
-        out: Annotated[Path, typer.Argument(help="A sweep (or run) directory.", show_default=False)],
-        pending: Annotated[bool, typer.Option("--pending", help="Also list the pending tasks.")] = False,
-        traceback: Annotated[bool, typer.Option("--traceback", help="Show the last frames of each failed task's traceback.")] = False,
-    ) -> None:
+OWN_OPTIONS = [
+    argument("out", type=click.Path(path_type=Path), help="A sweep (or run) directory."),
+    option("--pending", is_flag=True, help="Also list the pending tasks."),
+    option("--traceback", is_flag=True, help="Show the last frames of each failed task's traceback."),
+]
+
+
+def register(app: click.Group) -> None:
+    def status(out: Path, pending: bool, traceback: bool) -> None:
         """Show how far a sweep or run got: done / failed / pending tasks, and why the failed ones failed.
 
         A failed or pending task is run again by rerunning the same `madlab sweep` or `madlab run` command.
@@ -102,3 +104,5 @@ def register(app: typer.Typer) -> None:
             for task in info["pending"]:
                 table.add_row(task.id, escape(task.label()), "yes" if task in info["running"] else "")
             console.print(table)
+
+    app.add_command(command("status", status, OWN_OPTIONS))

@@ -3,21 +3,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
-import typer
+import click
 from rich.console import Console
-from typing_extensions import Annotated
 
 from madlab import presets
-from madlab.commands.options import GroupedCommand, config_options
+from madlab.commands.options import argument, command, config_options, option
 from madlab.config import ConfigError
 from madlab.executors import EXECUTORS
 from madlab.sweep import MAX_TASKS
 
-Executor = Enum("Executor", {k: k for k in EXECUTORS}, type=str)
 SWEEP = "Sweep"
 LOCAL = "Local executor"
 SLURM = "Slurm executor (submitit)"
@@ -172,7 +169,7 @@ def report_outcome(out: Path, counts: dict, total: int) -> None:
         for task, failure in failures[:3]:
             stderr.print(f"  failed: {task.label()}: {failure.get('error')}", markup=False, soft_wrap=True)
         stderr.print(f"see `madlab status {out}` for the errors; rerun the same command to retry")
-        raise typer.Exit(1)
+        raise SystemExit(1)
 
 
 def fixed_options(tasks) -> dict:
@@ -227,31 +224,35 @@ def print_plan(plan, jobs: Optional[int], bare: bool) -> None:
           "(madlab/plan.py); seeds trained together in large chunks usually run faster per seed")
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("sweep", cls=GroupedCommand)
-    @config_options("sweep", own_first=True)
-    def sweep(
-        file: Annotated[Optional[Path], typer.Argument(help="A TOML sweep file ([sweep] name, seed_chunk; [base] fixed options; [grid] option = [values]).", show_default=False)] = None,
-        preset: Annotated[Optional[str], typer.Option(help=f"Run a packaged sweep file instead: {', '.join(presets.available())}.", rich_help_panel=SWEEP)] = None,
-        out: Annotated[Optional[Path], typer.Option(help="Sweep directory [default: sweeps/<name> for a file or preset, sweeps/sweep-<hash> otherwise]. Rerunning the same sweep there skips finished tasks and retries failed ones.", rich_help_panel=SWEEP)] = None,
-        extend: Annotated[bool, typer.Option("--extend", help="Add this sweep's new tasks to an existing sweep directory (otherwise a different grid there is refused).", rich_help_panel=SWEEP)] = False,
-        max_tasks: Annotated[int, typer.Option(help="Refuse a sweep of more tasks than this (counted from the grid before any task is built).", rich_help_panel=SWEEP)] = MAX_TASKS,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan — every configuration's seed chunks (tasks), the seed-generations and an estimated cost — and stop; nothing is written.", rich_help_panel=SWEEP)] = False,
-        executor: Annotated[Executor, typer.Option(help="Where tasks run: local processes, Slurm job arrays (madlab[slurm]), or a Dask cluster (madlab[dask]).", rich_help_panel=SWEEP)] = Executor.local,
-        threads: Annotated[int, typer.Option(help="Torch threads per task (0: torch's default).", rich_help_panel=SWEEP)] = 1,
-        progress: Annotated[bool, typer.Option("--progress/--quiet", help="Show progress over tasks on stderr.", rich_help_panel=SWEEP)] = True,
-        jobs: Annotated[int, typer.Option(help="Tasks run at once in separate processes (1: in this process).", rich_help_panel=LOCAL)] = 1,
-        partition: Annotated[Optional[str], typer.Option(help="Slurm partition [default: the cluster's].", rich_help_panel=SLURM, show_default=False)] = None,
-        time_min: Annotated[int, typer.Option(help="Wall-time limit per task, minutes.", rich_help_panel=SLURM)] = 60,
-        gpus_per_task: Annotated[int, typer.Option(help="GPUs per task (add --device cuda).", rich_help_panel=SLURM)] = 0,
-        cpus_per_task: Annotated[Optional[int], typer.Option(help="CPU cores per task [default: --threads].", rich_help_panel=SLURM, show_default=False)] = None,
-        mem_gb: Annotated[Optional[float], typer.Option(help="Memory per task, GB [default: the partition's].", rich_help_panel=SLURM, show_default=False)] = None,
-        array_parallelism: Annotated[int, typer.Option(help="Most array tasks running at once.", rich_help_panel=SLURM)] = 256,
-        slurm_cluster: Annotated[Optional[str], typer.Option(hidden=True, help="submitit cluster (local: run the jobs as local processes, for tests).")] = None,
-        scheduler: Annotated[Optional[str], typer.Option(help="Dask scheduler address (tcp://host:8786) or scheduler JSON file.", rich_help_panel=DASK, show_default=False)] = None,
-        wandb: Annotated[Optional[str], typer.Option("--wandb", metavar="PROJECT", help="Also log the finished sweep to this Weights & Biases project (madlab[wandb]): one W&B run per configuration, grouped by the sweep's name, with its resolved configuration, provenance and per-generation mean, median, 5-95 % band and outlier share. Runs after the sweep; a W&B failure is a warning. WANDB_MODE=offline logs to ./wandb.", rich_help_panel=SWEEP, show_default=False)] = None,
-        **grid: Optional[str],
-    ) -> None:
+OWN_OPTIONS = [
+    argument("file", required=False, type=click.Path(path_type=Path), help="A TOML sweep file ([sweep] name, seed_chunk; [base] fixed options; [grid] option = [values])."),
+    option("--preset", panel=SWEEP, help=f"Run a packaged sweep file instead: {', '.join(presets.available())}."),
+    option("--out", type=click.Path(path_type=Path), panel=SWEEP, help="Sweep directory [default: sweeps/<name> for a file or preset, sweeps/sweep-<hash> otherwise]. Rerunning the same sweep there skips finished tasks and retries failed ones."),
+    option("--extend", is_flag=True, panel=SWEEP, help="Add this sweep's new tasks to an existing sweep directory (otherwise a different grid there is refused)."),
+    option("--max-tasks", type=int, default=MAX_TASKS, show_default=True, panel=SWEEP, help="Refuse a sweep of more tasks than this (counted from the grid before any task is built)."),
+    option("--dry-run", is_flag=True, panel=SWEEP, help="Print the plan — every configuration's seed chunks (tasks), the seed-generations and an estimated cost — and stop; nothing is written."),
+    option("--executor", type=click.Choice(tuple(EXECUTORS)), default="local", show_default=True, panel=SWEEP, help="Where tasks run: local processes, Slurm job arrays (madlab[slurm]), or a Dask cluster (madlab[dask])."),
+    option("--threads", type=int, default=1, show_default=True, panel=SWEEP, help="Torch threads per task (0: torch's default)."),
+    option("--progress/--quiet", default=True, show_default=True, panel=SWEEP, help="Show progress over tasks on stderr."),
+    option("--jobs", type=int, default=1, show_default=True, panel=LOCAL, help="Tasks run at once in separate processes (1: in this process)."),
+    option("--partition", panel=SLURM, help="Slurm partition [default: the cluster's]."),
+    option("--time-min", type=int, default=60, show_default=True, panel=SLURM, help="Wall-time limit per task, minutes."),
+    option("--gpus-per-task", type=int, default=0, show_default=True, panel=SLURM, help="GPUs per task (add --device cuda)."),
+    option("--cpus-per-task", type=int, panel=SLURM, help="CPU cores per task [default: --threads]."),
+    option("--mem-gb", type=float, panel=SLURM, help="Memory per task, GB [default: the partition's]."),
+    option("--array-parallelism", type=int, default=256, show_default=True, panel=SLURM, help="Most array tasks running at once."),
+    option("--slurm-cluster", hidden=True, help="submitit cluster (local: run the jobs as local processes, for tests)."),
+    option("--scheduler", panel=DASK, help="Dask scheduler address (tcp://host:8786) or scheduler JSON file."),
+    option("--wandb", metavar="PROJECT", panel=SWEEP, help="Also log the finished sweep to this Weights & Biases project (madlab[wandb]): one W&B run per configuration, grouped by the sweep's name, with its resolved configuration, provenance and per-generation mean, median, 5-95 % band and outlier share. Runs after the sweep; a W&B failure is a warning. WANDB_MODE=offline logs to ./wandb."),
+]
+
+
+def register(app: click.Group) -> None:
+    def sweep(file: Optional[Path], preset: Optional[str], out: Optional[Path], extend: bool,
+              max_tasks: int, dry_run: bool, executor: str, threads: int, progress: bool, jobs: int,
+              partition: Optional[str], time_min: int, gpus_per_task: int, cpus_per_task: Optional[int],
+              mem_gb: Optional[float], array_parallelism: int, slurm_cluster: Optional[str],
+              scheduler: Optional[str], wandb: Optional[str], **grid: Optional[str]) -> None:
         """Run a grid of configurations x seeds as resumable tasks; merge them into one table.
 
         Every `madlab run` option takes a comma-separated list here; the sweep is the Cartesian
@@ -278,13 +279,13 @@ def register(app: typer.Typer) -> None:
         if max_tasks < 1:
             raise ConfigError(f"--max-tasks must be positive, got {max_tasks}")
         tasks = spec.tasks(limit=max_tasks)
-        runner = make_executor(executor.value, jobs=jobs, threads=threads, scheduler=scheduler,
+        runner = make_executor(executor, jobs=jobs, threads=threads, scheduler=scheduler,
                                partition=partition, time_min=time_min, gpus_per_task=gpus_per_task,
                                cpus_per_task=cpus_per_task, mem_gb=mem_gb,
                                array_parallelism=array_parallelism, cluster=slurm_cluster)
         out_dir = out or default_out(spec, file is not None or preset is not None, tasks)
         bare = file is None and preset is None and not any(v is not None for v in grid.values())
-        local = executor.value == "local"
+        local = executor == "local"
         if dry_run:
             print_plan(make_plan(out_dir, tasks, threads=threads, probe=local), jobs if local else None, bare)
             return
@@ -307,3 +308,5 @@ def register(app: typer.Typer) -> None:
             n = tracking.log_directory(wandb, out_dir)
             if n:
                 stderr.print(f"W&B: {n} run{'s' * (n != 1)} logged to project {wandb}", markup=False)
+
+    app.add_command(command("sweep", sweep, [*OWN_OPTIONS, *config_options("sweep")]))

@@ -1,7 +1,6 @@
-"""What every toy experiment shares: scales, settings overrides, the DDPM backend, distances, outputs."""
+"""What every toy experiment shares: the DDPM backend, distances, outputs."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -13,7 +12,7 @@ import pandas as pd
 import torch
 
 from analysis.distances import per_seed
-from madlab.config import ConfigError
+from loops.options import require
 from madlab.experiments import SCALES  # noqa: F401 (smoke | quick | paper; the CLI lists them)
 from toy.ddpm import DDPMConfig, ToyDDPM
 from toy.learners import LEARNERS
@@ -36,79 +35,6 @@ class Result:
     figure: Callable[[], Any]            # () -> matplotlib Figure
     notes: list[str] = field(default_factory=list)  # one-line caveats printed beside the table
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)  # further tables: table-NAME.csv, in table.md
-
-
-def override(settings, assignments: list[str]):
-    """Return a copy of a settings dataclass with KEY=VALUE assignments applied (typed by field)."""
-    types = {f.name: f for f in dataclasses.fields(settings)}
-    changes = {}
-    nested: dict[str, list[str]] = {}
-    for item in assignments:
-        key, sep, raw = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        head, dot, rest = key.partition(".")
-        if dot:   # a component's option, e.g. edm.net=medium (the image experiments' EDMConfig)
-            if head not in types or not dataclasses.is_dataclass(getattr(settings, head)):
-                parts = [f for f, v in types.items() if dataclasses.is_dataclass(getattr(settings, f))]
-                raise ConfigError(f"unknown setting group {head!r}; choose one of {', '.join(parts) or 'none'}")
-            nested.setdefault(head, []).append(f"{rest}={raw}")
-            continue
-        if key not in types:
-            raise ConfigError(f"unknown setting {key!r}; choose one of {', '.join(types)}")
-        kind = str(types[key].type)  # the annotation, e.g. "int", "float", "list[float]"
-        try:
-            if kind == "bool":
-                if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                value: Any = raw.lower() in ("true", "1", "yes")
-            elif kind.startswith("list["):
-                item = {"list[int]": int, "list[float]": float}.get(kind, str)
-                value = [item(v.strip()) for v in raw.split(",") if v.strip()]
-            elif kind == "int":
-                value = int(raw)
-            elif kind == "float":
-                value = float(raw)
-            else:
-                value = raw
-        except ValueError:
-            raise ConfigError(f"setting {key}: cannot read {raw!r} as {kind}") from None
-        changes[key] = value
-    for head, items in nested.items():
-        try:
-            changes[head] = override(changes.get(head, getattr(settings, head)), items)
-        except ConfigError as err:
-            raise ConfigError(f"{head}: {err}") from None
-    return dataclasses.replace(settings, **changes)
-
-
-def require(ok: bool, message: str) -> None:
-    """Raise ConfigError(message) unless ok."""
-    if not ok:
-        raise ConfigError(message)
-
-
-def check_positive(settings, *names: str) -> None:
-    for name in names:
-        value = getattr(settings, name)
-        require(isinstance(value, (int, float)) and value > 0 and not math.isnan(value),
-                f"{name} must be positive, got {value!r}")
-
-
-def check_evaluation(metrics, n_eval: int, device: str) -> None:
-    """The evaluation settings every DDPM experiment shares: metrics, sample size, device."""
-    require(bool(metrics) and all(m in ("w1", "w2", "fd") for m in metrics),
-            f"metrics must be among w1, w2, fd, got {metrics}")
-    require(n_eval >= 2, "n_eval must be at least 2")
-    check_device(device)
-
-
-def check_device(device: str) -> None:
-    if device.startswith("cuda"):
-        require(torch.cuda.is_available(), f"device {device!r} asked for, but torch sees no CUDA device")
-    else:
-        require(device in ("cpu", "mps"), f"unknown device {device!r}; use cpu, cuda or cuda:N")
 
 
 # the learners the experiments run: those on the fast path (toy.ddpm.ToyDDPM)
@@ -182,7 +108,7 @@ def write_outputs(out: Path, name: str, scale: str, settings, extra: dict, resul
         paths.append(out / f"table-{key}.csv")
         lines += ["", f"## {key}", "", to_markdown(frame)]
     (out / "table.md").write_text("\n".join(lines) + "\n")
-    resolved = {"experiment": name, "scale": scale, "settings": dataclasses.asdict(settings), **extra,
+    resolved = {"experiment": name, "scale": scale, "settings": settings.to_dict(), **extra,
                 "headline": result.headline}
     (out / "settings.json").write_text(json.dumps(resolved, indent=2, default=str) + "\n")
     return paths + [out / "table.csv", out / "table.md", out / "measurements.csv", out / "settings.json"]

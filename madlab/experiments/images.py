@@ -14,11 +14,9 @@ seeds beside it or on how the seeds were split over processes.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,67 +26,16 @@ import torch
 
 from loops import SeedStreams
 from madlab.config import ConfigError
-from madlab.edm.config import EDMConfig
-from madlab.experiments.common import Progress, check_device, check_positive, require
+from madlab.experiments.common import Progress
+from madlab.experiments.image_settings import ImageExperiment
 
-IMAGE_METRICS = ("fid", "fid_pixels")   # FID on the configured features | FID on raw pixels
 N_BOOT = 2000                           # bootstrap resamplings of the seeds for the 95 % bands
-
-
-def digits_edm() -> EDMConfig:
-    """The CPU default: the `small` U-Net, 10 Heun steps (19 evaluations), EMA half-life 0.5 kimg."""
-    return EDMConfig(net="small", num_steps=10, ema_kimg=0.5)
-
-
-def cifar_edm() -> EDMConfig:
-    """The GPU scale: EDM's CIFAR-10 DDPM++ network, budgets in kimg, 18 Heun steps, Inception FID."""
-    return EDMConfig(dataset="~/data/cifar10-train.npz", net="ddpmpp-cifar10", budget="kimg",
-                     batch_size=512, lr=1e-3, ema_kimg=500, num_steps=18, fid_features="inception")
-
-
-@dataclass
-class ImageSettings:
-    seeds: int = 3                    # independent runs (each its own D_r, models and samples)
-    first_seed: int = 0
-    edm: EDMConfig = field(default_factory=digits_edm)  # the backend's options: --set edm.net=medium
-    n_real: int = 1000                # |D_r| per seed, drawn without replacement from the data set
-    epochs: float = 60                # base training budget on D_r (epochs, or kimg with edm.budget=kimg)
-    n_eval: int = 500                 # samples per seed per measured model
-    metrics: list[str] = field(default_factory=lambda: list(IMAGE_METRICS))  # the first one decides "best"
-    device: str = "cpu"
-    workdir: str = ""                 # resumable work folder [set to OUT/work by `madlab experiment`]
-
-    def validate_images(self) -> None:
-        check_positive(self, "seeds", "n_real", "epochs", "n_eval")
-        require(self.n_eval >= 2, "n_eval must be at least 2")
-        require(bool(self.metrics) and all(m in IMAGE_METRICS for m in self.metrics),
-                f"metrics must be among {', '.join(IMAGE_METRICS)}, got {self.metrics}")
-        check_device(self.device)
-        try:
-            self.edm_config().check_data(["fid"])
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-
-    def edm_config(self) -> EDMConfig:
-        """The backend's config with the experiment's device (validated: features resolved)."""
-        try:
-            return dataclasses.replace(self.edm, device=self.device).validate()
-        except ValueError as err:
-            raise ConfigError(f"edm: {err}") from None
-
-    def identity(self) -> dict:
-        """What changes the numbers: every setting but the seeds, device and work folder."""
-        d = dataclasses.asdict(self)
-        for key in ("seeds", "first_seed", "device", "workdir"):
-            d.pop(key)
-        d["edm"].pop("device"), d["edm"].pop("checkpoint_dir"), d["edm"].pop("sample_batch")
-        return d
 
 
 class Bench:
     """The data set, the backend, the FID metrics, the classifier and the work folder of one experiment."""
 
-    def __init__(self, s: ImageSettings, name: str):
+    def __init__(self, s: ImageExperiment, name: str):
         from madlab.edm.backend import EDMBackend
         from madlab.edm.data import ImageTarget, load_images_cached
         from madlab.edm.evaluate import FidMetric
@@ -102,8 +49,8 @@ class Bench:
         extractors = {"fid": lambda: make_features(cfg.fid_features, self.images,
                                                    weights=cfg.fid_weights or None, device=s.device),
                       "fid_pixels": PixelFeatures}
-        self.extractors = {m: extractors[m]() for m in s.metrics}
-        self.fids = {m: FidMetric(self.images, self.extractors[m]) for m in s.metrics}
+        self.extractors = {m: extractors[m]() for m in s.evaluation.metric}
+        self.fids = {m: FidMetric(self.images, self.extractors[m]) for m in s.evaluation.metric}
         self._classifier = None
         self.work = Path(s.workdir).expanduser() / name if s.workdir else None
         if self.work is not None:
@@ -170,21 +117,23 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def claim(work: Path, identity: dict) -> None:
-    """Mark `work` as this configuration's; ConfigError if it holds another configuration's results."""
+    """Mark `work` as this configuration's; ConfigError if it holds another configuration's results.
+    A folder is this configuration's when its settings-id.json has this digest or records the same
+    settings (JSON numbers compared by value: an earlier version wrote `epochs: 60` for 60.0)."""
     blob = json.dumps(identity, sort_keys=True, default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:12]
     path = work / "settings-id.json"
     if path.is_file():
-        found = json.loads(path.read_text()).get("id")
-        if found != digest:
-            raise ConfigError(f"{work} holds results of other settings (id {found}, these are {digest}); "
-                              "use another --out or delete that folder")
+        held = json.loads(path.read_text())
+        if held.get("id") != digest and held.get("settings") != json.loads(blob):
+            raise ConfigError(f"{work} holds results of other settings (id {held.get('id')}, these are "
+                              f"{digest}); use another --out or delete that folder")
         return
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps({"id": digest, "settings": identity},
                                                              indent=2, default=str) + "\n"))
 
 
-def per_seed(s: ImageSettings, bench: Bench, units: int, progress: Progress,
+def per_seed(s: ImageExperiment, bench: Bench, units: int, progress: Progress,
              one_seed: Callable[[int, SeedStreams, Callable[[str], None]], list[dict]]) -> pd.DataFrame:
     """Rows of every seed (row r of every seed, then row r + 1, as madlab.experiments.chunks
     interleaves; seeds may have different numbers of rows): one_seed(seed, streams, step) returns one seed's rows and calls step(message)
@@ -236,11 +185,11 @@ def summarise_bands(table: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def fid_notes(s: ImageSettings) -> list[str]:
+def fid_notes(s: ImageExperiment) -> list[str]:
     """The lines every image table carries about its FID."""
     named = {"fid": f"'fid' uses {s.edm_config().fid_features} features", "fid_pixels": "'fid_pixels' raw pixels"}
-    return [f"FID per seed against the whole data set's statistics, on {s.n_eval} samples; "
-            f"{', '.join(named[m] for m in s.metrics)}. Mean over {s.seeds} seeds with a 95 % "
+    return [f"FID per seed against the whole data set's statistics, on {s.evaluation.n_eval} samples; "
+            f"{', '.join(named[m] for m in s.evaluation.metric)}. Mean over {s.seeds} seeds with a 95 % "
             "percentile-bootstrap band over seeds.",
             "Judge differences against the FID floor and its bias (table fid-floor below, "
             "`madlab experiment images-fid`): real images score above 0 at this sample size."]
@@ -254,7 +203,7 @@ def fid_notes(s: ImageSettings) -> list[str]:
 CPU_RATES = {"tiny": (847.0, 558.0 * 19), "small": (337.0, 64.6 * 19)}
 
 
-def trained(s: ImageSettings, budget: float, n: int) -> int:
+def trained(s: ImageExperiment, budget: float, n: int) -> int:
     """Images one training call of `budget` on n images sees (EDMBackend.train: whole batches)."""
     import math
 
@@ -263,7 +212,7 @@ def trained(s: ImageSettings, budget: float, n: int) -> int:
     return math.ceil(images / batch) * batch
 
 
-def estimate(s: ImageSettings, train_images: int, sample_images: int) -> dict:
+def estimate(s: ImageExperiment, train_images: int, sample_images: int) -> dict:
     """The workload of all seeds (images trained; images sampled, a guided one counting twice) and,
     where CPU_RATES has the network, the CPU-seconds it predicts on that box (None otherwise)."""
     nfe = 2 * s.edm.num_steps - 1

@@ -10,34 +10,14 @@ seconds on digits.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 
-from madlab.experiments.common import Progress, Result, check_positive, no_progress, require
-from madlab.experiments.images import Bench, ImageSettings
+from madlab.experiments.common import Progress, Result, no_progress
+from madlab.experiments.images import Bench
+from madlab.experiments.image_settings import ImageExperiment, ImagesFid as Settings
 
 MAX_IMAGES = 20_000   # features of at most this many images (a CIFAR-10-sized set: the first 20k)
-
-
-@dataclass
-class Settings(ImageSettings):
-    sizes: list[int] = field(default_factory=lambda: [100, 250, 500, 898])  # n: images per side
-    repeats: int = 10                 # random splits per n (mean and sd over them)
-
-    def validate(self) -> "Settings":
-        self.validate_images()
-        check_positive(self, "repeats")
-        require(bool(self.sizes) and all(n >= 2 for n in self.sizes), f"sizes must be >= 2, got {self.sizes}")
-        return self
-
-
-SCALES = {
-    "smoke": Settings(sizes=[100, 500], repeats=3),
-    "quick": Settings(),
-    "paper": Settings(sizes=[1000, 5000, 10_000], repeats=5),
-}
 
 
 def floor_table(bench: Bench, sizes: list[int], repeats: int, seed: int = 0) -> pd.DataFrame:
@@ -68,10 +48,10 @@ def floor_table(bench: Bench, sizes: list[int], repeats: int, seed: int = 0) -> 
     return pd.DataFrame(rows)
 
 
-def trust_table(s: ImageSettings, bench: Bench | None = None) -> pd.DataFrame:
+def trust_table(s: ImageExperiment, bench: Bench | None = None) -> pd.DataFrame:
     """The floor beside an experiment's FID table: both kinds at the experiment's n_eval, 5 splits."""
     bench = bench or Bench(s, "fid")
-    n = min(s.n_eval, len(bench.images.images[:MAX_IMAGES]) // 2)
+    n = min(s.evaluation.n_eval, len(bench.images.images[:MAX_IMAGES]) // 2)
     return floor_table(bench, [n], repeats=5)
 
 
@@ -81,13 +61,13 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
     bench = Bench(s, "fid")
     table = floor_table(bench, s.sizes, s.repeats)
     progress(1, 1, "done")
-    main = table[(table.metric == s.metrics[0])]
+    main = table[(table.metric == s.evaluation.metric[0])]
     at = main[(main.kind == "vs set")].set_index("n")["mean"]
-    n_eval = min(s.sizes, key=lambda n: abs(n - s.n_eval))
-    headline = {f"{s.metrics[0]} floor vs set at n={n_eval}": float(at.get(n_eval, float("nan")))}
+    n_eval = min(s.sizes, key=lambda n: abs(n - s.evaluation.n_eval))
+    headline = {f"{s.evaluation.metric[0]} floor vs set at n={n_eval}": float(at.get(n_eval, float("nan")))}
     if len(at) > 1:
         lo, hi = at.index.min(), at.index.max()
-        headline[f"{s.metrics[0]} floor ratio n={lo} / n={hi}"] = float(at[lo] / at[hi])
+        headline[f"{s.evaluation.metric[0]} floor ratio n={lo} / n={hi}"] = float(at[lo] / at[hi])
         headline[f"the same ratio if the bias were ~1/n"] = float(hi / lo)
     notes = [f"{s.repeats} random splits per n (seeded); mean and sd over splits. 'halves': two disjoint "
              "sets of n real images; 'vs set': n real images against the whole set's statistics (the "

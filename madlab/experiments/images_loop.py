@@ -11,69 +11,12 @@ E[FID(G^t)] / E[FID(G^1)] with a 95 % bootstrap band over seeds.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 
 import pandas as pd
 
-from madlab.config import ConfigError
-from madlab.experiments.common import Progress, Result, no_progress, require
-from madlab.experiments.images import (Bench, ImageSettings, band, cifar_edm, estimate, fid_notes, per_seed,
-                                       ratio_band, trained)
-
-
-@dataclass
-class Settings(ImageSettings):
-    gens: int = 10                    # T, generations of every loop
-    n_synth: int = 150                # |D_s|: synthetic images each generation hands on
-    n_aux: int = 300                  # SIMS n_s: base samples the auxiliary model is fine-tuned on
-    aux_epochs: float = 5.0           # SIMS budget B: epochs over S (or kimg)
-    omegas: list[float] = field(default_factory=lambda: [1.0, 3.0])  # SIMS arms (standard = w 0 is always run)
-    fully_synthetic: bool = True      # also run the fully synthetic loop (standard training): the MAD reference
-    n_real: int = 300                 # |D_r|
-    epochs: float = 30                # epochs over D^t per generation, from scratch
-    n_eval: int = 300
-    metrics: list[str] = field(default_factory=lambda: ["fid"])  # the loop records FID on the configured features
-
-    def validate(self) -> "Settings":
-        self.validate_images()
-        require(self.metrics == ["fid"], "the loop records fid (the configured features) only: metrics=fid")
-        require(self.gens >= 2, f"gens must be at least 2, got {self.gens}")
-        require(self.n_synth >= 1 and self.n_aux >= 1 and self.aux_epochs > 0,
-                "n_synth, n_aux and aux_epochs must be positive")
-        require(all(w != 0 for w in self.omegas), "omegas are the SIMS arms: w = 0 (standard) always runs")
-        for arm, cfg in self.arms().items():
-            try:
-                cfg.validate()
-            except ValueError as err:
-                raise ConfigError(f"{arm}: {err}") from None
-        return self
-
-    def arms(self) -> dict:
-        """{arm name: RunConfig of one seed} in the order they are run and plotted."""
-        out = {"standard": self.run_config("augment", "standard", 0.0)}
-        out |= {f"SIMS w={w:g}": self.run_config("augment", "sims", w) for w in self.omegas}
-        if self.fully_synthetic:
-            out["fully synthetic"] = self.run_config("fully-synthetic", "standard", 0.0)
-        return out
-
-    def run_config(self, kind: str, algo: str, omega: float, seed: int = 0):
-        from madlab.config import RunConfig
-
-        cfg = RunConfig.from_flat(backend="edm", loop=kind, algo=algo, omega=omega, gens=self.gens,
-                                  n_real=self.n_real, n_synth=self.n_synth, epochs=self.epochs,
-                                  n_aux=self.n_aux, aux_epochs=self.aux_epochs, n_eval=self.n_eval,
-                                  metric=["fid"], seeds=1, first_seed=seed, device=self.device)
-        cfg.edm = dataclasses.replace(self.edm, checkpoint_dir="")
-        return cfg
-
-
-SCALES = {
-    "smoke": Settings(seeds=3, gens=3, n_real=100, n_synth=50, epochs=3, n_aux=50, aux_epochs=1.0,
-                      n_eval=100, omegas=[1.0]),
-    "quick": Settings(),
-    "paper": Settings(edm=cifar_edm(), gens=10, n_real=50_000, n_synth=12_500, epochs=100_000,
-                      n_aux=50_000, aux_epochs=20_000.0, n_eval=10_000, device="cuda"),
-}
+from madlab.experiments.common import Progress, Result, no_progress
+from madlab.experiments.images import Bench, band, estimate, fid_notes, per_seed, ratio_band, trained
+from madlab.experiments.image_settings import ImagesLoop as Settings
 
 
 def slug(arm: str) -> str:
@@ -86,7 +29,7 @@ def measure_seed(s: Settings, bench: Bench, seed: int, step) -> list[dict]:
 
     rows = []
     for arm, cfg in s.arms().items():
-        step(f"{arm}: {s.gens} generations")
+        step(f"{arm}: {s.loop.gens} generations")
         cfg = dataclasses.replace(cfg, first_seed=seed)
 
         def one() -> list[dict]:
@@ -102,13 +45,15 @@ def measure_seed(s: Settings, bench: Bench, seed: int, step) -> list[dict]:
 def workload(s: Settings) -> dict:
     """What the default measures, counted (madlab experiment --dry-run): every arm's generations."""
     train = sample = 0
+    loop, algo = s.loop, s.algo
     for cfg in s.arms().values():
         sims, kind = cfg.algo.name == "sims", cfg.loop.kind
-        for t in range(1, s.gens + 1):
-            size = s.n_real if t == 1 else (s.n_synth if kind == "fully-synthetic" else s.n_real + s.n_synth)
-            train += trained(s, s.epochs, size) + (trained(s, s.aux_epochs, s.n_aux) if sims else 0)
-            handed = s.n_synth if t < s.gens else 0
-            sample += (s.n_aux if sims else 0) + (2 if sims else 1) * (handed + s.n_eval)
+        for t in range(1, loop.gens + 1):
+            later = loop.n_synth if kind == "fully-synthetic" else loop.n_real + loop.n_synth   # |D^t|, t > 1
+            size = loop.n_real if t == 1 else later
+            train += trained(s, loop.epochs, size) + (trained(s, algo.aux_epochs, algo.n_aux) if sims else 0)
+            handed = loop.n_synth if t < loop.gens else 0
+            sample += (algo.n_aux if sims else 0) + (2 if sims else 1) * (handed + s.evaluation.n_eval)
     return estimate(s, train, sample)
 
 
@@ -139,7 +84,7 @@ def result(table: pd.DataFrame, s: Settings) -> Result:
     from madlab.experiments.images_fid import trust_table
 
     c = curves(table)
-    start = s.gens // 2 + 1
+    T, start = s.loop.gens, s.loop.gens // 2 + 1
     summary_rows = []
     for arm, part in c.groupby("arm", sort=False):
         wide = table[table.arm == arm].pivot(index="seed", columns="generation", values="value")
@@ -148,14 +93,15 @@ def result(table: pd.DataFrame, s: Settings) -> Result:
         last = part[part.generation == part.generation.max()].iloc[0]
         summary_rows.append({"arm": arm, "FID G^1": part.iloc[0]["fid"], "FID G^T": last["fid"],
                              "ratio G^T": last["ratio"], "ratio G^T lo": last["ratio_lo"],
-                             "ratio G^T hi": last["ratio_hi"], f"ratio t={start}..{s.gens}": r,
+                             "ratio G^T hi": last["ratio_hi"], f"ratio t={start}..{T}": r,
                              "lo": lo, "hi": hi})
     summary = pd.DataFrame(summary_rows)
-    headline = {f"{row['arm']}: mean ratio t={start}..{s.gens} [95% band]": f"{row[f'ratio t={start}..{s.gens}']:.3f} "
+    headline = {f"{row['arm']}: mean ratio t={start}..{T} [95% band]": f"{row[f'ratio t={start}..{T}']:.3f} "
                 f"[{row['lo']:.3f}, {row['hi']:.3f}]" for row in summary_rows}
     notes = fid_notes(s) + [
-        f"augment loop: |D_r| = {s.n_real}, |D_s| = {s.n_synth}, {s.epochs:g} {s.edm.budget} per generation "
-        f"from scratch; SIMS: n_s = {s.n_aux}, B = {s.aux_epochs:g}; fully synthetic: |D^t| = |D_s| = {s.n_synth}.",
+        f"augment loop: |D_r| = {s.loop.n_real}, |D_s| = {s.loop.n_synth}, {s.loop.epochs:g} {s.edm.budget} per "
+        f"generation from scratch; SIMS: n_s = {s.algo.n_aux}, B = {s.algo.aux_epochs:g}; fully synthetic: "
+        f"|D^t| = |D_s| = {s.loop.n_synth}.",
         "ratio = E[FID(G^t)] / E[FID(G^1)] (means over seeds), band: seeds resampled jointly."]
     return Result(table, summary, headline, lambda: figure(c, s), notes,
                   tables={"curves": c, "fid-floor": trust_table(s)})
@@ -179,7 +125,7 @@ def figure(c: pd.DataFrame, s: Settings):
     for ax in axes:
         ax.legend(fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fig.suptitle(f"Image self-consuming loop on {s.edm_config().dataset}: |D_r| = {s.n_real}, |D_s| = {s.n_synth}, "
-                 f"{s.seeds} seeds, bands = 95 % bootstrap over seeds", fontsize=10)
+    fig.suptitle(f"Image self-consuming loop on {s.edm_config().dataset}: |D_r| = {s.loop.n_real}, "
+                 f"|D_s| = {s.loop.n_synth}, {s.seeds} seeds, bands = 95 % bootstrap over seeds", fontsize=10)
     fig.tight_layout()
     return fig

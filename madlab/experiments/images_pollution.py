@@ -12,48 +12,14 @@ SIMS reports, for each |D_p|, the best mean FID over the grid of w and B, as the
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pandas as pd
 import torch
 
-from madlab.experiments.common import Progress, Result, no_progress, require
-from madlab.experiments.images import (Bench, ImageSettings, band, cifar_edm, estimate, fid_notes, per_seed,
-                                       trained)
+from madlab.experiments.common import Progress, Result, no_progress
+from madlab.experiments.images import Bench, band, estimate, fid_notes, per_seed, trained
+from madlab.experiments.image_settings import ImagesPollution as Settings
 
 SCENARIOS = ("ST-I", "SIMS-I", "ST-P", "SIMS-P")
-
-
-@dataclass
-class Settings(ImageSettings):
-    pollute_shares: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 1.0])  # |D_p| / |D_r|
-    n_aux: int = 1000                 # |S| of every auxiliary model
-    budgets: list[float] = field(default_factory=lambda: [5.0])  # B: epochs over S (or kimg)
-    omegas: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # SIMS's w grid (best per |D_p|)
-
-    def validate(self) -> "Settings":
-        self.validate_images()
-        require(bool(self.pollute_shares) and all(0 <= p for p in self.pollute_shares),
-                f"pollute_shares must be >= 0, got {self.pollute_shares}")
-        require(self.n_aux >= 1, f"n_aux must be positive, got {self.n_aux}")
-        require(bool(self.budgets) and all(b > 0 for b in self.budgets), f"budgets must be positive, got {self.budgets}")
-        require(bool(self.omegas), "give at least one omega")
-        return self
-
-    def sizes(self) -> list[int]:
-        """|D_p| of the grid, 0 first."""
-        return sorted({0, *(round(p * self.n_real) for p in self.pollute_shares)})
-
-
-SCALES = {
-    "smoke": Settings(seeds=3, n_real=300, epochs=3, pollute_shares=[0.0, 0.5, 1.0], n_aux=100,
-                      budgets=[2.0], omegas=[1.0, 2.0], n_eval=100),
-    "quick": Settings(),
-    "paper": Settings(edm=cifar_edm(), n_real=50_000, epochs=200_000,
-                      pollute_shares=[0.0, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0], n_aux=100_000,
-                      budgets=[10_000.0, 20_000.0, 40_000.0], omegas=[0.5, 1.0, 1.5, 2.0], n_eval=50_000,
-                      device="cuda"),
-}
 
 
 def polluted(real: torch.Tensor, pool: torch.Tensor, n_pollute: int) -> torch.Tensor:
@@ -63,7 +29,7 @@ def polluted(real: torch.Tensor, pool: torch.Tensor, n_pollute: int) -> torch.Te
 
 def epochs_for(s: Settings, n_train: int) -> float:
     """The budget on n_train images that sees as many images as ST-I's (kimg budgets are already so)."""
-    return s.epochs if s.edm.budget == "kimg" else s.epochs * s.n_real / n_train
+    return s.loop.epochs if s.edm.budget == "kimg" else s.loop.epochs * s.loop.n_real / n_train
 
 
 def measure_seed(s: Settings, bench: Bench, seed: int, streams, step) -> list[dict]:
@@ -72,13 +38,13 @@ def measure_seed(s: Settings, bench: Bench, seed: int, streams, step) -> list[di
 
     def evaluate(scenario, n_p, model, guide=None, omega=0.0, budget=0.0):
         # the same sampler noise for every model: differences come from the models alone
-        x = backend.sample(model, s.n_eval, g("eval", 1), guide=guide, omega=omega)
+        x = backend.sample(model, s.evaluation.n_eval, g("eval", 1), guide=guide, omega=omega)
         rows.extend(dict(scenario=scenario, n_pollute=n_p, omega=omega, budget=budget, metric=m,
                          seed=seed, value=v[0]) for m, v in bench.fid(x).items())
 
     def sims(scenario, n_p, base):
-        step(f"{scenario} |D_p| = {n_p}: S = {s.n_aux} samples of the base")
-        synthetic = backend.sample(base, s.n_aux, g("aux-sample", 1, n_p))
+        step(f"{scenario} |D_p| = {n_p}: S = {s.algo.n_aux} samples of the base")
+        synthetic = backend.sample(base, s.algo.n_aux, g("aux-sample", 1, n_p))
         for i, budget in enumerate(s.budgets):
             step(f"{scenario} |D_p| = {n_p}: auxiliary model, B = {budget:g}")
             aux = bench.model(f"seed{seed}-aux-{n_p}-{i}",
@@ -86,9 +52,10 @@ def measure_seed(s: Settings, bench: Bench, seed: int, streams, step) -> list[di
             for omega in s.omegas:
                 evaluate(scenario, n_p, base, aux, omega, budget)
 
-    real = bench.target.sample(s.n_real, g("real", 1))
-    step(f"ST-I: {s.epochs:g} {s.edm.budget} on |D_r| = {s.n_real}")
-    st_i = bench.model(f"seed{seed}-st-i", lambda: backend.train(backend.init(g("init", 1)), real, s.epochs, g("train", 1)))
+    real = bench.target.sample(s.loop.n_real, g("real", 1))
+    step(f"ST-I: {s.loop.epochs:g} {s.edm.budget} on |D_r| = {s.loop.n_real}")
+    st_i = bench.model(f"seed{seed}-st-i",
+                       lambda: backend.train(backend.init(g("init", 1)), real, s.loop.epochs, g("train", 1)))
     evaluate("ST-I", 0, st_i)
     sims("SIMS-I", 0, st_i)
     sizes = [n for n in s.sizes() if n > 0]
@@ -112,10 +79,10 @@ def units(s: Settings) -> int:
 def workload(s: Settings) -> dict:
     """What the default measures, counted (madlab experiment --dry-run)."""
     sizes = s.sizes()
-    train = trained(s, s.epochs, s.n_real) + sum(trained(s, epochs_for(s, s.n_real + n), s.n_real + n)
-                                                  for n in sizes if n > 0)
-    train += len(sizes) * sum(trained(s, b, s.n_aux) for b in s.budgets)
-    sample = len(sizes) * (s.n_eval + s.n_aux + len(s.budgets) * len(s.omegas) * 2 * s.n_eval) + max(sizes)
+    n_r, n_eval = s.loop.n_real, s.evaluation.n_eval
+    train = trained(s, s.loop.epochs, n_r) + sum(trained(s, epochs_for(s, n_r + n), n_r + n) for n in sizes if n > 0)
+    train += len(sizes) * sum(trained(s, b, s.algo.n_aux) for b in s.budgets)
+    sample = len(sizes) * (n_eval + s.algo.n_aux + len(s.budgets) * len(s.omegas) * 2 * n_eval) + max(sizes)
     return estimate(s, train, sample)
 
 
@@ -138,7 +105,7 @@ def best_sims(frame: pd.DataFrame) -> tuple[float, float, pd.Series]:
 
 def summarise(table: pd.DataFrame, s: Settings) -> tuple[pd.DataFrame, dict]:
     rows = []
-    for metric in s.metrics:
+    for metric in s.evaluation.metric:
         t = table[table.metric == metric]
         st_i = t[t.scenario == "ST-I"].sort_values("seed")["value"]
         w_i, b_i, sims_i = best_sims(t[t.scenario == "SIMS-I"])
@@ -148,24 +115,24 @@ def summarise(table: pd.DataFrame, s: Settings) -> tuple[pd.DataFrame, dict]:
             else:
                 st_p = t[(t.scenario == "ST-P") & (t.n_pollute == n_p)].sort_values("seed")["value"]
                 w_p, b_p, sims_p = best_sims(t[(t.scenario == "SIMS-P") & (t.n_pollute == n_p)])
-            row = dict(metric=metric, n_pollute=n_p, pollute_share=n_p / s.n_real)
+            row = dict(metric=metric, n_pollute=n_p, pollute_share=n_p / s.loop.n_real)
             for name, values in (("ST-I", st_i), ("SIMS-I", sims_i), ("ST-P", st_p), ("SIMS-P", sims_p)):
                 row[name], row[f"{name} lo"], row[f"{name} hi"] = band(values.to_numpy())
             row |= {"SIMS-P w": w_p, "SIMS-P B": b_p,
                     "SIMS-P - ST-I": float(sims_p.to_numpy().mean() - st_i.to_numpy().mean())}
             rows.append(row)
     summary = pd.DataFrame(rows)
-    main = summary[summary.metric == s.metrics[0]]
+    main = summary[summary.metric == s.evaluation.metric[0]]
     gap = main["SIMS-P - ST-I"].tolist()
     beats = [n for n, v in zip(main.n_pollute, gap) if v < 0]
     fails = [n for n, v in zip(main.n_pollute, gap) if v >= 0]
     below = [n for n in beats if not fails or n < min(fails)]
-    headline = {f"{s.metrics[0]} ST-I": float(main["ST-I"].iloc[0]),
-                f"{s.metrics[0]} SIMS-I (best) / ST-I": float(main["SIMS-I"].iloc[0] / main["ST-I"].iloc[0]),
+    headline = {f"{s.evaluation.metric[0]} ST-I": float(main["ST-I"].iloc[0]),
+                f"{s.evaluation.metric[0]} SIMS-I (best) / ST-I": float(main["SIMS-I"].iloc[0] / main["ST-I"].iloc[0]),
                 "D_p sizes where mean SIMS-P < mean ST-I": ", ".join(map(str, beats)) or "none",
                 "largest D_p size up to which SIMS-P beats ST-I": (
                     "none: SIMS-I itself does not beat ST-I" if 0 in fails
-                    else f"{max(below)} ({max(below) / s.n_real:.0%} of D_r; first failure: "
+                    else f"{max(below)} ({max(below) / s.loop.n_real:.0%} of D_r; first failure: "
                          f"{min(fails) if fails else 'none on the grid'})")}
     return summary, headline
 
@@ -176,7 +143,7 @@ def result(table: pd.DataFrame, s: Settings) -> Result:
     summary, headline = summarise(table, s)
     notes = fid_notes(s) + [
         f"SIMS rows: the best (w, B) for each |D_p| by the mean over seeds (w in {s.omegas}, B in "
-        f"{s.budgets} {s.edm.budget} on |S| = {s.n_aux}); a minimum over a grid is biased low by noise.",
+        f"{s.budgets} {s.edm.budget} on |S| = {s.algo.n_aux}); a minimum over a grid is biased low by noise.",
         "|D_p| = 0: ST-P is ST-I and SIMS-P is SIMS-I."]
     return Result(table, summary, headline, lambda: figure(summary, s), notes,
                   tables={"fid-floor": trust_table(s)})
@@ -195,7 +162,7 @@ def figure(summary: pd.DataFrame, s: Settings):
         for name, (col, style, label) in styles.items():
             ax.plot(x, m[name], style, color=col, label=label, ms=4)
             ax.fill_between(x, m[f"{name} lo"], m[f"{name} hi"], color=col, alpha=0.15)
-        ax.set(xlabel="|D_p| (% of |D_r|)", ylabel=metric, title=f"{metric}  (|D_r| = {s.n_real})")
+        ax.set(xlabel="|D_p| (% of |D_r|)", ylabel=metric, title=f"{metric}  (|D_r| = {s.loop.n_real})")
         ax.legend(fontsize=8)
     fig.suptitle(f"Pollution (paper Fig. 6) on {s.edm_config().dataset}: {s.seeds} seeds, bands = 95 % "
                  "bootstrap over seeds", fontsize=10)

@@ -9,60 +9,33 @@ every w. Top row of the figure: FID against w for each B; bottom row: FID agains
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pandas as pd
 
-from madlab.experiments.common import Progress, Result, no_progress, require
-from madlab.experiments.images import (Bench, ImageSettings, cifar_edm, estimate, fid_notes, per_seed,
-                                       ratio_band, summarise_bands, trained)
-
-
-@dataclass
-class Settings(ImageSettings):
-    n_aux: int = 1000                 # |S|: base samples the auxiliary model is fine-tuned on
-    budgets: list[float] = field(default_factory=lambda: [2.0, 5.0, 10.0])  # B: epochs over S (or kimg)
-    omegas: list[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
-    omegas_vs_budget: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])  # the bottom row's w
-
-    def validate(self) -> "Settings":
-        self.validate_images()
-        require(self.n_aux >= 1, f"n_aux must be positive, got {self.n_aux}")
-        require(bool(self.budgets) and all(b > 0 for b in self.budgets), f"budgets must be positive, got {self.budgets}")
-        require(0.0 in self.omegas and any(w > 0 for w in self.omegas),
-                "omegas must include 0 (the base model) and some w > 0 (SIMS)")
-        require(set(self.omegas_vs_budget) <= set(self.omegas), "omegas_vs_budget must be among omegas")
-        return self
-
-
-SCALES = {
-    "smoke": Settings(seeds=3, n_real=300, epochs=3, n_aux=100, budgets=[1.0, 2.0, 4.0], n_eval=100,
-                      omegas=[-1.0, 0.0, 1.0, 2.0], omegas_vs_budget=[1.0, 2.0]),
-    "quick": Settings(),
-    "paper": Settings(edm=cifar_edm(), n_real=50_000, epochs=200_000, n_aux=50_000,
-                      budgets=[10_000.0, 20_000.0, 40_000.0], n_eval=50_000, device="cuda"),
-}
+from madlab.experiments.common import Progress, Result, no_progress
+from madlab.experiments.images import Bench, estimate, fid_notes, per_seed, ratio_band, summarise_bands, trained
+from madlab.experiments.image_settings import ImagesSelfImprove as Settings
 
 
 def measure_seed(s: Settings, bench: Bench, seed: int, streams, step) -> list[dict]:
     """One seed's rows: (budget, omega, metric, value); w = 0 is sampled once and listed under each B."""
     g, backend = streams.keys, bench.backend
-    real = bench.target.sample(s.n_real, g("real", 1))
-    step(f"base model: {s.epochs:g} {s.edm.budget} on |D_r| = {s.n_real}")
-    base = bench.model(f"seed{seed}-base", lambda: backend.train(backend.init(g("init", 1)), real, s.epochs, g("train", 1)))
-    step(f"S: {s.n_aux} base samples; w = 0")
-    synthetic = backend.sample(base, s.n_aux, g("aux-sample", 1))
+    real = bench.target.sample(s.loop.n_real, g("real", 1))
+    step(f"base model: {s.loop.epochs:g} {s.edm.budget} on |D_r| = {s.loop.n_real}")
+    base = bench.model(f"seed{seed}-base",
+                       lambda: backend.train(backend.init(g("init", 1)), real, s.loop.epochs, g("train", 1)))
+    step(f"S: {s.algo.n_aux} base samples; w = 0")
+    synthetic = backend.sample(base, s.algo.n_aux, g("aux-sample", 1))
     rows = []
-    base_fid = bench.fid(backend.sample(base, s.n_eval, g("eval", 1)))
+    base_fid = bench.fid(backend.sample(base, s.evaluation.n_eval, g("eval", 1)))
     for i, budget in enumerate(s.budgets):
-        step(f"auxiliary model B = {budget:g} {s.edm.budget} on |S| = {s.n_aux}")
+        step(f"auxiliary model B = {budget:g} {s.edm.budget} on |S| = {s.algo.n_aux}")
         aux = bench.model(f"seed{seed}-aux{i}", lambda: backend.train(base, synthetic, budget, g("finetune", 1, i)))
         for omega in s.omegas:
             if omega == 0:
                 values = base_fid
             else:
                 step(f"B = {budget:g}, w = {omega:g}")
-                values = bench.fid(backend.sample(base, s.n_eval, g("eval", 1), guide=aux, omega=omega))
+                values = bench.fid(backend.sample(base, s.evaluation.n_eval, g("eval", 1), guide=aux, omega=omega))
             rows += [dict(budget=budget, omega=omega, metric=m, seed=seed, value=v[0]) for m, v in values.items()]
     return rows
 
@@ -73,8 +46,9 @@ def units(s: Settings) -> int:
 
 def workload(s: Settings) -> dict:
     """What the default measures, counted (madlab experiment --dry-run)."""
-    train = trained(s, s.epochs, s.n_real) + sum(trained(s, b, s.n_aux) for b in s.budgets)
-    sample = s.n_aux + s.n_eval + len(s.budgets) * sum(2 * s.n_eval for w in s.omegas if w != 0)
+    train = trained(s, s.loop.epochs, s.loop.n_real) + sum(trained(s, b, s.algo.n_aux) for b in s.budgets)
+    n_eval = s.evaluation.n_eval
+    sample = s.algo.n_aux + n_eval + len(s.budgets) * sum(2 * n_eval for w in s.omegas if w != 0)
     return estimate(s, train, sample)
 
 
@@ -93,7 +67,7 @@ def result(table: pd.DataFrame, s: Settings) -> Result:
 
     summary = summarise_bands(table, ["metric", "budget", "omega"])
     headline = {}
-    for metric in s.metrics:
+    for metric in s.evaluation.metric:
         t = table[table.metric == metric]
         means = t[t.omega > 0].groupby(["budget", "omega"])["value"].mean()  # SIMS proper: w > 0
         budget, omega = means.idxmin()

@@ -10,49 +10,14 @@ and the FID of each group's samples against the real images of that group (true 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pandas as pd
 import torch
 
-from madlab.experiments.common import Progress, Result, no_progress, require
-from madlab.experiments.images import (Bench, ImageSettings, cifar_edm, estimate, fid_notes, per_seed,
-                                       summarise_bands, trained)
+from madlab.experiments.common import Progress, Result, no_progress
+from madlab.experiments.images import Bench, estimate, fid_notes, per_seed, summarise_bands, trained
+from madlab.experiments.image_settings import ImagesShift as Settings
 
 MAX_DRAWS = 20   # rounds of base samples drawn before giving up on filling S
-
-
-@dataclass
-class Settings(ImageSettings):
-    group: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])  # the classes of group A
-    curated_share: float = 0.7        # share of group A in S (the paper: 70 % male to reach 70 % female)
-    n_curated: int = 1000             # |S|
-    aux_epochs: float = 5.0           # B: epochs over S (or kimg)
-    omegas: list[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0])
-
-    def validate(self) -> "Settings":
-        self.validate_images()
-        require(0 < self.curated_share < 1, f"curated_share must be in (0, 1), got {self.curated_share}")
-        require(bool(self.group), "group must name at least one class")
-        require(self.n_curated >= 2 and self.aux_epochs > 0, "n_curated >= 2 and aux_epochs > 0 needed")
-        require(-1.0 in self.omegas and 0.0 in self.omegas,
-                "omegas must include -1 (the auxiliary model) and 0 (the base model)")
-        return self
-
-    def counts(self) -> tuple[int, int]:
-        """Images of group A and of group B in S."""
-        a = round(self.curated_share * self.n_curated)
-        return a, self.n_curated - a
-
-
-SCALES = {
-    "smoke": Settings(seeds=3, n_real=300, epochs=3, n_curated=100, aux_epochs=2.0, n_eval=100,
-                      omegas=[-1.0, 0.0, 1.0, 2.0]),
-    "quick": Settings(),
-    "paper": Settings(edm=cifar_edm(), n_real=50_000, epochs=200_000, n_curated=100_000,
-                      aux_epochs=20_000.0, n_eval=20_000, omegas=[-1.0, -0.5, 0.0, 0.5, 1.0, 1.25, 1.5, 2.0],
-                      device="cuda"),
-}
 
 
 def in_group(labels: torch.Tensor, group: list[int]) -> torch.Tensor:
@@ -89,16 +54,17 @@ def measure_seed(s: Settings, bench: Bench, seed: int, streams, step) -> list[di
     from madlab.edm.data import to_unit
     reals = {grp: to_unit(bench.images.images[(in_group(labels, s.group) == (grp == "A")).numpy()])
              for grp in ("A", "B")}
-    real = bench.target.sample(s.n_real, g("real", 1))
-    step(f"base model: {s.epochs:g} {s.edm.budget} on |D_r| = {s.n_real}")
-    base = bench.model(f"seed{seed}-base", lambda: backend.train(backend.init(g("init", 1)), real, s.epochs, g("train", 1)))
-    step(f"auxiliary model: |S| = {s.n_curated} curated to {s.curated_share:.0%} group A, B = {s.aux_epochs:g}")
-    aux = bench.model(f"seed{seed}-aux",
-                      lambda: backend.train(base, curated_set(s, bench, base, streams), s.aux_epochs, g("finetune", 1)))
+    real = bench.target.sample(s.loop.n_real, g("real", 1))
+    step(f"base model: {s.loop.epochs:g} {s.edm.budget} on |D_r| = {s.loop.n_real}")
+    base = bench.model(f"seed{seed}-base",
+                       lambda: backend.train(backend.init(g("init", 1)), real, s.loop.epochs, g("train", 1)))
+    step(f"auxiliary model: |S| = {s.n_curated} curated to {s.curated_share:.0%} group A, B = {s.algo.aux_epochs:g}")
+    aux = bench.model(f"seed{seed}-aux", lambda: backend.train(base, curated_set(s, bench, base, streams),
+                                                               s.algo.aux_epochs, g("finetune", 1)))
     rows = []
     for omega in s.omegas:
         step(f"w = {omega:g}")
-        x = backend.sample(base, s.n_eval, g("eval", 1), guide=aux, omega=omega)
+        x = backend.sample(base, s.evaluation.n_eval, g("eval", 1), guide=aux, omega=omega)
         is_a = in_group(bench.classify(x[0]), s.group)
         rows.append(dict(omega=omega, quantity="share A", seed=seed, value=float(is_a.double().mean())))
         rows += [dict(omega=omega, quantity=m, seed=seed, value=v[0]) for m, v in bench.fid(x).items()]
@@ -112,8 +78,8 @@ def measure_seed(s: Settings, bench: Bench, seed: int, streams, step) -> list[di
 def workload(s: Settings) -> dict:
     """What the default measures, counted (madlab experiment --dry-run); S's rounds counted once
     (a rare group takes more)."""
-    train = trained(s, s.epochs, s.n_real) + trained(s, s.aux_epochs, s.n_curated)
-    sample = s.n_curated + sum((2 if w != 0 else 1) * s.n_eval for w in s.omegas)
+    train = trained(s, s.loop.epochs, s.loop.n_real) + trained(s, s.algo.aux_epochs, s.n_curated)
+    sample = s.n_curated + sum((2 if w != 0 else 1) * s.evaluation.n_eval for w in s.omegas)
     return estimate(s, train, sample)
 
 
@@ -159,7 +125,7 @@ def figure(summary: pd.DataFrame, s: Settings):
     ax.set(xlabel="guidance w", ylabel=f"% of samples in group A {s.group}", title="class share against w")
     ax.legend(fontsize=8)
     ax = axes[1]
-    metric = s.metrics[0]
+    metric = s.evaluation.metric[0]
     for i, grp in enumerate(("A", "B")):
         t = summary[summary.quantity == f"{metric} group {grp}"].sort_values("omega")
         ax.plot(t.omega, t["mean"], "-o", ms=4, color=f"C{i + 4}", label=f"group {grp}")

@@ -9,54 +9,13 @@ stay in theta_r's basin, as the paper requires for parameter-space guidance.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pandas as pd
 import torch
 
 from loops import SeedStreams
-from madlab.experiments.common import (Progress, Result, check_evaluation, check_learner, check_positive,
-                                       ddpm_backend, distances, mean_se, no_progress, require)
-from toy.config import DEFAULT_LEARNER, learner_default
-from toy.ddpm import DDPMConfig
+from madlab.experiments.common import Progress, Result, ddpm_backend, distances, mean_se, no_progress
+from madlab.experiments.toy_settings import Landscape as Settings
 from toy.targets import paper_gaussian
-
-
-@dataclass
-class Settings:
-    seeds: int = 4                    # independent (theta_r, theta_s, theta_a) triples
-    first_seed: int = 0
-    n_real: int = 1000                # |D_r| of the base model
-    epochs: float = 100               # base training: epochs over D_r
-    n_aux: int = 100_000              # |S|: self-samples the auxiliary model is fine-tuned on
-    n_advanced: int = 100_000         # |D_a|: fresh real points the advanced model is fine-tuned on
-    finetune_epochs: float = 1        # fine-tuning budget: epochs over S (and over D_a)
-    learner: str = DEFAULT_LEARNER     # toy DDPM learner (the documented numbers: resmlp-ln)
-    batch_size: int = DDPMConfig.batch_size  # toy DDPM minibatch (full batch; the earlier default: 64)
-    lr: float = learner_default("lr")  # toy DDPM Adam learning rate of base training (earlier: 1e-3)
-    finetune_lr: float = 1e-4         # fine-tuning learning rate (small: stay in theta_r's basin)
-    omega_a: list[float] = field(default_factory=lambda: [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0])
-    omega_s: list[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0])
-    n_eval: int = 1000                # samples per seed per grid point (and real samples for w1/w2)
-    metrics: list[str] = field(default_factory=lambda: ["w2", "fd"])  # the first one is the heat map's
-    device: str = "cpu"
-
-    def validate(self) -> "Settings":
-        check_learner(self.learner)
-        check_positive(self, "seeds", "n_real", "epochs", "n_aux", "n_advanced", "finetune_epochs",
-                       "finetune_lr", "n_eval", "batch_size", "lr")
-        require(0.0 in self.omega_a and 0.0 in self.omega_s, "both grids must contain 0 (the base model)")
-        require(-1.0 in self.omega_a, "omega_a must contain -1 (the advanced model itself)")
-        check_evaluation(self.metrics, self.n_eval, self.device)
-        return self
-
-
-SCALES = {
-    "smoke": Settings(seeds=2, epochs=20, n_aux=2000, n_advanced=2000, finetune_epochs=2, n_eval=500,
-                      omega_a=[-1.0, 0.0, 1.0], omega_s=[-1.0, 0.0, 1.0, 2.0]),
-    "quick": Settings(seeds=8),
-    "paper": Settings(seeds=32, omega_a=[x / 4 for x in range(-10, 5)], omega_s=[x / 4 for x in range(-4, 17)]),
-}
 
 
 def theta(backend, theta_r, theta_a, theta_s, omega_a: float, omega_s: float):
@@ -67,14 +26,15 @@ def theta(backend, theta_r, theta_a, theta_s, omega_a: float, omega_s: float):
 def train_models(s: Settings, streams: SeedStreams, progress: Progress = no_progress, total: int = 0):
     """(backend, theta_r, theta_a, theta_s) for every seed."""
     target = paper_gaussian()
-    backend = ddpm_backend(s.device, learner=s.learner, batch_size=s.batch_size, lr=s.lr)
-    fine = ddpm_backend(s.device, learner=s.learner, batch_size=s.batch_size, lr=s.finetune_lr)
+    ddpm = s.toy_ddpm           # the toy DDPM's options (learner, batch size, lr)
+    backend = ddpm_backend(s.device, learner=ddpm.learner, batch_size=ddpm.batch_size, lr=ddpm.lr)
+    fine = ddpm_backend(s.device, learner=ddpm.learner, batch_size=ddpm.batch_size, lr=s.finetune_lr)
     g = streams.keys
-    real = target.sample(s.n_real, g("real", 1))
-    progress(0, total, f"base model: {s.epochs:g} epochs on |D_r| = {s.n_real}")
-    theta_r = backend.train(backend.init(g("init", 1)), real, s.epochs, g("train", 1))
-    progress(1, total, f"auxiliary model: {s.finetune_epochs:g} epochs on |S| = {s.n_aux} self-samples")
-    synthetic = backend.sample(theta_r, s.n_aux, g("aux-sample", 1))
+    real = target.sample(s.loop.n_real, g("real", 1))
+    progress(0, total, f"base model: {s.loop.epochs:g} epochs on |D_r| = {s.loop.n_real}")
+    theta_r = backend.train(backend.init(g("init", 1)), real, s.loop.epochs, g("train", 1))
+    progress(1, total, f"auxiliary model: {s.finetune_epochs:g} epochs on |S| = {s.algo.n_aux} self-samples")
+    synthetic = backend.sample(theta_r, s.algo.n_aux, g("aux-sample", 1))
     theta_s = fine.train(theta_r, synthetic, s.finetune_epochs, g("finetune", 1))
     progress(2, total, f"advanced model: {s.finetune_epochs:g} epochs on |D_a| = {s.n_advanced} real points")
     fresh = target.sample(s.n_advanced, g("real", 2))
@@ -95,17 +55,17 @@ def measure(settings: Settings, progress: Progress = no_progress) -> pd.DataFram
     grid = [(wa, ws) for wa in s.omega_a for ws in s.omega_s]
     total = 3 + len(grid)
     backend, theta_r, theta_a, theta_s = train_models(s, streams, progress, total)
-    needs_real = any(m in ("w1", "w2") for m in s.metrics)
-    real = target.sample(s.n_eval, streams.keys("eval-real", 1)) if needs_real else None
+    needs_real = any(m in ("w1", "w2") for m in s.evaluation.metric)
+    real = target.sample(s.evaluation.n_eval, streams.keys("eval-real", 1)) if needs_real else None
     rows = []
     for i, (wa, ws) in enumerate(grid):
         progress(3 + i, total, f"grid point w_a={wa:g}, w_s={ws:g}")
         # the same sampler noise at every grid point: differences come from theta alone
-        x = backend.sample(theta(backend, theta_r, theta_a, theta_s, wa, ws), s.n_eval,
+        x = backend.sample(theta(backend, theta_r, theta_a, theta_s, wa, ws), s.evaluation.n_eval,
                            streams.keys("eval", 1))
         finite = torch.isfinite(x).all(-1).all(-1)
         x = torch.nan_to_num(x, nan=1e6, posinf=1e6, neginf=-1e6).clamp(-1e6, 1e6)
-        for metric, values in distances(s.metrics, x, real, target).items():
+        for metric, values in distances(s.evaluation.metric, x, real, target).items():
             for k, v in enumerate(values.tolist()):
                 rows.append(dict(omega_a=wa, omega_s=ws, seed=streams.seeds[k], metric=metric,
                                  value=v if bool(finite[k]) else float("inf")))
@@ -142,7 +102,7 @@ def summarise(table: pd.DataFrame, s: Settings):
         best_a = point("best on the base-to-advanced path (w_s = 0)", float(adv_path.idxmin()), 0.0)
         wa, ws = mean.idxmin()
         best = point("best anywhere on the grid", float(wa), float(ws))
-        if metric == s.metrics[0]:
+        if metric == s.evaluation.metric[0]:
             headline |= {f"{metric} base": base, f"{metric} best w_s on self path": float(self_path.idxmin()),
                          f"{metric} self path best / base": best_s / base,
                          f"{metric} advanced path best / base": best_a / base,
@@ -176,6 +136,6 @@ def figure(table: pd.DataFrame, s: Settings, headline: dict):
                ylabel="ω_a (advanced, base-to-advanced path at ω_s = 0)", title=f"{metric}")
         ax.legend(fontsize=8, loc="upper right")
     fig.suptitle("θ = (1+ω_a+ω_s) θ_r − ω_a θ_a − ω_s θ_s  (toy DDPM, 2-D Gaussian; "
-                 f"|D_r|={s.n_real}, |S|={s.n_aux}, |D_a|={s.n_advanced}, {s.seeds} seeds)", fontsize=10)
+                 f"|D_r|={s.loop.n_real}, |S|={s.algo.n_aux}, |D_a|={s.n_advanced}, {s.seeds} seeds)", fontsize=10)
     fig.tight_layout()
     return fig

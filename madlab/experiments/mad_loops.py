@@ -12,8 +12,6 @@ rho = |D_s| / (|D_r| + |D_s|), lambda the sampling bias):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import matplotlib
 import pandas as pd
 import torch
@@ -22,41 +20,11 @@ from analysis.distances import gaussian_w2
 from loops import Loop, SeedStreams
 from loops.algorithms import Standard
 from loops.kinds import training_set
-from madlab.experiments.common import Progress, Result, check_positive, mean_se, no_progress, require
+from loops.options import require
+from madlab.experiments.common import Progress, Result, mean_se, no_progress
+from madlab.experiments.toy_settings import MadLoops as Settings
 from toy.gaussian_fit import GaussianFit
 from toy.targets import paper_gaussian
-
-
-@dataclass
-class Settings:
-    seeds: int = 2000                 # independent runs (Monte-Carlo size of every expectation)
-    first_seed: int = 0
-    gens: int = 100                   # generations T
-    n_real: int = 100                 # |D_r| (and |D_r^t| of the fresh loop)
-    n_synth: int = 100                # |D_s^t| handed to the next generation
-    biases: list[float] = field(default_factory=lambda: [1.0, 0.95, 0.9])  # sampling bias lambda
-    initial_sizes: list[int] = field(default_factory=lambda: [10, 100, 1000])  # fresh loop: |D_r^1|
-    tail: int = 50                    # stationary limits average generations T - tail + 1 .. T
-    device: str = "cpu"               # unused: the Gaussian fit is closed form
-
-    def validate(self) -> "Settings":
-        check_positive(self, "seeds", "gens", "n_real", "n_synth", "tail")
-        require(self.n_real >= 2 and self.n_synth >= 2, "a Gaussian fit needs at least 2 points per set")
-        require(self.tail <= self.gens, f"tail ({self.tail}) cannot exceed gens ({self.gens})")
-        require(self.seeds >= 2, "give at least 2 seeds (expectations need a spread)")
-        require(bool(self.biases) and all(0 < b <= 1 for b in self.biases),
-                f"biases must be in (0, 1], got {self.biases}")
-        require(1.0 in self.biases, "biases must include 1.0 (the unbiased reference)")
-        require(bool(self.initial_sizes) and all(n >= 2 for n in self.initial_sizes),
-                f"initial sizes must be >= 2, got {self.initial_sizes}")
-        return self
-
-
-SCALES = {
-    "smoke": Settings(seeds=300, gens=30, tail=15, initial_sizes=[10, 1000]),
-    "quick": Settings(seeds=2000),
-    "paper": Settings(seeds=20000, gens=200, tail=100),
-}
 
 
 # ----------------------------------------------------------------------------- theory
@@ -105,9 +73,9 @@ def trajectory(kind: str, streams: SeedStreams, settings: Settings, *, estimator
     """Fitted (mu [T, N, d], Sigma [T, N, d, d]) of every generation of one loop kind."""
     backend = GaussianFit(estimator=estimator, bias=bias)
     target = paper_gaussian()
-    if n_initial is None or n_initial == settings.n_real:
-        loop = Loop(kind, Standard(epochs=1), backend, target, settings.n_real, settings.n_synth,
-                    settings.gens, n_eval=2)
+    if n_initial is None or n_initial == settings.loop.n_real:
+        loop = Loop(kind, Standard(epochs=1), backend, target, settings.loop.n_real, settings.loop.n_synth,
+                    settings.loop.gens, n_eval=2)
         models = [r.model.model for r in loop.run(streams, lambda x, t: {}, keep_models=True)]
     else:
         require(kind == "fresh", "a first real set of another size only makes sense for the fresh loop")
@@ -123,12 +91,12 @@ def fresh_with_initial_size(backend, target, streams: SeedStreams, n_initial: in
     algorithm = Standard(epochs=1)
     real = target.sample(n_initial, streams.keys("real", 1))
     synthetic, previous = [], None
-    for t in range(1, settings.gens + 1):
+    for t in range(1, settings.loop.gens + 1):
         if t > 1:
-            real = target.sample(settings.n_real, streams.keys("real", t))
+            real = target.sample(settings.loop.n_real, streams.keys("real", t))
         model = algorithm(backend, training_set("fresh", t, real, synthetic), streams, t, previous)
         yield model
-        synthetic, previous = [model.sample(settings.n_synth, streams.keys("synth", t))], model
+        synthetic, previous = [model.sample(settings.loop.n_synth, streams.keys("synth", t))], model
 
 
 def _trace(S: torch.Tensor) -> torch.Tensor:
@@ -141,7 +109,7 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
     streams = SeedStreams(range(s.first_seed, s.first_seed + s.seeds))
     target = paper_gaussian()
     tr = float(_trace(target.cov))
-    gen = torch.arange(1, s.gens + 1)
+    gen = torch.arange(1, s.loop.gens + 1)
     plan = ([("fully-synthetic", "mle", b, None) for b in s.biases]
             + [("fully-synthetic", "unbiased", 1.0, None)]
             + [("augment", "mle", b, None) for b in s.biases]
@@ -159,18 +127,18 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
         for name, values in curves[key].items():
             m, sd = values.mean(1), values.std(1) / s.seeds ** 0.5
             med = values.median(1).values
-            for t in range(s.gens):
-                rows.append(dict(loop=kind, estimator=est, bias=bias, n_initial=n0 or s.n_real,
+            for t in range(s.loop.gens):
+                rows.append(dict(loop=kind, estimator=est, bias=bias, n_initial=n0 or s.loop.n_real,
                                  generation=t + 1, quantity=name, mean=float(m[t]), se=float(sd[t]),
                                  median=float(med[t])))
-        tail = slice(s.gens - s.tail, s.gens)
+        tail = slice(s.loop.gens - s.tail, s.loop.gens)
         if kind == "fully-synthetic":
-            cov_th, drift_th = fully_synthetic_theory(s.gens, s.n_real, s.n_synth, est, bias)
+            cov_th, drift_th = fully_synthetic_theory(s.loop.gens, s.loop.n_real, s.loop.n_synth, est, bias)
             curves[key] |= {"cov_theory": cov_th, "drift_theory": drift_th}
             checks.append(_check(f"{kind} {est} λ={bias:g}: E[tr Σ_T]/tr Σ", cov_ratio[-1], cov_th[-1]))
             checks.append(_check(f"{kind} {est} λ={bias:g}: E|μ_T−μ|²/tr Σ", drift[-1], drift_th[-1]))
         else:
-            f, V = mixing_limits(kind, s.n_real, s.n_synth, est, bias)
+            f, V = mixing_limits(kind, s.loop.n_real, s.loop.n_synth, est, bias)
             curves[key] |= {"cov_limit": f, "drift_limit": V}
             label = f"{kind} λ={bias:g}" + (f" |D_r^1|={n0}" if n0 else "")
             checks.append(_check(f"{label}: E[tr Σ_t]/tr Σ, last {s.tail} gens", cov_ratio[tail].mean(0), f))
@@ -233,7 +201,7 @@ def figure(curves: dict, s: Settings, gen: torch.Tensor):
     for n0 in s.initial_sizes:
         c.plot(gen, curves[("fresh", "mle", 1.0, n0)]["dist"].mean(1), ls="-.", label=f"fresh, |D_r^1|={n0}")
     c.set(yscale="log", xlabel="generation t", ylabel="E[dist(G^t, p_r)] (closed-form W2)",
-          title=f"the three loops (|D_r|={s.n_real}, |D_s|={s.n_synth}, MLE, λ=1)")
+          title=f"the three loops (|D_r|={s.loop.n_real}, |D_s|={s.loop.n_synth}, MLE, λ=1)")
     c.legend(fontsize=8)
     d.plot(gen, curves[ka]["drift"].mean(1), color="C1", label="augment: E|μ_t − μ_1|²")
     d.axhline(curves[ka]["drift_limit"], color="C1", ls="--", lw=0.8, label="AR(1) limit")
@@ -251,7 +219,7 @@ def figure(curves: dict, s: Settings, gen: torch.Tensor):
     f.axhline(curves[("fresh", "mle", 1.0, s.initial_sizes[0])]["drift_limit"], color="k", ls="--", lw=0.8,
               label="limit (independent of |D_r^1|)")
     f.set(yscale="log", xlabel="generation t", ylabel="E|μ_t − μ|² / tr Σ",
-          title=f"fresh data: the limit forgets the first set\n(|D_r^t|={s.n_real}, |D_s|={s.n_synth})")
+          title=f"fresh data: the limit forgets the first set\n(|D_r^t|={s.loop.n_real}, |D_s|={s.loop.n_synth})")
     f.legend(fontsize=8)
     fig.suptitle(f"MAD loops with the Gaussian fit, {s.seeds} seeds", y=1.0)
     fig.tight_layout()

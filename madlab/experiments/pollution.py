@@ -10,56 +10,15 @@ E[dist] over the guidance weights w and auxiliary budgets B (as the paper does).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pandas as pd
 import torch
 
 from loops import SeedStreams
-from madlab.experiments.common import (Progress, Result, check_evaluation, check_learner, check_positive,
-                                       ddpm_backend, distances, mean_se, no_progress, require)
-from toy.config import DEFAULT_LEARNER, learner_default
-from toy.ddpm import DDPMConfig
+from madlab.experiments.common import Progress, Result, ddpm_backend, distances, mean_se, no_progress
+from madlab.experiments.toy_settings import Pollution as Settings
 from toy.targets import paper_gaussian
 
 SCENARIOS = ("ST-I", "SIMS-I", "ST-P", "SIMS-P")
-
-
-@dataclass
-class Settings:
-    seeds: int = 4                    # independent runs
-    first_seed: int = 0
-    n_real: int = 1000                # |D_r|
-    epochs: float = 100               # ST-I: epochs over D_r; every base model sees epochs × |D_r| points
-    n_pollute: list[int] = field(default_factory=lambda: [250, 500, 1000, 2000])  # |D_p| (0 = ST-I itself)
-    n_aux: int = 2000                 # |S|: self-samples of each auxiliary model
-    budgets: list[float] = field(default_factory=lambda: [25.0, 50.0])  # B, epochs of fine-tuning on S
-    omegas: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0])
-    learner: str = DEFAULT_LEARNER     # toy DDPM learner (the documented numbers: resmlp-ln)
-    batch_size: int = DDPMConfig.batch_size  # toy DDPM minibatch (full batch; the earlier default: 64)
-    lr: float = learner_default("lr")  # toy DDPM Adam learning rate of base training (earlier: 1e-3)
-    n_eval: int = 1000                # model samples per seed (and real samples for w1/w2)
-    metrics: list[str] = field(default_factory=lambda: ["fd", "w2"])  # the first one picks the best SIMS
-    device: str = "cpu"
-
-    def validate(self) -> "Settings":
-        check_learner(self.learner)
-        check_positive(self, "seeds", "n_real", "epochs", "n_aux", "n_eval", "batch_size", "lr")
-        require(bool(self.n_pollute) and all(n > 0 for n in self.n_pollute),
-                f"n_pollute must be positive sizes, got {self.n_pollute}")
-        require(bool(self.budgets) and all(b > 0 for b in self.budgets), f"budgets must be positive, got {self.budgets}")
-        require(bool(self.omegas), "give at least one omega")
-        check_evaluation(self.metrics, self.n_eval, self.device)
-        return self
-
-
-SCALES = {
-    "smoke": Settings(seeds=2, epochs=20, n_pollute=[500, 2000], n_aux=500, budgets=[10.0],
-                      omegas=[1.0, 3.0], n_eval=500),
-    "quick": Settings(seeds=16),
-    "paper": Settings(seeds=32, n_pollute=[125, 250, 500, 750, 1000, 1500, 2000, 3000],
-                      budgets=[12.5, 25.0, 50.0, 100.0], omegas=[0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0]),
-}
 
 
 def polluted(real: torch.Tensor, pool: torch.Tensor, n_pollute: int) -> torch.Tensor:
@@ -69,7 +28,7 @@ def polluted(real: torch.Tensor, pool: torch.Tensor, n_pollute: int) -> torch.Te
 
 def epochs_for(s: Settings, n_train: int) -> float:
     """Epochs over a set of n_train points that see as many points as ST-I's training."""
-    return s.epochs * s.n_real / n_train
+    return s.loop.epochs * s.loop.n_real / n_train
 
 
 def run(settings: Settings, progress: Progress = no_progress) -> Result:
@@ -83,35 +42,37 @@ def measure(settings: Settings, progress: Progress = no_progress) -> pd.DataFram
     s = settings.validate()
     streams, target = SeedStreams(range(s.first_seed, s.first_seed + s.seeds)), paper_gaussian()
     g = streams.keys
-    backend = ddpm_backend(s.device, learner=s.learner, batch_size=s.batch_size, lr=s.lr)
+    ddpm = s.toy_ddpm           # the toy DDPM's options (learner, batch size, lr)
+    backend = ddpm_backend(s.device, learner=ddpm.learner, batch_size=ddpm.batch_size, lr=ddpm.lr)
     sizes = sorted(set(s.n_pollute))
     total = 1 + len(sizes) + (1 + len(sizes)) * len(s.budgets)
     done = 0
-    needs_real = any(m in ("w1", "w2") for m in s.metrics)
-    real_eval = target.sample(s.n_eval, g("eval-real", 1)) if needs_real else None
+    needs_real = any(m in ("w1", "w2") for m in s.evaluation.metric)
+    real_eval = target.sample(s.evaluation.n_eval, g("eval-real", 1)) if needs_real else None
     rows = []
 
     def measure(scenario, n_p, omega, budget, model, guide=None):
         # the same sampler noise for every model: differences come from the models alone
-        x = backend.sample(model, s.n_eval, g("eval", 1), guide=guide, omega=omega)
-        for metric, values in distances(s.metrics, x, real_eval, target).items():
+        x = backend.sample(model, s.evaluation.n_eval, g("eval", 1), guide=guide, omega=omega)
+        for metric, values in distances(s.evaluation.metric, x, real_eval, target).items():
             rows.extend(dict(scenario=scenario, n_pollute=n_p, omega=omega, budget=budget,
                              seed=streams.seeds[k], metric=metric, value=v)
                         for k, v in enumerate(values.tolist()))
 
     def sims(scenario, n_p, base):
         nonlocal done
-        synthetic = backend.sample(base, s.n_aux, g("aux-sample", 1, n_p))
+        synthetic = backend.sample(base, s.algo.n_aux, g("aux-sample", 1, n_p))
         for budget in s.budgets:
-            progress(done, total, f"{scenario} |D_p|={n_p}: auxiliary model, B = {budget:g} epochs on |S| = {s.n_aux}")
+            progress(done, total, f"{scenario} |D_p|={n_p}: auxiliary model, B = {budget:g} epochs on "
+                                  f"|S| = {s.algo.n_aux}")
             aux = backend.train(base, synthetic, budget, g("finetune", 1, n_p))
             for omega in s.omegas:
                 measure(scenario, n_p, omega, budget, base, aux)
             done += 1
 
-    real = target.sample(s.n_real, g("real", 1))
-    progress(done, total, f"ST-I: {s.epochs:g} epochs on |D_r| = {s.n_real}")
-    st_i = backend.train(backend.init(g("init", 1)), real, s.epochs, g("train", 1))
+    real = target.sample(s.loop.n_real, g("real", 1))
+    progress(done, total, f"ST-I: {s.loop.epochs:g} epochs on |D_r| = {s.loop.n_real}")
+    st_i = backend.train(backend.init(g("init", 1)), real, s.loop.epochs, g("train", 1))
     done += 1
     measure("ST-I", 0, 0.0, 0.0, st_i)
     sims("SIMS-I", 0, st_i)
@@ -131,8 +92,8 @@ def result(table: pd.DataFrame, s: Settings) -> Result:
     """Summary, headline, notes and figure of the whole table (all seeds)."""
     summary, headline = summarise(table, s)
     notes = [f"{s.seeds} seeds; mean over seeds ± one standard error; every model sampled with the same noise.",
-             f"SIMS rows: the best (w, B) for each |D_p| by the mean {s.metrics[0]} over seeds "
-             f"(w in {s.omegas}, B in {s.budgets} epochs on |S| = {s.n_aux}); the minimum over a "
+             f"SIMS rows: the best (w, B) for each |D_p| by the mean {s.evaluation.metric[0]} over seeds "
+             f"(w in {s.omegas}, B in {s.budgets} epochs on |S| = {s.algo.n_aux}); the minimum over a "
              "grid is biased low by noise.",
              "|D_p| = 0: ST-P is ST-I and SIMS-P is SIMS-I."]
     return Result(table, summary, headline, lambda: figure(summary, s, headline), notes)
@@ -159,7 +120,7 @@ def crossing(sizes: list[int], gap: list[float]) -> float | None:
 
 def summarise(table: pd.DataFrame, s: Settings):
     rows = []
-    for metric in s.metrics:
+    for metric in s.evaluation.metric:
         t = table[table.metric == metric]
         st_i = t[t.scenario == "ST-I"]["value"]
         w_i, b_i, sims_i = best_sims(t[t.scenario == "SIMS-I"])
@@ -169,25 +130,25 @@ def summarise(table: pd.DataFrame, s: Settings):
             else:
                 st_p = t[(t.scenario == "ST-P") & (t.n_pollute == n_p)]["value"]
                 w_p, b_p, sims_p = best_sims(t[(t.scenario == "SIMS-P") & (t.n_pollute == n_p)])
-            row = dict(metric=metric, n_pollute=n_p, pollute_share=n_p / s.n_real)
+            row = dict(metric=metric, n_pollute=n_p, pollute_share=n_p / s.loop.n_real)
             for name, values in (("ST-I", st_i), ("SIMS-I", sims_i), ("ST-P", st_p), ("SIMS-P", sims_p)):
                 row[name], row[f"{name} se"] = mean_se(values)
             row |= {"SIMS-I w": w_i, "SIMS-I B": b_i, "SIMS-P w": w_p, "SIMS-P B": b_p}
             rows.append(row)
     summary = pd.DataFrame(rows)
-    main = summary[summary.metric == s.metrics[0]]
+    main = summary[summary.metric == s.evaluation.metric[0]]
     sizes = main["n_pollute"].tolist()
     cross = crossing(sizes, (main["SIMS-P"] - main["ST-I"]).tolist())
     last = main.iloc[-1]
     headline = {
-        f"{s.metrics[0]} ST-I": float(last["ST-I"]),
-        f"{s.metrics[0]} SIMS-I (best) / ST-I": float(last["SIMS-I"] / last["ST-I"]),
-        f"{s.metrics[0]} ST-P / ST-I at |D_p|={int(last.n_pollute)}": float(last["ST-P"] / last["ST-I"]),
-        f"{s.metrics[0]} SIMS-P / ST-I at |D_p|={int(last.n_pollute)}": float(last["SIMS-P"] / last["ST-I"]),
+        f"{s.evaluation.metric[0]} ST-I": float(last["ST-I"]),
+        f"{s.evaluation.metric[0]} SIMS-I (best) / ST-I": float(last["SIMS-I"] / last["ST-I"]),
+        f"{s.evaluation.metric[0]} ST-P / ST-I at |D_p|={int(last.n_pollute)}": float(last["ST-P"] / last["ST-I"]),
+        f"{s.evaluation.metric[0]} SIMS-P / ST-I at |D_p|={int(last.n_pollute)}": float(last["SIMS-P"] / last["ST-I"]),
         "|D_p| where SIMS-P stops beating ST-I": (
             f"> {max(sizes)} (beats ST-I on the whole grid)" if cross is None
             else "0: SIMS-I itself does not beat ST-I" if cross == 0
-            else f"{cross:.0f} ({cross / s.n_real:.0%} of |D_r|)"),
+            else f"{cross:.0f} ({cross / s.loop.n_real:.0%} of |D_r|)"),
     }
     return summary, headline
 
@@ -205,7 +166,7 @@ def figure(summary: pd.DataFrame, s: Settings, headline: dict):
             ax.errorbar(m["n_pollute"], m[name], yerr=m[f"{name} se"], fmt=style, color=col,
                         label=label, capsize=3, ms=4)
         ax.set(xlabel="|D_p| (synthetic points polluting D_r)", ylabel=f"E[{metric}(G, p_r)]",
-               title=f"{metric}  (|D_r| = {s.n_real})")
+               title=f"{metric}  (|D_r| = {s.loop.n_real})")
         ax.legend(fontsize=8)
     fig.suptitle("Pollution (paper Fig. 6) on the toy DDPM: " + "; ".join(
         f"{k}: {v:.3g}" if isinstance(v, float) else f"{k}: {v}" for k, v in list(headline.items())[-1:]),

@@ -8,63 +8,16 @@ to reach 30/70); the auxiliary model is the base fine-tuned on S; SIMS samples w
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pandas as pd
 import torch
 
 from analysis.distances import gaussian_w2, moments
 from loops import SeedStreams
-from madlab.experiments.common import (Progress, Result, check_device, check_learner, check_positive,
-                                       ddpm_backend, distances, mean_se, no_progress, require)
-from toy.config import DEFAULT_LEARNER, learner_default
-from toy.ddpm import DDPMConfig
+from madlab.experiments.common import Progress, Result, ddpm_backend, distances, mean_se, no_progress
+from madlab.experiments.toy_settings import Shift as Settings
 from toy.targets import GaussianMixture, two_mode_mixture
 
 MAX_DRAWS = 20  # pools drawn before giving up on filling the curated set
-
-
-@dataclass
-class Settings:
-    seeds: int = 4                    # independent runs
-    first_seed: int = 0
-    n_real: int = 1000                # |D_r| of the 50/50 mixture
-    epochs: float = 100               # base training: epochs over D_r
-    n_curated: int = 2000             # |S|: the curated synthetic set (the paper: 140k = 2 × |FFHQ|)
-    curated_shares: list[float] = field(default_factory=lambda: [0.7, 0.3])  # mode shares in S
-    aux_epochs: float = 50            # budget B: epochs of fine-tuning on S
-    omegas: list[float] = field(default_factory=lambda: [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
-    learner: str = DEFAULT_LEARNER     # toy DDPM learner (the documented numbers: resmlp-ln)
-    batch_size: int = DDPMConfig.batch_size  # toy DDPM minibatch (full batch; the earlier default: 64)
-    lr: float = learner_default("lr")  # toy DDPM Adam learning rate of base training (earlier: 1e-3)
-    n_eval: int = 2000                # model samples per seed per w
-    n_ot: int = 1000                  # of which the first n_ot measure W2 to p_hat (exact OT)
-    device: str = "cpu"
-
-    def validate(self) -> "Settings":
-        check_learner(self.learner)
-        check_positive(self, "seeds", "n_real", "epochs", "n_curated", "aux_epochs", "n_eval", "n_ot",
-                       "batch_size", "lr")
-        shares = self.curated_shares
-        require(len(shares) == 2 and all(0 < p < 1 for p in shares) and abs(sum(shares) - 1) < 1e-9,
-                f"curated_shares must be two shares in (0, 1) that sum to 1, got {shares}")
-        require(-1.0 in self.omegas and 0.0 in self.omegas,
-                "omegas must include -1 (the auxiliary model) and 0 (the base model)")
-        require(self.n_ot <= self.n_eval, "n_ot cannot exceed n_eval")
-        check_device(self.device)
-        return self
-
-    def target_shares(self) -> list[float]:
-        """p_hat: the complement of the curated proportions (2 modes: swap them)."""
-        return list(reversed(self.curated_shares))
-
-
-SCALES = {
-    "smoke": Settings(seeds=2, epochs=20, n_curated=500, aux_epochs=10, n_eval=1000, n_ot=300,
-                      omegas=[-1.0, 0.0, 1.0, 2.0]),
-    "quick": Settings(seeds=8),
-    "paper": Settings(seeds=16, n_curated=2000, aux_epochs=50, n_eval=10_000, n_ot=2000),
-}
 
 
 def assign_modes(x: torch.Tensor, mixture: GaussianMixture) -> torch.Tensor:
@@ -120,20 +73,21 @@ def measure(settings: Settings, progress: Progress = no_progress) -> pd.DataFram
     s = settings.validate()
     streams, mixture = SeedStreams(range(s.first_seed, s.first_seed + s.seeds)), two_mode_mixture()
     g = streams.keys
-    backend = ddpm_backend(s.device, learner=s.learner, batch_size=s.batch_size, lr=s.lr)
+    ddpm = s.toy_ddpm           # the toy DDPM's options (learner, batch size, lr)
+    backend = ddpm_backend(s.device, learner=ddpm.learner, batch_size=ddpm.batch_size, lr=ddpm.lr)
     total = 2 + len(s.omegas)
-    real = mixture.sample(s.n_real, g("real", 1))
-    progress(0, total, f"base model: {s.epochs:g} epochs on |D_r| = {s.n_real} (50/50)")
-    base = backend.train(backend.init(g("init", 1)), real, s.epochs, g("train", 1))
+    real = mixture.sample(s.loop.n_real, g("real", 1))
+    progress(0, total, f"base model: {s.loop.epochs:g} epochs on |D_r| = {s.loop.n_real} (50/50)")
+    base = backend.train(backend.init(g("init", 1)), real, s.loop.epochs, g("train", 1))
     pct = "/".join(f"{p:.0%}" for p in s.curated_shares)
-    progress(1, total, f"auxiliary model: curated |S| = {s.n_curated} ({pct}), B = {s.aux_epochs:g} epochs")
-    aux = backend.train(base, curated_set(backend, base, mixture, s, streams), s.aux_epochs, g("finetune", 1))
+    progress(1, total, f"auxiliary model: curated |S| = {s.n_curated} ({pct}), B = {s.algo.aux_epochs:g} epochs")
+    aux = backend.train(base, curated_set(backend, base, mixture, s, streams), s.algo.aux_epochs, g("finetune", 1))
     p_hat = GaussianMixture(torch.tensor(s.target_shares()), mixture.means, mixture.covs, name="p_hat")
     real_hat = p_hat.sample(s.n_ot, g("eval-real", 1))
     rows = []
     for i, omega in enumerate(s.omegas):
         progress(2 + i, total, f"sampling w = {omega:g}")
-        x = backend.sample(base, s.n_eval, g("eval", 1), guide=aux, omega=omega).cpu()
+        x = backend.sample(base, s.evaluation.n_eval, g("eval", 1), guide=aux, omega=omega).cpu()
         modes = assign_modes(x, mixture)
         w2_hat = distances(["w2"], x[:, :s.n_ot], real_hat, p_hat)["w2"]
         values = {"w2 to p_hat": [float(v) for v in w2_hat]}          # quantity -> [value per seed]
@@ -141,7 +95,7 @@ def measure(settings: Settings, progress: Progress = no_progress) -> pd.DataFram
             values[f"share mode {j}"], values[f"fd mode {j}"] = [], []
             for k in range(len(streams.seeds)):
                 pick = x[k][modes[k] == j]
-                values[f"share mode {j}"].append(len(pick) / s.n_eval)
+                values[f"share mode {j}"].append(len(pick) / s.evaluation.n_eval)
                 fd = float("nan")
                 if len(pick) >= 3:
                     mu, S = moments(pick.unsqueeze(0))

@@ -13,8 +13,6 @@ from the theory and from the simulation.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 import torch
@@ -22,46 +20,10 @@ import torch
 from analysis import gaussian_theory as th
 from analysis.distances import gaussian_w2
 from loops import Loop, SeedStreams, make_algorithm
-from madlab.experiments.common import Progress, Result, check_positive, mean_se, no_progress, require
+from madlab.experiments.common import Progress, Result, mean_se, no_progress
+from madlab.experiments.toy_settings import SimsTheory as Settings
 from toy.gaussian_fit import GaussianFit
 from toy.targets import paper_gaussian
-
-
-@dataclass
-class Settings:
-    seeds: int = 2000                 # independent runs (Monte-Carlo size of every expectation)
-    first_seed: int = 0
-    gens: int = 30                    # generations T
-    n_real: int = 100                 # |D_r|
-    n_synth: int = 100                # |D_s^t|
-    n_aux: int = 200                  # n_s: the auxiliary fit's self-samples
-    omegas: list[float] = field(default_factory=lambda: [1.0])   # w checked beside w* (and 0)
-    biases: list[float] = field(default_factory=lambda: [1.0, 0.9])  # sampling bias lambda
-    loops: list[str] = field(default_factory=lambda: ["fully-synthetic", "augment", "accumulate"])
-    map_seeds: int = 1000             # seeds per cell of the (w, |D_s|) map
-    map_omegas: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0, 8.0])
-    map_sizes: list[int] = field(default_factory=lambda: [25, 50, 100, 200, 400])
-    tolerance: float = 0.05           # the map's "prevented": |E tr S_T / tr Sigma - 1| <= tolerance
-    device: str = "cpu"               # unused: the Gaussian fit is closed form
-
-    def validate(self) -> "Settings":
-        check_positive(self, "seeds", "gens", "n_real", "n_synth", "n_aux", "map_seeds", "tolerance")
-        require(self.seeds >= 2 and self.map_seeds >= 2, "give at least 2 seeds (expectations need a spread)")
-        require(min(self.n_real, self.n_synth, self.n_aux) > 4,
-                "the inverse-Wishart means need n_real, n_synth and n_aux above d + 2 = 4")
-        require(bool(self.biases) and all(0 < b <= 1 for b in self.biases), f"biases must be in (0, 1], got {self.biases}")
-        require(all(w > 0 for w in self.omegas + self.map_omegas), "omegas must be positive (0 is standard training)")
-        require(all(n > 4 for n in self.map_sizes), "map sizes must be above 4")
-        bad = [k for k in self.loops if k not in th.LOOPS]
-        require(bool(self.loops) and not bad, f"unknown loops {bad}; choose among {', '.join(th.LOOPS)}")
-        return self
-
-
-SCALES = {
-    "smoke": Settings(seeds=300, gens=8, map_seeds=200, map_omegas=[1.0, 4.0], map_sizes=[25, 200]),
-    "quick": Settings(),
-    "paper": Settings(seeds=20000, gens=100, map_seeds=5000),
-}
 
 
 def _trace(S: torch.Tensor) -> torch.Tensor:
@@ -119,7 +81,7 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
     target = paper_gaussian()
     tr, d = float(_trace(target.cov)), target.cov.shape[-1]
     streams = SeedStreams(range(s.first_seed, s.first_seed + s.seeds))
-    w_star = {b: th.omega_star(s.n_synth, s.n_aux, b) for b in s.biases}
+    w_star = {b: th.omega_star(s.loop.n_synth, s.algo.n_aux, b) for b in s.biases}
     plan = []
     for kind in s.loops:
         for b in s.biases:
@@ -133,10 +95,10 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
              for w in [0.0, *s.map_omegas]]
     total = len(plan) + len(cells)
     rows, checks, curves = [], [], {}
-    T = s.gens
+    T = s.loop.gens
     for i, (algo, kind, w, b) in enumerate(plan):
         progress(i, total, f"{algo} {kind} w={w:.3g} λ={b:g}")
-        mu, S, first = sampled_models(kind, algo, w, b, streams, T, s.n_real, s.n_synth, s.n_aux)
+        mu, S, first = sampled_models(kind, algo, w, b, streams, T, s.loop.n_real, s.loop.n_synth, s.algo.n_aux)
         cov = _trace(S) / tr                                              # [T, N]
         drift = (mu ** 2).sum(-1) / tr                                    # true mean is 0
         drift_real = ((mu - first) ** 2).sum(-1) / tr
@@ -150,7 +112,7 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
                 rows.append(dict(algo=algo, loop=kind, omega=w, bias=b, generation=t + 1, quantity=name,
                                  mean=m_, se=se_))
         if algo == "sims-param":
-            pred = th.param_moments(kind, T, s.n_real, s.n_synth, omega=w, n_aux=s.n_aux, bias=b)
+            pred = th.param_moments(kind, T, s.loop.n_real, s.loop.n_synth, omega=w, n_aux=s.algo.n_aux, bias=b)
             curves[(algo, kind, w, b)] |= {"cov_theory": pred["cov"], "drift_theory": pred["drift"]}
             checks.append(_check(f"{label}: E[tr S_T]/tr Σ", cov[-1], pred["cov"][-1]))
             if kind == "augment":
@@ -159,7 +121,7 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
                 checks.append(_check(f"{label}: E|μ_T−μ|²/tr Σ", drift[-1], pred["drift"][-1]))
         elif kind == "fully-synthetic":
             prec = torch.einsum("ij,tnji->tn", target.cov, torch.linalg.inv(S)) / d   # tr(Σ P_t) / d
-            pred = th.score_precision(T, s.n_real, s.n_synth, w, s.n_aux, b, d)
+            pred = th.score_precision(T, s.loop.n_real, s.loop.n_synth, w, s.algo.n_aux, b, d)
             checks.append(_check(f"{label}: E[tr(Σ P_T)]/d", prec[-1], pred[-1]))
             checks.append(_check(f"{label}: E[tr S_T]/tr Σ (no closed form)", cov[-1], None))
         else:
@@ -173,10 +135,10 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
         progress(len(plan) + j, total, f"map {kind} w={w:g} |D_s|={m}")
         algo = "standard" if w == 0 else "sims-param"
         counting = CountingFit()
-        _, S, _ = sampled_models(kind, algo, w, 1.0, map_streams, T, s.n_real, m, s.n_aux, backend=counting)
+        _, S, _ = sampled_models(kind, algo, w, 1.0, map_streams, T, s.loop.n_real, m, s.algo.n_aux, backend=counting)
         ratio = _trace(S[-1]) / tr
         sim, se = mean_se(ratio)
-        pred = float(th.param_moments(kind, T, s.n_real, m, omega=w, n_aux=s.n_aux)["cov"][-1])
+        pred = float(th.param_moments(kind, T, s.loop.n_real, m, omega=w, n_aux=s.algo.n_aux)["cov"][-1])
         if w == 0:
             standard[(kind, m)] = (pred, sim)
         floored = counting.floored / counting.combined if counting.combined else 0.0
@@ -201,7 +163,7 @@ def run(settings: Settings, progress: Progress = no_progress) -> Result:
     }
     notes = [f"{s.seeds} seeds ({s.map_seeds} per map cell); ± is one standard error over seeds; "
              "z = (measured − predicted) / SE.",
-             f"|D_r|={s.n_real}, |D_s|={s.n_synth}, n_s={s.n_aux}, T={T}; S_t is the covariance "
+             f"|D_r|={s.loop.n_real}, |D_s|={s.loop.n_synth}, n_s={s.algo.n_aux}, T={T}; S_t is the covariance "
              "parameter of the model G^t samples from (N(μ_t, λ S_t)); the augment drift is measured from "
              "mean(D_r) (the standard G^1's mean).",
              "Score-space SIMS: only the precision has an exact expectation (fully synthetic loop); "
@@ -227,14 +189,14 @@ def figure(curves: dict, cmap: pd.DataFrame, s: Settings, w_star: dict):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(1, 4, figsize=(20, 4.6))
-    gen = np.arange(1, s.gens + 1)
+    gen = np.arange(1, s.loop.gens + 1)
     for k, col in zip([k for k in curves if k[0] == "sims-param" and k[1] == "fully-synthetic" and k[3] == 1.0],
                       ("C0", "C1", "C2", "C3")):
         ax[0].plot(gen, curves[k]["cov"], color=col, label=f"w={k[2]:.3g}")
         ax[0].plot(gen, curves[k]["cov_theory"], "k--", lw=0.8)
         ax[1].plot(gen, curves[k]["drift"], color=col, label=f"w={k[2]:.3g}")
         ax[1].plot(gen, curves[k]["drift_theory"], "k--", lw=0.8)
-    base = th.param_moments("fully-synthetic", s.gens, s.n_real, s.n_synth)
+    base = th.param_moments("fully-synthetic", s.loop.gens, s.loop.n_real, s.loop.n_synth)
     ax[0].plot(gen, base["cov"], color="grey", label="standard (theory)")
     ax[0].set(xlabel="generation t", ylabel="E[tr S_t] / tr Σ",
               title="fully synthetic, SIMS-param: covariance\n(dashed: theory)")
@@ -256,7 +218,7 @@ def figure(curves: dict, cmap: pd.DataFrame, s: Settings, w_star: dict):
             for xi, w in enumerate(grid.columns):
                 a.text(xi, yi, sim.loc[m, w][:4], ha="center", va="center", fontsize=7)
         a.set(xlabel="w", ylabel="|D_s|")
-        a.set_title(f"{kind}: SIMS-param vs standard, T={s.gens}\ncolour: theory (green prevented, "
+        a.set_title(f"{kind}: SIMS-param vs standard, T={s.loop.gens}\ncolour: theory (green prevented, "
                     "yellow mitigated, red worse)\ntext: simulation", fontsize=9)
     fig.tight_layout()
     return fig
