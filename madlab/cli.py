@@ -11,6 +11,7 @@ import sys
 import click
 
 from madlab import __version__
+from madlab.commands.options import SUBCOMMAND
 from madlab.config import ConfigError
 
 
@@ -20,7 +21,7 @@ def _version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         ctx.exit()
 
 
-@click.group(name="madlab", invoke_without_command=True)
+@click.group(name="madlab", invoke_without_command=True, subcommand_metavar=SUBCOMMAND)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
               help="Print madlab's version and exit.")
 @click.pass_context

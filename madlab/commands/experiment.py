@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from loops.options import get_path
-from madlab.commands.options import GroupedCommand, option, setting_option
+from madlab.commands.options import SUBCOMMAND, GroupedCommand, option, setting_option
 from madlab.config import ConfigError
 from madlab.experiments import EXPERIMENTS, SCALES, Experiment
 
@@ -72,6 +72,7 @@ def register(app: click.Group) -> None:
             click.echo(ctx.get_help())
 
     app.add_command(ExperimentGroup("experiment", callback=experiments, invoke_without_command=True,
+                                    subcommand_metavar=SUBCOMMAND,
                                     help=experiments.__doc__))
 
 

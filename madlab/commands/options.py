@@ -121,10 +121,17 @@ def setting_option(spec: Spec, defaults: Mapping[str, Any]) -> Option:
     return Option([spec.flag, spec.flat], metavar=metavar, default=None, help=text, panel=spec.panel)
 
 
+SUBCOMMAND = "COMMAND [ARGS]..."   # a group's usage, spelled out: click 8.5 brackets it when the group runs bare
+
+
 class GroupedCommand(click.Command):
     """A command whose --help lists its options in one section per panel (the component that
     declares them), in order of first appearance; arguments and options without a panel under
     "Arguments" and "Options"."""
+
+    def format_arguments(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Nothing: the arguments are listed by format_options (click 8.5 would add a
+        "Positional arguments" section of its own; older versions have no such step)."""
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         sections: dict[str, list[tuple[str, str]]] = {}
