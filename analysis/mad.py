@@ -47,6 +47,10 @@ Definitions (m_t = E[dist(G^t, p_r)], the mean over seeds of one configuration a
 
 The omega of a row is its `omega` column, except that `algo = standard` rows count as omega = 0 and
 as the same algorithm as `sims` (SIMS at omega = 0 is standard training, paper section 4.2.1).
+
+One module above ~400 lines on purpose: every number of the paper's section 2 (curves, ratio,
+band, status, best omega, threshold and its bootstrap) reads the same `configurations` and
+`bootstrap`, and splitting them would put Definition 2 in two places.
 """
 from __future__ import annotations
 

@@ -29,6 +29,9 @@ nn.Linear initialisation. The notebook also standardises its data set, x <- (x -
 x.std() with two scalars: `--standardize` adds that around any learner (toy/standardize.py; per
 generation on D^t, samples mapped back). Nothing else the notebook does is missing; the Figure 5
 recipe study chose it off (docs/studies/fig5-paper-recipe).
+
+One module above ~400 lines on purpose: a reader checks the cited learner against the notebook
+in one file (network, training, sampler), independent of the fast path it cross-checks.
 """
 from __future__ import annotations
 
