@@ -200,7 +200,7 @@ def print_plan(plan, jobs: Optional[int], bare: bool) -> None:
     from madlab.plan import duration
 
     table = Table(title="madlab sweep --dry-run: the plan (nothing written)")
-    for col in ("configuration", "run", "tasks", "seeds", "generations", "seed-generations", "done", "estimate"):
+    for col in ("configuration", "run", "tasks", "seeds", "generations", "seed-generations\nto run", "done", "estimate"):
         table.add_column(col, justify="left" if col in ("configuration", "run") else "right")
     by_run: dict[str, list] = {}             # one pass over the tasks: the plan is linear in them
     for t in plan.tasks:
