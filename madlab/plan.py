@@ -110,8 +110,20 @@ class Plan:
         if total is None:
             return f"no cost estimate ({self.basis or 'nothing measured yet'})"
         parallel = max(1, min(jobs or 1, len(self.todo())))
-        wall = f"{duration(total / parallel)} with --jobs {parallel}" if jobs and jobs > 1 else duration(total)
+        wall = (f"{duration(makespan([self.seconds(t) for t in self.todo()], parallel))} with --jobs {parallel}"
+                if jobs and jobs > 1 else duration(total))
         return f"estimated {wall} (an estimate from {self.basis})"
+
+
+def makespan(seconds: list[float], workers: int) -> float:
+    """Wall seconds of tasks taking `seconds` each, handed out in order to the first free of
+    `workers` workers (as the local pool does): a task cannot be split, so a few large tasks on
+    many workers take longer than their total / workers."""
+    free = [0.0] * max(1, workers)
+    for s in seconds:
+        i = min(range(len(free)), key=free.__getitem__)
+        free[i] += s
+    return max(free)
 
 
 def duration(seconds: float) -> str:

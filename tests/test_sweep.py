@@ -351,3 +351,12 @@ def test_a_pending_chunk_is_estimated_at_its_finished_twins_measured_cost(tmp_pa
     ddpm = RunConfig.from_flat(epochs=10).validate().flat()
     assert work({**ddpm, "algo": "sims"}) > work({**ddpm, "algo": "standard"})
     assert work({**ddpm, "epochs": 20.0}) > work(ddpm)
+
+
+def test_the_wall_estimate_hands_whole_tasks_to_the_first_free_worker():
+    from madlab.plan import makespan
+
+    assert makespan([4.0, 4.0], 2) == 4.0
+    assert makespan([1.0, 1.0, 6.0, 1.0], 2) == 7.0       # 1 | 1, then 6 on the first free, 1 on the other
+    assert makespan([3.0, 3.0, 3.0], 2) == 6.0            # not 4.5: a task cannot be split
+    assert makespan([2.0, 5.0], 1) == 7.0
