@@ -45,11 +45,11 @@ def load(directory: Path):
         from madlab.sweep import load_tasks
         from madlab.store import partial_rows
 
-        tasks_ = load_tasks(directory)[1]
-        frame, what = partial_rows(directory, [t.id for t in tasks_])
+        sweep_tasks = load_tasks(directory)[1]
+        frame, what = partial_rows(directory, [t.id for t in sweep_tasks])
         if frame is not None:
             stderr.print(f"{directory}: {RESULTS} is not up to date; reading the rows on disk: {what}")
-            frame = finished_configurations(frame, tasks_)
+            frame = finished_configurations(frame, sweep_tasks)
     tasks = sorted((directory / "tasks").glob("*.parquet")) if frame is None and not path.exists() else []
     if frame is None and not path.exists() and not tasks:
         raise ConfigError(f"{directory} holds no {RESULTS}; run `madlab run --out {directory}` or "
