@@ -25,22 +25,29 @@ from madlab.config import RunConfig
 from madlab.runner import run_config
 from toy import compiled
 from toy.ddpm import DDPMConfig, ToyDDPM
+from toy.learners import LEARNERS
+from toy.reference import ReferenceDDPM, reference_config
 
 SHARED = dict(seeds=16, threads=1, repeats=3)
 TINY = dict(seeds=2, epochs=1, n_sample=20, gens=1, repeats=1)
 VARIANTS = {  # name: DDPMConfig options (the compiled ones only with --compile)
     "resmlp-silu torch ops": dict(learner="resmlp-silu", kernels="torch"),
     "resmlp-silu compile": dict(learner="resmlp-silu", kernels="compile"),
+    "resmlp-silu bf16": dict(learner="resmlp-silu", kernels="compile", precision="bf16"),
     "resmlp-sin torch ops": dict(learner="resmlp-sin", kernels="torch"),
     "resmlp-sin fused": dict(learner="resmlp-sin", kernels="fused"),
     "resmlp-sin compile": dict(learner="resmlp-sin", kernels="compile"),
     "resmlp-ln fused": dict(learner="resmlp-ln", kernels="fused"),
     "resmlp-ln compile": dict(learner="resmlp-ln", kernels="compile"),
+    "toy-diffusion": dict(learner="toy-diffusion", kernels="torch"),
+    "toy-diffusion bf16": dict(learner="toy-diffusion", kernels="torch", precision="bf16"),
 }
 RATIOS = (("resmlp-silu torch ops", "resmlp-sin fused"), ("resmlp-sin fused", "resmlp-ln fused"),
           ("resmlp-sin torch ops", "resmlp-sin fused"),
           ("resmlp-silu torch ops", "resmlp-silu compile"), ("resmlp-silu compile", "resmlp-sin fused"),
-          ("resmlp-sin fused", "resmlp-sin compile"), ("resmlp-ln fused", "resmlp-ln compile"))
+          ("resmlp-sin fused", "resmlp-sin compile"), ("resmlp-ln fused", "resmlp-ln compile"),
+          ("resmlp-silu torch ops", "resmlp-silu bf16"), ("resmlp-silu compile", "resmlp-silu bf16"),
+          ("toy-diffusion", "toy-diffusion bf16"))
 UNITS = {"training": "us CPU per seed-step", "guided sampling": "us CPU per seed-point",
          "seed-generation": "CPU-s per seed-generation"}
 
@@ -50,8 +57,18 @@ def arguments(ap) -> None:
     ap.add_argument("--n-sample", type=int, default=250, help="points sampled per seed")
     ap.add_argument("--gens", type=int, default=2, help="generations of the end-to-end run (0: skip)")
     ap.add_argument("--compile", action="store_true", help="also the torch.compile variants")
+    ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
     ap.add_argument("--seed-block", type=int, default=None,
                     help="seeds per training block for the compiled variants (default: the path's 16)")
+
+
+def backend(config: DDPMConfig):
+    """The toy DDPM of `config` as madlab.runner builds it: the fast path, or the autograd
+    reference for toy-diffusion."""
+    config = config.validate()
+    if LEARNERS[config.learner].fast:
+        return ToyDDPM(config)
+    return ReferenceDDPM(reference_config(config))
 
 
 def run_with_kernels(kernels: str, cfg: RunConfig):
@@ -83,13 +100,15 @@ def first_call(label: str, fn) -> None:
 
 def run(args) -> None:
     variants = {k: v for k, v in VARIANTS.items() if args.compile or v["kernels"] != "compile"}
+    if args.only:
+        variants = {k: v for k, v in variants.items() if k in args.only.split(",")}
     if args.compile and not compiled.available():
         print(f"torch.compile unavailable ({compiled.error()}): compiled variants skipped")
         variants = {k: v for k, v in variants.items() if v["kernels"] != "compile"}
     N = args.seeds
     streams = SeedStreams(range(N))
     data = torch.randn(N, 1250, 2)
-    backends = {name: ToyDDPM(DDPMConfig(**opts, seed_block=args.seed_block
+    backends = {name: backend(DDPMConfig(**opts, seed_block=args.seed_block
                                          if opts["kernels"] == "compile" else None))
                 for name, opts in variants.items()}
     models = {name: b.init(streams.keys("init")) for name, b in backends.items()}
@@ -109,7 +128,7 @@ def run(args) -> None:
                                    for k, v in best_interleaved(sample, args.repeats).items()}}
     if args.gens:
         runs = {name: (lambda o=opts: run_with_kernels(o["kernels"], RunConfig.from_flat(
-                    seeds=N, gens=args.gens, learner=o["learner"])))
+                    seeds=N, gens=args.gens, **{k: v for k, v in o.items() if k != "kernels"})))
                 for name, opts in variants.items()}
         if any(o["kernels"] == "compile" for o in variants.values()):
             for name, fn in runs.items():   # the first round: new shapes compile (in-process cache)

@@ -22,6 +22,7 @@ VARIANCES = ("beta", "posterior")
 LR_SCHEDULES = ("linear", "constant")
 KERNEL_MODES = ("auto", "fused", "torch", "compile")  # toy.fused: $MADLAB_KERNELS; compile: toy.compiled
 FINETUNE_STARTS = ("restart", "continue")      # how the SIMS auxiliary fine-tune starts
+PRECISIONS = ("fp32", "bf16")                  # matrix products: toy.compiled._mm, toy.reference
 
 ESTIMATORS = ("mle", "unbiased")               # toy.gaussian_fit
 BANDWIDTHS = ("scott", "silverman", "fixed")   # toy.kde
@@ -80,6 +81,12 @@ class DDPMConfig:
         "recomputed every generation, and map samples back (the toy-diffusion notebook's "
         "x = (x - x.mean()) / x.std(); toy.standardize). The SIMS auxiliary model keeps its "
         "base's scalars."))
+    precision: str = option("fp32", choices=PRECISIONS, id_if_default=False, help=(
+        "Precision of the network's matrix products, training and sampling: fp32, or bf16 "
+        "(operands rounded to bfloat16, float32 accumulation; parameters, Adam, activations and "
+        "the sampler's state stay float32). bf16 is faster where the CPU has bf16 instructions "
+        "(AVX512-BF16, AMX) or on a GPU, and changes the numbers: measured in "
+        "docs/performance.md. resmlp-*: through torch.compile; toy-diffusion: torch.autocast."))
     device: str = "cpu"               # set from the run's --device
     seed_block: int | None = None     # speed only: seeds trained together (None: ~10000 rows per block
                                       # fused on CPU, 16 seeds with torch ops on CPU, all on GPU)
@@ -116,6 +123,10 @@ class DDPMConfig:
                 "seed_block and sample_rows must be positive")
         require(self.kernels in (None, *KERNEL_MODES),
                 f"unknown kernels {self.kernels!r}; choose one of {', '.join(KERNEL_MODES)}")
+        require(self.precision == "fp32" or self.kernels in (None, "auto", "compile")
+                or not (learner and learner.fast),      # toy.reference: autocast, no kernels
+                f"precision bf16 runs on the compiled step (toy.compiled), not on kernels="
+                f"{self.kernels!r}: leave kernels unset")
         return self
 
     def to_dict(self) -> dict:

@@ -34,8 +34,10 @@ class FastResMLP(ResMLP):
         fusable = on_cpu and c.activation == "relu" and c.width <= fused.MAX_WIDTH
         if c.kernels == "fused" and not fusable:
             raise ValueError("kernels='fused' needs the CPU and the relu activation")
-        # opt-in torch.compile of the step and the sampler step (toy/compiled.py)
-        self.compiled = (c.kernels or fused.mode()) == "compile"
+        # opt-in torch.compile of the step and the sampler step (toy/compiled.py); bf16 products
+        # exist only there (the casts fuse into inductor's loops)
+        self.dtype = torch.bfloat16 if c.precision == "bf16" else torch.float32
+        self.compiled = c.precision == "bf16" or (c.kernels or fused.mode()) == "compile"
         if self.compiled:
             compiled.check(self.device)
         self.fused = not self.compiled and fusable and fused.kernels(c.kernels) is not None

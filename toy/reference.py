@@ -90,12 +90,14 @@ class ReferenceConfig:
     finetune_lr: str = "restart"       # restart: the lr schedule from lr again | continue: the lr where the start model's schedule ended
     guidance_from: int = 1             # SIMS guidance only for guidance_from <= t <= guidance_to
     guidance_to: int | None = None     # None: T
+    precision: str = "fp32"            # fp32 | bf16: the network under torch.autocast (products in bf16)
     device: str = "cpu"
 
     def validate(self) -> "ReferenceConfig":
         choices = [("schedule", SCHEDULES), ("grid", GRIDS), ("arch", ARCHITECTURES),
                    ("activation", tuple(ACTIVATIONS)), ("time_input", TIME_INPUTS),
-                   ("lr_schedule", LR_SCHEDULES), ("finetune_adam", CARRY), ("finetune_lr", CARRY)]
+                   ("lr_schedule", LR_SCHEDULES), ("finetune_adam", CARRY), ("finetune_lr", CARRY),
+                   ("precision", ("fp32", "bf16"))]
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(allowed)}")
@@ -139,7 +141,7 @@ def reference_config(fast: DDPMConfig) -> ReferenceConfig:
                    batch_size=fast.batch_size, lr=fast.lr, lr_schedule=fast.lr_schedule,
                    lr_end_factor=fast.lr_end_factor, finetune_adam=fast.finetune,
                    finetune_lr=fast.finetune, guidance_from=fast.guide_t_min,
-                   guidance_to=fast.guide_t_max, device=fast.device)
+                   guidance_to=fast.guide_t_max, precision=fast.precision, device=fast.device)
 
 
 class Ensemble(TrainedParams):
@@ -201,7 +203,15 @@ class ReferenceDDPM:
         return torch.cat([torch.sin(angle), torch.cos(angle)], -1)
 
     def eps(self, p: Params, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """eps_theta(x_t, t) for x [N, B, d] and integer t [N, B] (or broadcastable) -> [N, B, d]."""
+        """eps_theta(x_t, t) for x [N, B, d] and integer t [N, B] (or broadcastable) -> [N, B, d];
+        with precision bf16 under torch.autocast (the products in bfloat16, forward and backward),
+        returned in float32."""
+        if self.config.precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                return self._eps(p, x, t).float()
+        return self._eps(p, x, t)
+
+    def _eps(self, p: Params, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         emb = self.embed(t).expand(*x.shape[:2], self.embed_dim)
         c = self.config
         h = torch.baddbmm(p["in.b"], torch.cat([x, emb], -1), p["in.w"])

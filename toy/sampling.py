@@ -58,7 +58,7 @@ def _compiled_step(net: "ToyDDPM", p: Params, xb: torch.Tensor, z: torch.Tensor,
     emb = net.embed(torch.full((p["in.b"].shape[0], 1), t, device=net.device))
     beta, ab = net.betas[t], net.alpha_bar[t]
     sigma = net.sigmas[t] if t > 1 else torch.zeros((), device=net.device)
-    step = compiled.sample_step(c.depth, c.layer_norm, c.activation)
+    step = compiled.sample_step(c.depth, c.layer_norm, c.activation, net.dtype)
     xb.copy_(step(S, guided, p, xb, emb, torch.tensor(omega, device=net.device),
                   beta / (1 - ab).sqrt(), 1 / (1 - beta).sqrt(), sigma * z))
 

@@ -99,7 +99,7 @@ def train(net: "ToyDDPM", model: Params, data: torch.Tensor, epochs: float, keys
         forward, backward = net._forward, net._backward
     if net.compiled:
         layout = tuple(key for key, _, _, _ in net._layout())
-        grads_of = compiled.train_grads(c.depth, c.layer_norm, c.activation, layout)
+        grads_of = compiled.train_grads(c.depth, c.layer_norm, c.activation, layout, net.dtype)
     step = 0
     for chunk_start in range(0, n_epochs, chunk):
         epochs_now = min(chunk, n_epochs - chunk_start)
