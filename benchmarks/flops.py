@@ -29,9 +29,10 @@ def forward_flops(b: ToyDDPM) -> int:
     return 2 * ((d + e) * w + c.depth * ((w + e) * w + w * w) + w * d)
 
 
-def matmul_peak(device: str, n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of an n x n fp32 matmul on `device`, best of `repeats` (CPU time on the CPU)."""
-    a, m = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_peak(device: str, n: int = 2048, repeats: int = 5,
+                dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of an n x n matmul in `dtype` on `device`, best of `repeats` (CPU time on the CPU)."""
+    a, m = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
     a @ m
     sync(device)
     wall, cpu = best_of(lambda: (a @ m, sync(device)), repeats)

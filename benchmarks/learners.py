@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from benchmarks.flops import forward_flops, matmul_peak
 from benchmarks.harness import best_interleaved
 from loops.rng import SeedStreams
 from madlab.config import RunConfig
@@ -138,6 +139,17 @@ def run(args) -> None:
     for measure, row in results.items():
         for name, value in row.items():
             print(f"{measure:>16} {name:>21}: {value:9.3f} {UNITS[measure]}")
+    # the training step's share of the machine's matmul rate, both measured here: FLOPs are the
+    # matrix products only (benchmarks.flops.forward_flops, x 3 for a training step), so a lower bound
+    peaks = {dt: matmul_peak("cpu", dtype=dt) for dt in (torch.float32, torch.bfloat16)}
+    print(f"matmul peak (2048^3, one thread): fp32 {peaks[torch.float32] / 1e9:.0f} GFLOP/s, "
+          f"bf16 {peaks[torch.bfloat16] / 1e9:.0f} GFLOP/s")
+    for name, b in backends.items():
+        if isinstance(b, ToyDDPM):
+            rate = 3 * forward_flops(b) * data.shape[1] / (results["training"][name] * 1e-6)
+            peak = peaks[b.dtype]
+            print(f"training step {name:>21}: {rate / 1e9:6.1f} GFLOP/s = {rate / peak:5.1%} of the "
+                  f"{'bf16' if b.dtype == torch.bfloat16 else 'fp32'} matmul peak")
     for a, b in RATIOS:
         if a in variants and b in variants:
             print(f"RATIO {a} / {b} (N={N}): " + ", ".join(
