@@ -139,9 +139,12 @@ def write_markdown(r, directory: Path, out: Path, figures: list[Path]) -> Path:
              "(the paper's E[·]); `median_*` replace E[dist(G^t)] by the median over seeds M_t "
              "(median ratio = mean of M_t over the window / M_1), which a few seeds decided by far "
              "samples do not move.", "",
-             "Classification (SIMS paper section 2): **MAD** if the curve still rises across the window "
-             "(drift = (late-half mean − early-half mean) / E[dist(G^1)] > drift tolerance); else "
-             f"**prevented** if ratio ≤ 1 + {r.tolerance:g}; else **mitigated** (plateau above generation 1).", ""]
+             "Classification (SIMS paper section 2, read from the ratio's band; analysis.mad.classify): "
+             "**MAD** if the curve still rises across the window (drift = (late-half mean − early-half "
+             "mean) / E[dist(G^1)] > drift tolerance); else **prevented** if the band reaches "
+             f"1 + {r.tolerance:g} (its lower end ≤ 1 + {r.tolerance:g}); else **mitigated** if the band "
+             "lies below the standard (ω = 0) ratio of the same |D_s|; else **MAD** (a plateau above "
+             "1 that SIMS does not lower).", ""]
     if r.outliers is not None:
         lines += [f"Outlier share: the share of a seed's evaluation samples beyond Mahalanobis radius "
                   f"{OUTLIER_RADIUS:g} under p_r, mean over seeds, at G^1 (`outlier_first`) and averaged "
