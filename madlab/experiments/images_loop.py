@@ -123,6 +123,9 @@ def figure(c: pd.DataFrame, s: Settings):
     axes[1].axhline(1, color="grey", lw=0.6)
     axes[1].set(xlabel="generation t", ylabel="E[FID(G^t)] / E[FID(G^1)]", title="FID ratio (paper Fig. 5, bottom)")
     for ax in axes:
+        # log scale: the fully synthetic loop grows by an order of magnitude or more, and the
+        # augment arms' ratios (near 1) must stay readable beside it
+        ax.set_yscale("log")
         ax.legend(fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(f"Image self-consuming loop on {s.edm_config().dataset}: |D_r| = {s.loop.n_real}, "
