@@ -11,6 +11,11 @@ round (new shapes compile).
 
     nice -n 5 python -m benchmarks learners --seeds 16
     OMP_NUM_THREADS=1 nice -n 10 python -m benchmarks learners --seeds 16 --compile
+    OMP_NUM_THREADS=1 python -m benchmarks learners --seeds 16 --compile --peer-seeds 2   # issue 26's table
+
+--peer-seeds K adds the one-model-at-a-time peer of benchmarks.throughput (a plain nn.Module and
+torch.optim.Adam per seed) on the same end-to-end experiment, K seeds per fast learner, and each
+variant's ratio to it.
 """
 from __future__ import annotations
 
@@ -38,8 +43,11 @@ VARIANTS = {  # name: DDPMConfig options (the compiled ones only with --compile)
     "resmlp-sin torch ops": dict(learner="resmlp-sin", kernels="torch"),
     "resmlp-sin fused": dict(learner="resmlp-sin", kernels="fused"),
     "resmlp-sin compile": dict(learner="resmlp-sin", kernels="compile"),
+    "resmlp-sin bf16": dict(learner="resmlp-sin", kernels="compile", precision="bf16"),
+    "resmlp-ln torch ops": dict(learner="resmlp-ln", kernels="torch"),
     "resmlp-ln fused": dict(learner="resmlp-ln", kernels="fused"),
     "resmlp-ln compile": dict(learner="resmlp-ln", kernels="compile"),
+    "resmlp-ln bf16": dict(learner="resmlp-ln", kernels="compile", precision="bf16"),
     "toy-diffusion": dict(learner="toy-diffusion", kernels="torch"),
     "toy-diffusion bf16": dict(learner="toy-diffusion", kernels="torch", precision="bf16"),
 }
@@ -48,7 +56,8 @@ RATIOS = (("resmlp-silu torch ops", "resmlp-sin fused"), ("resmlp-sin fused", "r
           ("resmlp-silu torch ops", "resmlp-silu compile"), ("resmlp-silu compile", "resmlp-sin fused"),
           ("resmlp-sin fused", "resmlp-sin compile"), ("resmlp-ln fused", "resmlp-ln compile"),
           ("resmlp-silu torch ops", "resmlp-silu bf16"), ("resmlp-silu compile", "resmlp-silu bf16"),
-          ("toy-diffusion", "toy-diffusion bf16"))
+          ("resmlp-sin fused", "resmlp-sin bf16"), ("resmlp-ln fused", "resmlp-ln bf16"),
+          ("resmlp-ln torch ops", "resmlp-ln fused"), ("toy-diffusion", "toy-diffusion bf16"))
 UNITS = {"training": "us CPU per seed-step", "guided sampling": "us CPU per seed-point",
          "seed-generation": "CPU-s per seed-generation"}
 
@@ -59,6 +68,9 @@ def arguments(ap) -> None:
     ap.add_argument("--gens", type=int, default=2, help="generations of the end-to-end run (0: skip)")
     ap.add_argument("--compile", action="store_true", help="also the torch.compile variants")
     ap.add_argument("--only", default="", help="comma-separated variant names (default: all)")
+    ap.add_argument("--peer-seeds", type=int, default=0,
+                    help="also run this many seeds of the end-to-end experiment one model at a time "
+                         "(benchmarks.throughput's peer) per fast learner, for the ratio to it (0: skip)")
     ap.add_argument("--seed-block", type=int, default=None,
                     help="seeds per training block for the compiled variants (default: the path's 16)")
 
@@ -136,6 +148,22 @@ def run(args) -> None:
                 first_call(f"first end-to-end run {name:>21} ({N} seeds x {args.gens} generations)", fn)
         results["seed-generation"] = {k: v / N / args.gens for k, v in
                                       best_interleaved(runs, max(1, args.repeats - 1)).items()}
+    if args.gens and args.peer_seeds:
+        # the one-model-at-a-time peer (benchmarks.throughput) on the same experiment, per learner
+        from benchmarks.throughput import peer_run
+        peer = {}
+        for learner in dict.fromkeys(o["learner"] for o in variants.values()):
+            if not LEARNERS[learner].fast:
+                continue   # toy-diffusion runs on the autograd reference: no separate peer
+            cfg = RunConfig.from_flat(seeds=1, gens=args.gens, learner=learner).validate()
+            peer[learner] = sum(sum(peer_run(cfg, s).values()) for s in range(args.peer_seeds)) / (
+                args.peer_seeds * args.gens)
+            print(f"{'seed-generation':>16} {learner + ' peer':>21}: {peer[learner]:9.3f} "
+                  f"{UNITS['seed-generation']} (one nn.Module per seed, {args.peer_seeds} seeds)")
+        for name, o in variants.items():
+            if o["learner"] in peer:
+                print(f"RATIO {o['learner']} peer / {name}: seed-generation "
+                      f"{peer[o['learner']] / results['seed-generation'][name]:.2f}x")
     for measure, row in results.items():
         for name, value in row.items():
             print(f"{measure:>16} {name:>21}: {value:9.3f} {UNITS[measure]}")
