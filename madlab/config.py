@@ -249,6 +249,18 @@ class RunConfig(_RunBackends):
 
 
 OPTIONS: list[Spec] = specs(RunConfig)
+
+
+def with_later_options(frame: pd.DataFrame) -> pd.DataFrame:
+    """A results table whose rows recorded before an option existed (the options declared with
+    id_if_default=False: their default is what every earlier run did) carry that default in the
+    option's column instead of a null, so that rows of one configuration recorded before and
+    after the option was added read as one configuration (one run id already says so), not as
+    two families of a report."""
+    later = {s.flat: s.default for s in OPTIONS if not s.id_if_default and s.flat in frame.columns}
+    missing = {k: v for k, v in later.items() if frame[k].isna().any()}
+    return frame.fillna(missing) if missing else frame
+
 check_unique(OPTIONS)
 
 

@@ -198,6 +198,32 @@ def test_status_and_report_show_the_finished_generations_of_an_unfinished_task(t
     pd.testing.assert_frame_equal(canonical(frame), canonical(run_config(tasks[1].run_config())), check_exact=True)
 
 
+def test_a_configuration_of_several_seed_chunks_with_only_checkpoints_is_left_out(tmp_path, capsys):
+    """A seed chunk's own run id names its seeds; its checkpoint rows must carry the task's
+    (the configuration's) run id, as its finished file does, or the report cannot tell that the
+    configuration is unfinished and lets its few generations into the analysis."""
+    from madlab.cli import main
+    from madlab.executors import LocalExecutor
+    from madlab.sweep import run_sweep
+
+    s = SweepSpec(name="p", base={**GAUSS, "gens": 8, "seeds": 4}, grid={"omega": [0.0, 1.0]}, seed_chunk=2)
+    tasks = open_sweep(tmp_path, s, s.tasks())
+    done = [t for t in tasks if t.point["omega"] == 0.0]
+    assert len(done) == 2 and done[0].run_config().run_id() != done[0].run   # chunked: ids differ
+    run_sweep(tmp_path, done, LocalExecutor(jobs=1))
+    stopped = next(t for t in tasks if t.point["omega"] == 1.0)
+    with pytest.raises(Stop):
+        run_config(stopped.run_config(), stop_after(5, 2), store.TaskCheckpoint(tmp_path, stopped.id))
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(tmp_path), "--boot", "20", "--out", str(tmp_path / "report")])
+    assert exit_.value.code == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "left out 1 unfinished configuration (omega=1.0): reporting the 1 finished ones" in err
+    table = pd.read_csv(tmp_path / "report" / "configurations.csv")
+    assert list(table["omega"]) == [0.0] and list(table["last_generation"]) == [8]
+    assert list(table["seeds"]) == [4]
+
+
 def test_a_report_before_any_configuration_finishes_reads_every_unfinished_one(tmp_path, capsys):
     from madlab.cli import main
 

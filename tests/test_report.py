@@ -140,6 +140,32 @@ def test_each_family_of_other_options_gets_its_own_figure(tmp_path, capsys):
     assert dict(zip(best["n_aux"], best["threshold_status"])) == {500: "none", 2000: "located"}
 
 
+def test_rows_recorded_before_an_option_existed_are_one_family_with_the_later_ones(tmp_path, capsys):
+    """A sweep extended after `precision` was added: its older task files have no such column (a
+    null once merged), the newer ones "fp32". One configuration family, not two: a later-added
+    option's default is what the older runs did (config.with_later_options)."""
+    from test_mad import flat, table
+
+    older = table({(125, 0.0): flat(2.0, gens=25), (125, 3.0): flat(1.0, gens=25)})
+    newer = table({(250, 0.0): flat(2.5, gens=25), (250, 3.0): flat(1.5, gens=25)}, precision="fp32")
+    assert "precision" not in older.columns
+    (tmp_path / "in").mkdir()
+    pd.concat([older, newer], ignore_index=True).to_parquet(tmp_path / "in" / "results.parquet")
+    code, out, err = report([str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--boot", "50"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").glob("figure5*.png")) == ["figure5.png"]
+    best = pd.read_csv(tmp_path / "out" / "best_omega.csv")
+    assert sorted(best["n_synth"]) == [125, 250] and set(best["threshold_status"]) == {"located"}
+    # a bf16 configuration is a different family all the same
+    bf16 = table({(125, 0.0): flat(2.0, gens=25), (125, 3.0): flat(1.3, gens=25)}, precision="bf16")
+    bf16["run"] += "-bf16"   # its own run id, as RunConfig.run_id gives it
+    pd.concat([older, newer, bf16], ignore_index=True).to_parquet(tmp_path / "in" / "results.parquet")
+    code, out, err = report([str(tmp_path / "in"), "--out", str(tmp_path / "out2"), "--boot", "50"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out2").glob("figure5*.png")) == [
+        "figure5-precisionbf16.png", "figure5-precisionfp32.png"]
+
+
 def paper_table(**columns):
     from test_mad import flat, table
 

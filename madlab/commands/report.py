@@ -46,7 +46,7 @@ def load(directory: Path):
         from madlab.store import partial_rows
 
         sweep_tasks = load_tasks(directory)[1]
-        frame, what = partial_rows(directory, [t.id for t in sweep_tasks])
+        frame, what = partial_rows(directory, {t.id: t.run for t in sweep_tasks})
         if frame is not None:
             stderr.print(f"{directory}: {RESULTS} is not up to date; reading the rows on disk: {what}")
             frame = finished_configurations(frame, sweep_tasks)
@@ -68,7 +68,9 @@ def load(directory: Path):
     if missing:
         raise ConfigError(f"{path} is not a madlab results table (it lacks the column(s) "
                           f"{', '.join(missing)}); give a run or sweep directory that madlab wrote")
-    return frame
+    from madlab.config import with_later_options
+
+    return with_later_options(frame)
 
 
 def finished_configurations(frame, tasks):

@@ -10,7 +10,7 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Mapping
 
 from madlab.store.atomic import atomic_write_bytes, discard
 from madlab.store.layout import CHECKPOINT, TASKS, task_paths
@@ -204,13 +204,15 @@ def checkpointed_generations(out: Path, task_id: str) -> int:
 
 
 
-def partial_rows(out: Path, task_ids: Iterable[str]) -> "tuple[pd.DataFrame | None, str]":
-    """Every row on disk so far of the tasks `task_ids`, in their order: a finished task's file,
-    else the finished generations of its checkpoint; and a few words saying what was read."""
+def partial_rows(out: Path, runs: Mapping[str, str]) -> "tuple[pd.DataFrame | None, str]":
+    """Every row on disk so far of the tasks of `runs` (task id -> the task's run id), in their
+    order: a finished task's file, else the finished generations of its checkpoint, their `run`
+    set to the task's as the sweep's worker sets it when the task finishes (a seed chunk's own
+    run id names its seeds too); and a few words saying what was read."""
     import pandas as pd
 
     frames, done, partial, generations = [], 0, 0, 0
-    for task_id in task_ids:
+    for task_id, run in runs.items():
         path = task_paths(out, task_id)["done"]
         if path.exists():
             try:                   # only a file that verifies as this task's (read_verified)
@@ -221,7 +223,7 @@ def partial_rows(out: Path, task_ids: Iterable[str]) -> "tuple[pd.DataFrame | No
                 pass
         rows = TaskCheckpoint(out, task_id).rows()
         if rows is not None:
-            frames.append(rows)
+            frames.append(rows.assign(run=run))
             partial += 1
             generations += int(rows["generation"].max())
     what = (f"{done} finished task{'s' * (done != 1)}"
