@@ -249,6 +249,7 @@ class RunConfig(_RunBackends):
 
 
 OPTIONS: list[Spec] = specs(RunConfig)
+check_unique(OPTIONS)
 
 
 def with_later_options(frame: pd.DataFrame) -> pd.DataFrame:
@@ -260,8 +261,6 @@ def with_later_options(frame: pd.DataFrame) -> pd.DataFrame:
     later = {s.flat: s.default for s in OPTIONS if not s.id_if_default and s.flat in frame.columns}
     missing = {k: v for k, v in later.items() if frame[k].isna().any()}
     return frame.fillna(missing) if missing else frame
-
-check_unique(OPTIONS)
 
 
 def option_spec(name: str) -> Spec:
