@@ -222,6 +222,14 @@ def test_a_configuration_of_several_seed_chunks_with_only_checkpoints_is_left_ou
     table = pd.read_csv(tmp_path / "report" / "configurations.csv")
     assert list(table["omega"]) == [0.0] and list(table["last_generation"]) == [8]
     assert list(table["seeds"]) == [4]
+    # a finished task file that no longer verifies (torn) is named, left out, never merged
+    torn = store.task_paths(tmp_path, done[0].id)["done"]
+    torn.write_bytes(torn.read_bytes()[:300])
+    (tmp_path / "results.parquet").unlink(missing_ok=True)
+    with pytest.raises(SystemExit) as exit_:
+        main(["report", str(tmp_path), "--boot", "20", "--out", str(tmp_path / "report2")])
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"left out 1 task file that does not verify ({torn.name}: torn or not this sweep's" in err
 
 
 def test_a_report_before_any_configuration_finishes_reads_every_unfinished_one(tmp_path, capsys):

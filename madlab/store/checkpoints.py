@@ -211,7 +211,7 @@ def partial_rows(out: Path, runs: Mapping[str, str]) -> "tuple[pd.DataFrame | No
     run id names its seeds too); and a few words saying what was read."""
     import pandas as pd
 
-    frames, done, partial, generations = [], 0, 0, 0
+    frames, done, partial, generations, bad = [], 0, 0, 0, []
     for task_id, run in runs.items():
         path = task_paths(out, task_id)["done"]
         if path.exists():
@@ -220,7 +220,7 @@ def partial_rows(out: Path, runs: Mapping[str, str]) -> "tuple[pd.DataFrame | No
                 done += 1
                 continue
             except Unverified:     # torn, changed or another task's: the sweep recomputes it
-                pass
+                bad.append(path.name)
         rows = TaskCheckpoint(out, task_id).rows()
         if rows is not None:
             frames.append(rows.assign(run=run))
@@ -228,7 +228,10 @@ def partial_rows(out: Path, runs: Mapping[str, str]) -> "tuple[pd.DataFrame | No
             generations += int(rows["generation"].max())
     what = (f"{done} finished task{'s' * (done != 1)}"
             + (f" and {generations} finished generations of {partial} unfinished "
-               f"task{'s' * (partial != 1)}" if partial else ""))
+               f"task{'s' * (partial != 1)}" if partial else "")
+            + (f"; left out {len(bad)} task file{'s' * (len(bad) != 1)} that do{'es' * (len(bad) == 1)} "
+               f"not verify ({', '.join(bad[:3])}{', ...' * (len(bad) > 3)}: torn or not this "
+               f"sweep's; rerunning the sweep computes {'them' if len(bad) > 1 else 'it'} again)" if bad else ""))
     if not frames:
         return None, what
     return pd.concat(frames, ignore_index=True), what
